@@ -1,0 +1,308 @@
+//! The partner connection: the JSON kept in Secrets Manager (AWS Transfer Family
+//! connector keys plus connection details), validated once into [`Partner`].
+//!
+//! ```json
+//! { "Host": "sftp.partner.example", "Port": 22, "Username": "acme",
+//!   "PrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\n...", "Password": "...",
+//!   "TrustedHostKeys": ["ssh-ed25519 AAAAC3Nz..."], "RemoteDirectory": "inbound" }
+//! ```
+//!
+//! Parsing never echoes a value of a secret field: the JSON is first read as an
+//! untyped tree (syntax errors carry only a line and column) and each field is
+//! then checked by hand, so a type error names the field, not its content.
+
+use std::fmt;
+use std::sync::Arc;
+
+use russh::keys::PrivateKey;
+use serde_json::{Map, Value};
+
+use crate::hostkey::TrustedHostKeys;
+
+/// What is wrong with a partner configuration. Messages name the field, never a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The text is not a JSON object.
+    #[error("partner config is not valid JSON: {problem}")]
+    Json { problem: String },
+
+    /// A field has a problem.
+    #[error("partner config field {field}: {problem}")]
+    Field {
+        field: &'static str,
+        problem: String,
+    },
+
+    /// A field name we do not know (usually a typo).
+    #[error("partner config has an unknown field {field:?}; known fields are {known}")]
+    UnknownField { field: String, known: String },
+}
+
+fn field(field: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Field {
+        field,
+        problem: problem.into(),
+    }
+}
+
+/// A string that must never be printed.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for handing to the SSH layer only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A validated partner connection: every field can be trusted.
+#[derive(Clone)]
+pub struct Partner {
+    /// Host name or IP address of the partner's SFTP server.
+    pub host: String,
+    /// TCP port, 22 unless set.
+    pub port: u16,
+    /// Login name.
+    pub username: String,
+    /// Password login, tried when no key is set or the key is refused.
+    pub password: Option<Secret>,
+    /// Decoded (and decrypted) private key, tried first.
+    pub private_key: Option<Arc<PrivateKey>>,
+    /// The only server keys we accept.
+    pub trusted_host_keys: TrustedHostKeys,
+    /// Directory on the server under which every file is published (no trailing slash; `.` = login dir).
+    pub remote_directory: String,
+}
+
+impl fmt::Debug for Partner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Partner")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "private_key",
+                &self.private_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("trusted_host_keys", &self.trusted_host_keys)
+            .field("remote_directory", &self.remote_directory)
+            .finish()
+    }
+}
+
+const KNOWN: &[&str] = &[
+    "Host",
+    "Port",
+    "Username",
+    "Password",
+    "PrivateKey",
+    "PrivateKeyPassphrase",
+    "TrustedHostKeys",
+    "RemoteDirectory",
+];
+
+impl Partner {
+    /// Parse and validate the secret's JSON text.
+    pub fn from_json(text: &str) -> Result<Partner, ConfigError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::Json {
+            // serde_json's syntax errors describe position and kind, never the content.
+            problem: format!(
+                "{} at line {} column {}",
+                classify(&e),
+                e.line(),
+                e.column()
+            ),
+        })?;
+        let Value::Object(obj) = value else {
+            return Err(ConfigError::Json {
+                problem: "expected an object { \"Host\": ..., ... }".into(),
+            });
+        };
+        Self::from_object(&obj)
+    }
+
+    fn from_object(obj: &Map<String, Value>) -> Result<Partner, ConfigError> {
+        if let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(ConfigError::UnknownField {
+                field: unknown.clone(),
+                known: KNOWN.join(", "),
+            });
+        }
+        let host = required_str(obj, "Host")?;
+        if host.chars().any(|c| c.is_whitespace() || c.is_control()) || host.contains('/') {
+            return Err(field(
+                "Host",
+                "must be a host name or IP address, without spaces or a URL scheme",
+            ));
+        }
+        let port = match obj.get("Port") {
+            None | Some(Value::Null) => 22,
+            Some(Value::Number(n)) => port_from(n.as_u64())?,
+            Some(Value::String(s)) => port_from(s.trim().parse().ok())?,
+            Some(_) => return Err(field("Port", "must be a number between 1 and 65535")),
+        };
+        let username = required_str(obj, "Username")?;
+        if username.chars().any(|c| c.is_control()) {
+            return Err(field("Username", "must not contain control characters"));
+        }
+        let password = optional_str(obj, "Password")?.map(Secret);
+        let passphrase = optional_str(obj, "PrivateKeyPassphrase")?;
+        let private_key = optional_str(obj, "PrivateKey")?
+            .map(|pem| decode_private_key(&pem, passphrase.as_deref()))
+            .transpose()?
+            .map(Arc::new);
+        if passphrase.is_some() && private_key.is_none() {
+            return Err(field(
+                "PrivateKeyPassphrase",
+                "is set but PrivateKey is missing",
+            ));
+        }
+        if password.is_none() && private_key.is_none() {
+            return Err(field(
+                "Password",
+                "neither Password nor PrivateKey is set: give at least one",
+            ));
+        }
+        let trusted_host_keys =
+            match obj.get("TrustedHostKeys") {
+                None | Some(Value::Null) => return Err(field(
+                    "TrustedHostKeys",
+                    "is required: list the partner's host public keys (e.g. from `ssh-keyscan` \
+                     checked with the partner, or `sftp-forward test-connection --print-host-key`)",
+                )),
+                Some(Value::Array(items)) => {
+                    let mut lines = Vec::with_capacity(items.len());
+                    for (i, item) in items.iter().enumerate() {
+                        match item {
+                            Value::String(s) => lines.push(s.as_str()),
+                            _ => {
+                                return Err(field(
+                                    "TrustedHostKeys",
+                                    format!("entry {i} is not a string"),
+                                ))
+                            }
+                        }
+                    }
+                    TrustedHostKeys::parse(lines)?
+                }
+                Some(Value::String(s)) => TrustedHostKeys::parse(s.lines())?,
+                Some(_) => {
+                    return Err(field(
+                        "TrustedHostKeys",
+                        "must be a list of OpenSSH public key lines",
+                    ))
+                }
+            };
+        let remote_directory = normalise_remote_directory(optional_str(obj, "RemoteDirectory")?)?;
+        Ok(Partner {
+            host,
+            port,
+            username,
+            password,
+            private_key,
+            trusted_host_keys,
+            remote_directory,
+        })
+    }
+
+    /// `host:port`, for messages and for connecting.
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+fn classify(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Eof => "unexpected end of input",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected value",
+        serde_json::error::Category::Io => "read error",
+    }
+}
+
+fn port_from(n: Option<u64>) -> Result<u16, ConfigError> {
+    match n {
+        Some(p @ 1..=65535) => Ok(p as u16),
+        _ => Err(field("Port", "must be a number between 1 and 65535")),
+    }
+}
+
+fn optional_str(
+    obj: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(field(name, "must be a string")),
+    }
+}
+
+fn required_str(obj: &Map<String, Value>, name: &'static str) -> Result<String, ConfigError> {
+    optional_str(obj, name)?
+        .map(|s| s.trim().to_owned())
+        .ok_or_else(|| field(name, "is required and must be a non-empty string"))
+}
+
+fn decode_private_key(text: &str, passphrase: Option<&str>) -> Result<PrivateKey, ConfigError> {
+    use russh::keys::Error as K;
+    // Secrets Manager UIs often turn newlines into literal "\n": accept both.
+    let text = if !text.contains('\n') && text.contains("\\n") {
+        text.replace("\\n", "\n")
+    } else {
+        text.to_owned()
+    };
+    // The key library's messages can quote parts of the input: map them to our own words.
+    russh::keys::decode_secret_key(&text, passphrase).map_err(|e| match e {
+        K::KeyIsEncrypted if passphrase.is_none() => {
+            field("PrivateKey", "is encrypted: set PrivateKeyPassphrase")
+        }
+        K::KeyIsEncrypted | K::SshKey(russh::keys::ssh_key::Error::Crypto) => field(
+            "PrivateKeyPassphrase",
+            "does not decrypt PrivateKey (wrong passphrase?)",
+        ),
+        K::UnsupportedKeyType { .. } => field(
+            "PrivateKey",
+            "has an unsupported key type: use ed25519, ECDSA or RSA",
+        ),
+        _ => field(
+            "PrivateKey",
+            "is not a valid private key: expected OpenSSH (-----BEGIN OPENSSH PRIVATE KEY-----) \
+             or PEM (RSA, EC, PKCS#8) text",
+        ),
+    })
+}
+
+fn normalise_remote_directory(dir: Option<String>) -> Result<String, ConfigError> {
+    let Some(dir) = dir else {
+        return Ok(".".into());
+    };
+    if dir.chars().any(|c| c.is_control() || c == '\\') {
+        return Err(field(
+            "RemoteDirectory",
+            "must not contain control characters or backslashes",
+        ));
+    }
+    if dir.split('/').any(|seg| seg == "..") {
+        return Err(field("RemoteDirectory", "must not contain `..`"));
+    }
+    let trimmed = dir.trim_end_matches('/');
+    Ok(if trimmed.is_empty() {
+        "/".into()
+    } else {
+        trimmed.to_owned()
+    })
+}

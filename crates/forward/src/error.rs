@@ -1,0 +1,204 @@
+//! One error type for the crate. Every variant knows whether retrying can help
+//! ([`Error::is_transient`]); callers map that to "retry the event" or "report it
+//! for an operator to fix". No variant ever carries a secret value.
+
+use std::io;
+use std::time::Duration;
+
+use russh_sftp::protocol::StatusCode;
+
+use crate::config::ConfigError;
+use crate::route::RouteError;
+
+/// Whether retrying the same work later can succeed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Network trouble, a busy or restarting server, a short read: retry.
+    Transient,
+    /// Configuration, trust, credentials, permissions or the path itself: an operator must act.
+    Permanent,
+}
+
+impl std::fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::Permanent => "permanent",
+        })
+    }
+}
+
+/// Everything that can go wrong while connecting to a partner and publishing a file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The partner configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    /// The object key cannot be mapped to a safe remote path.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+
+    /// The TCP connection to the partner could not be opened.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A network step did not finish within its configured bound.
+    #[error("timed out after {after:?} while {step} ({addr})")]
+    Timeout {
+        step: &'static str,
+        addr: String,
+        after: Duration,
+    },
+
+    /// The SSH layer failed (handshake, key exchange, channel, lost connection).
+    #[error("SSH {step} with {addr} failed: {source}")]
+    Ssh {
+        step: &'static str,
+        addr: String,
+        #[source]
+        source: russh::Error,
+    },
+
+    /// The server's host key is not one of `TrustedHostKeys`; nothing was authenticated or sent.
+    #[error(
+        "host key of {addr} is not trusted: the server offered {algorithm} {fingerprint}; \
+         if the partner confirms this key, add its public key line to TrustedHostKeys"
+    )]
+    UntrustedHostKey {
+        addr: String,
+        algorithm: String,
+        fingerprint: String,
+    },
+
+    /// The server rejected the login.
+    #[error("login to {addr} as {username:?} was rejected (tried: {methods})")]
+    AuthRejected {
+        addr: String,
+        username: String,
+        methods: String,
+    },
+
+    /// An SFTP request failed with a status from the server, or the SFTP channel broke.
+    #[error("SFTP {op} of {path:?} failed: {source}")]
+    Sftp {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: russh_sftp::client::error::Error,
+    },
+
+    /// The final name already exists and the overwrite policy is `fail-if-exists`.
+    #[error("{path:?} already exists on the partner and the overwrite policy is fail-if-exists")]
+    AlreadyExists { path: String },
+
+    /// Reading the source failed.
+    #[error("reading the source failed after {sent} bytes: {source}")]
+    Source {
+        sent: u64,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The source produced a different number of bytes than announced.
+    #[error("the source produced {got} bytes but {expected} were expected")]
+    LengthMismatch { expected: u64, got: u64 },
+
+    /// After upload the remote file's size differs from what was sent.
+    #[error("remote file {path:?} has {remote} bytes after upload but {sent} were sent")]
+    SizeMismatch {
+        path: String,
+        remote: u64,
+        sent: u64,
+    },
+}
+
+impl Error {
+    /// Transient or permanent: whether the same work may succeed if retried later.
+    pub fn class(&self) -> ErrorClass {
+        use ErrorClass::*;
+        match self {
+            Error::Config(_)
+            | Error::Route(_)
+            | Error::UntrustedHostKey { .. }
+            | Error::AuthRejected { .. }
+            | Error::AlreadyExists { .. } => Permanent,
+            Error::Connect { .. }
+            | Error::Timeout { .. }
+            | Error::Source { .. }
+            | Error::LengthMismatch { .. }
+            | Error::SizeMismatch { .. } => Transient,
+            Error::Ssh { source, .. } => ssh_class(source),
+            Error::Sftp { source, .. } => sftp_class(source),
+        }
+    }
+
+    /// Shorthand for `class() == Transient`.
+    pub fn is_transient(&self) -> bool {
+        self.class() == ErrorClass::Transient
+    }
+
+    pub(crate) fn sftp(
+        op: &'static str,
+        path: impl Into<String>,
+        source: russh_sftp::client::error::Error,
+    ) -> Self {
+        Error::Sftp {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// True when the SSH connection itself is gone (not a per-request refusal), so it must be re-opened.
+    pub(crate) fn connection_lost(&self) -> bool {
+        match self {
+            Error::Ssh { .. } | Error::Timeout { .. } => true,
+            Error::Sftp { source, .. } => !matches!(
+                source,
+                russh_sftp::client::error::Error::Status(_)
+                    | russh_sftp::client::error::Error::Limited(_)
+            ),
+            _ => false,
+        }
+    }
+}
+
+fn ssh_class(e: &russh::Error) -> ErrorClass {
+    use russh::Error as E;
+    match e {
+        // Algorithm mismatches and bad keys will not fix themselves.
+        E::NoCommonAlgo { .. }
+        | E::UnknownAlgo
+        | E::UnknownKey
+        | E::WrongServerSig
+        | E::CouldNotReadKey
+        | E::Keys(_)
+        | E::UnsupportedAuthMethod
+        | E::NoAuthMethod
+        | E::Version => ErrorClass::Permanent,
+        _ => ErrorClass::Transient,
+    }
+}
+
+fn sftp_class(e: &russh_sftp::client::error::Error) -> ErrorClass {
+    use russh_sftp::client::error::Error as E;
+    match e {
+        E::Status(status) => match status.status_code {
+            StatusCode::PermissionDenied
+            | StatusCode::NoSuchFile
+            | StatusCode::OpUnsupported
+            | StatusCode::BadMessage => ErrorClass::Permanent,
+            // SSH_FX_FAILURE covers disk full, quota and server-side trouble: retry later.
+            _ => ErrorClass::Transient,
+        },
+        E::Limited(_) => ErrorClass::Permanent,
+        E::IO(_) | E::Timeout | E::UnexpectedPacket | E::UnexpectedBehavior(_) => {
+            ErrorClass::Transient
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Stream any byte source to a partner's SFTP server: pinned host keys, atomic
+//! publish, verified size. The Lambda, the CLI and the benchmarks all call this.
+//!
+//! # Layout
+//! In the order a file travels:
+//! - [`config`]: the partner JSON (Secrets Manager) → validated [`Partner`]
+//! - [`route`]: object key → escape-proof [`RemotePath`] under `RemoteDirectory`
+//! - [`hostkey`]: `TrustedHostKeys` pinning and fingerprints
+//! - [`session`]: SSH connect, host key check, login, SFTP channel; [`Connector`] reuse
+//! - [`publish`]: temp name → pipelined writes → size check → rename
+//! - [`error`]: one [`Error`], each variant transient or permanent
+
+pub mod config;
+pub mod error;
+pub mod hostkey;
+pub mod publish;
+pub mod route;
+pub mod session;
+
+pub use config::{ConfigError, Partner};
+pub use error::{Error, ErrorClass};
+pub use hostkey::{Fingerprint, TrustedHostKeys};
+pub use publish::{Overwrite, PublishOutcome, Published};
+pub use route::{RemotePath, Route, RouteError};
+pub use session::{Connector, Session, Tuning};
