@@ -103,6 +103,7 @@ pub struct Session {
     /// Directories known to exist, so a batch of files does not re-check them.
     pub(crate) known_dirs: std::collections::HashSet<String>,
     host_key: Fingerprint,
+    local_addr: std::net::SocketAddr,
     last_used: Instant,
 }
 
@@ -134,6 +135,10 @@ impl Session {
                     source,
                 })?;
             tcp.set_nodelay(true).ok();
+            let local = tcp.local_addr().map_err(|source| Error::Connect {
+                addr: addr.clone(),
+                source,
+            })?;
             client::connect_stream(config, tcp, handler)
                 .await
                 .map_err(
@@ -150,8 +155,10 @@ impl Session {
                         },
                     },
                 )
+                .map(|ssh| (ssh, local))
         };
-        let mut ssh = bounded(tuning.connect_timeout, "connecting", &addr, connect).await?;
+        let (mut ssh, local_addr) =
+            bounded(tuning.connect_timeout, "connecting", &addr, connect).await?;
         let host_key = offered
             .lock()
             .ok()
@@ -223,6 +230,7 @@ impl Session {
             writes_in_flight: tuning.writes_in_flight.max(1),
             known_dirs: Default::default(),
             host_key,
+            local_addr,
             last_used: Instant::now(),
         })
     }
@@ -230,6 +238,11 @@ impl Session {
     /// The server's host key (already checked against the pins).
     pub fn host_key(&self) -> &Fingerprint {
         &self.host_key
+    }
+
+    /// Our end of the TCP connection (the partner's logs name this port).
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.local_addr
     }
 
     /// Whether the SSH connection is known to be closed.
