@@ -17,6 +17,7 @@ use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::error::Error;
 use crate::route::RemotePath;
@@ -101,12 +102,24 @@ impl Session {
         path: &RemotePath,
         policy: Overwrite,
     ) -> Result<Published, Error> {
-        let started = Instant::now();
         let dir = self.join(path.parent());
         let final_path = join2(&dir, path.file_name());
         let span = tracing::info_span!("publish", remote_path = %final_path, expected_len);
-        let _enter = span.enter();
+        self.publish_at(source, expected_len, path, &dir, final_path, policy)
+            .instrument(span)
+            .await
+    }
 
+    async fn publish_at<R: AsyncRead + Unpin>(
+        &mut self,
+        source: R,
+        expected_len: Option<u64>,
+        path: &RemotePath,
+        dir: &str,
+        final_path: String,
+        policy: Overwrite,
+    ) -> Result<Published, Error> {
+        let started = Instant::now();
         if policy != Overwrite::Overwrite {
             if let Some(existing) = self.size_of(&final_path).await? {
                 match policy {
@@ -132,7 +145,7 @@ impl Session {
         }
 
         self.create_dirs(path.parent()).await?;
-        let temp_path = join2(&dir, &temp_name(path.file_name()));
+        let temp_path = join2(dir, &temp_name(path.file_name()));
         let handle = match self.open_exclusive(&temp_path).await {
             // The directory may have been removed since we cached it: check once more.
             Err(Error::Sftp {

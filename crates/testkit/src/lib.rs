@@ -1,0 +1,618 @@
+//! Real servers for the integration tests: Debian's OpenSSH `sshd` as the partner's SFTP server.
+//!
+//! # What [`sshd()`] starts
+//!
+//! The first test of a test binary that calls [`sshd()`] starts `/usr/sbin/sshd -D` on 127.0.0.1;
+//! every other test of that binary waits for it and shares it. Everything it uses is made fresh for
+//! this run, under a run directory `/var/lib/sftp-forward-test/<user>/`:
+//!
+//! - `etc/`: its own `sshd_config`, an ed25519 host key, the client keys of [`ClientKeys`],
+//!   `authorized_keys/<user>`, the PID file and the log (`sshd -E`, `LogLevel VERBOSE`,
+//!   `internal-sftp -l INFO`), read with [`Sshd::log`]; inside the chroot internal-sftp has no
+//!   syslog socket, so its per-file lines do not reach the log: assert on files and logins instead;
+//! - a system user `sfwd<6 hex digits>` (one per run, so that two test binaries running at once never
+//!   overwrite each other's password) with a random password and no shell: its `Match User` block
+//!   forces `internal-sftp` in a chroot;
+//! - `chroot/` (root's, 0755) with `upload/` (the user's, writable; remote `upload`) and
+//!   `readonly/` (root's; remote `readonly`, where writes fail with permission denied).
+//!
+//! The run directory is not under `/tmp` or `/var/tmp` because sshd refuses a chroot unless every
+//! component of its path is root-owned and not group- or world-writable; [`sshd()`] checks that.
+//!
+//! # How it is cleaned up
+//!
+//! Right after the run directory is claimed, a watchdog (`sh`, in its own process group so that a
+//! Ctrl-C on the terminal does not reach it) is started with its stdin on a pipe whose only writer is
+//! the test process (Rust opens pipes close-on-exec, so no spawned program inherits it). When the
+//! test process ends for any reason (tests done, panic, `SIGKILL`) the kernel closes that pipe, the
+//! watchdog reads end-of-file and then: sends `SIGTERM` to the daemon by the PID in its `PidFile`
+//! (`SIGKILL` after 2 s), kills whatever still runs as the user, deletes the user with `userdel`
+//! and removes the run directory. Only a watchdog that is itself killed leaves them behind.
+//!
+//! # Port
+//!
+//! sshd cannot take over a socket bound by the test, so the port is found by binding
+//! `127.0.0.1:0` and releasing it; if sshd then logs "Address already in use" (someone took the port
+//! in between), it is started again on a new port, a few times.
+
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+const SSHD_BIN: &str = "/usr/sbin/sshd";
+const SSH_KEYGEN: &str = "/usr/bin/ssh-keygen";
+/// Parent of the run directories: root-owned 0755 all the way up, as sshd requires of a chroot.
+const BASE: &str = "/var/lib/sftp-forward-test";
+/// How long sshd may take to accept TCP connections.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many ports to try when the released port is taken before sshd binds it.
+const PORT_ATTEMPTS: u32 = 5;
+
+/// The sshd of this test binary: started by the first call, shared by all tests of the binary, and
+/// stopped when the process exits (see the crate doc).
+///
+/// Panics with sshd's log (or the failing set-up step) if it cannot be started; every later call
+/// panics with the same message rather than trying again.
+pub fn sshd() -> &'static Sshd {
+    static SSHD: OnceLock<Result<Sshd, String>> = OnceLock::new();
+    match SSHD.get_or_init(start) {
+        Ok(sshd) => sshd,
+        Err(e) => panic!("testkit: could not start sshd: {e}"),
+    }
+}
+
+/// A fresh empty directory under [`Sshd::upload_dir`], owned by the SFTP user, for one test.
+///
+/// Its name is `<name_hint>-<n>`, unique within the run. Returns the local path and the remote path
+/// as seen over SFTP (`upload/<name>`, relative to the user's home `/` in the chroot).
+pub fn scratch_dir(name_hint: &str) -> (PathBuf, String) {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    assert!(
+        !name_hint.is_empty() && !name_hint.contains('/'),
+        "scratch_dir: the hint must be one non-empty path component, got {name_hint:?}"
+    );
+    let s = sshd();
+    let name = format!("{name_hint}-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let local = s.upload_dir.join(&name);
+    fs::create_dir(&local).unwrap_or_else(|e| panic!("create {}: {e}", local.display()));
+    chown(&local, Some(s.uid), Some(s.gid))
+        .unwrap_or_else(|e| panic!("chown {}: {e}", local.display()));
+    (local, format!("upload/{name}"))
+}
+
+/// A running OpenSSH sshd on 127.0.0.1 with its user, keys and chroot.
+pub struct Sshd {
+    /// The TCP port it listens on, on 127.0.0.1.
+    pub port: u16,
+    /// The server's ed25519 public host key as an OpenSSH line: `ssh-ed25519 AAAA... comment`.
+    pub host_key_line: String,
+    /// The `.pub` file of the host key (for `ssh-keygen -lf`).
+    pub host_key_pub_path: PathBuf,
+    /// The login name: a system user made for this run, chrooted to [`Sshd::chroot`], SFTP only.
+    pub user: String,
+    /// The user's password (random per run; password authentication is enabled).
+    pub password: String,
+    /// The chroot: root-owned 0755; the SFTP root `/` of the user.
+    pub chroot: PathBuf,
+    /// `chroot/upload`: owned by the user, writable; remote path `upload` (or `/upload`).
+    pub upload_dir: PathBuf,
+    /// `chroot/readonly`: root-owned 0755, the user cannot write there; remote path `readonly`.
+    pub readonly_dir: PathBuf,
+    /// Client private keys; all but [`ClientKeys::unauthorized_ed25519`] may log in as `user`.
+    pub keys: ClientKeys,
+    log_path: PathBuf,
+    pid_file: PathBuf,
+    uid: u32,
+    gid: u32,
+    /// Write end of the watchdog's stdin: closed by the kernel when this process ends.
+    _watchdog: ChildStdin,
+}
+
+/// Client private keys (OpenSSH or PEM text, as a user would paste into a secret).
+pub struct ClientKeys {
+    /// ed25519, OpenSSH format, no passphrase; authorized.
+    pub ed25519: String,
+    /// ed25519, OpenSSH format, encrypted with [`ClientKeys::passphrase`]; authorized.
+    pub ed25519_encrypted: String,
+    /// The passphrase of [`ClientKeys::ed25519_encrypted`] (random per run).
+    pub passphrase: String,
+    /// RSA 3072 in PEM (`-----BEGIN RSA PRIVATE KEY-----`), no passphrase; authorized.
+    pub rsa: String,
+    /// ECDSA P-256, OpenSSH format, no passphrase; authorized.
+    pub ecdsa: String,
+    /// A valid ed25519 key that is not authorized (for authentication-failure tests).
+    pub unauthorized_ed25519: String,
+}
+
+impl Sshd {
+    /// sshd's log so far: connections, logins (`Accepted publickey for U from 127.0.0.1 port P`)
+    /// and session starts. File operations are not in it (see the crate doc).
+    pub fn log(&self) -> String {
+        let bytes = fs::read(&self.log_path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", self.log_path.display()));
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// `SIGKILL`s every per-connection process of the daemon (all its descendants), leaving the
+    /// listening daemon alive: the server dies mid-transfer, and new connections still work.
+    ///
+    /// This drops the connections of every test of the binary. Returns once the killed processes are
+    /// dead (bounded: 5 s), so clients see their connection reset.
+    pub fn kill_sessions(&self) {
+        let daemon = self.pid();
+        // A few rounds catch a child forked while the previous round was being killed.
+        for _ in 0..3 {
+            let victims = descendants(daemon);
+            if victims.is_empty() {
+                return;
+            }
+            for &pid in &victims {
+                // SAFETY: kill(2) with a pid we just read from /proc; no memory is involved.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while victims.iter().any(|&p| is_running(p)) && Instant::now() < deadline {
+                sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// The daemon's PID, read from its `PidFile`.
+    pub fn pid(&self) -> u32 {
+        read_pid(&self.pid_file).unwrap_or_else(|| panic!("no pid in {}", self.pid_file.display()))
+    }
+
+    /// `upload_dir.join(rel)`: where a file uploaded as `upload/<rel>` lands locally.
+    pub fn upload_path(&self, rel: &str) -> PathBuf {
+        self.upload_dir.join(rel)
+    }
+}
+
+/// Makes everything and starts sshd; an error says which step failed.
+fn start() -> Result<Sshd, String> {
+    if !Path::new(SSHD_BIN).exists() {
+        return Err(format!(
+            "{SSHD_BIN} is missing: apt-get install openssh-server"
+        ));
+    }
+    mkdir(Path::new("/run/sshd"), 0o755)?; // privilege separation directory
+    fs::create_dir_all(BASE).map_err(|e| format!("create {BASE}: {e}"))?;
+    set_mode(Path::new(BASE), 0o755)?;
+    check_chroot_path(Path::new(BASE))?;
+
+    // Claim a run directory and a user name no one has; the directory's creation is the claim.
+    let (user, run_dir) = loop {
+        let user = format!("sfwd{}", random_hex(3));
+        let dir = Path::new(BASE).join(&user);
+        if passwd_ids(&user).is_some() {
+            continue;
+        }
+        match fs::create_dir(&dir) {
+            Ok(()) => break (user, dir),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(format!("create {}: {e}", dir.display())),
+        }
+    };
+    let etc = run_dir.join("etc");
+    let pid_file = etc.join("sshd.pid");
+    // From here on the watchdog undoes everything, also if a later step fails.
+    let watchdog = spawn_watchdog(&pid_file, &user, &run_dir)?;
+
+    let chroot = run_dir.join("chroot");
+    let upload_dir = chroot.join("upload");
+    let readonly_dir = chroot.join("readonly");
+    let authorized_dir = etc.join("authorized_keys");
+    // 0755 everywhere: sshd reads authorized_keys as the user.
+    for dir in [
+        &run_dir,
+        &etc,
+        &authorized_dir,
+        &chroot,
+        &readonly_dir,
+        &upload_dir,
+    ] {
+        mkdir(dir, 0o755)?;
+    }
+
+    let password = random_hex(16);
+    let passphrase = random_hex(16);
+    run(
+        Command::new("/usr/sbin/useradd")
+            .args(["--system", "--no-create-home", "--home-dir", "/"])
+            .args(["--shell", "/usr/sbin/nologin", "--user-group"])
+            .args(["--comment", "sftp-forward test (testkit)"])
+            .arg(&user),
+        None,
+    )?;
+    run(
+        &mut Command::new("/usr/sbin/chpasswd"),
+        Some(&format!("{user}:{password}\n")),
+    )?;
+    let (uid, gid) = passwd_ids(&user).ok_or_else(|| format!("{user} not in /etc/passwd"))?;
+    chown(&upload_dir, Some(uid), Some(gid))
+        .map_err(|e| format!("chown {}: {e}", upload_dir.display()))?;
+
+    // (file name, ssh-keygen arguments, passphrase); generated in parallel, RSA takes longest.
+    let specs: [(&str, &[&str], &str); 6] = [
+        ("host_ed25519", &["-t", "ed25519"], ""),
+        ("client_ed25519", &["-t", "ed25519"], ""),
+        ("client_ed25519_encrypted", &["-t", "ed25519"], &passphrase),
+        ("client_rsa", &["-t", "rsa", "-b", "3072", "-m", "PEM"], ""),
+        ("client_ecdsa", &["-t", "ecdsa", "-b", "256"], ""),
+        ("client_unauthorized_ed25519", &["-t", "ed25519"], ""),
+    ];
+    let mut keygens = Vec::new();
+    for (name, args, pass) in specs {
+        let mut cmd = Command::new(SSH_KEYGEN);
+        cmd.arg("-q")
+            .args(args)
+            .args(["-N", pass, "-C", &format!("testkit-{name}")]);
+        cmd.arg("-f").arg(etc.join(name));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawn {SSH_KEYGEN}: {e}"))?;
+        keygens.push((cmd, child));
+    }
+    for (cmd, child) in keygens {
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("{cmd:?}: {e}"))?;
+        check(&cmd, out.status, &out.stderr)?;
+    }
+    let read = |name: &str| -> Result<String, String> {
+        let path = etc.join(name);
+        fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))
+    };
+    let mut authorized = String::new();
+    for name in [
+        "client_ed25519",
+        "client_ed25519_encrypted",
+        "client_rsa",
+        "client_ecdsa",
+    ] {
+        authorized += &read(&format!("{name}.pub"))?;
+    }
+    let authorized_path = authorized_dir.join(&user);
+    fs::write(&authorized_path, authorized)
+        .map_err(|e| format!("write {}: {e}", authorized_path.display()))?;
+    set_mode(&authorized_path, 0o644)?;
+
+    let log_path = etc.join("sshd.log");
+    let config = Config {
+        path: etc.join("sshd_config"),
+        host_key: etc.join("host_ed25519"),
+        pid_file: &pid_file,
+        authorized_dir: &authorized_dir,
+        user: &user,
+        chroot: &chroot,
+    };
+    let port = launch(&config, &log_path)?;
+
+    Ok(Sshd {
+        port,
+        host_key_line: read("host_ed25519.pub")?.trim().to_owned(),
+        host_key_pub_path: etc.join("host_ed25519.pub"),
+        user,
+        password,
+        chroot,
+        upload_dir,
+        readonly_dir,
+        keys: ClientKeys {
+            ed25519: read("client_ed25519")?,
+            ed25519_encrypted: read("client_ed25519_encrypted")?,
+            passphrase,
+            rsa: read("client_rsa")?,
+            ecdsa: read("client_ecdsa")?,
+            unauthorized_ed25519: read("client_unauthorized_ed25519")?,
+        },
+        log_path,
+        pid_file,
+        uid,
+        gid,
+        _watchdog: watchdog,
+    })
+}
+
+/// Where sshd's config lives and what it refers to.
+struct Config<'a> {
+    path: PathBuf,
+    host_key: PathBuf,
+    pid_file: &'a Path,
+    authorized_dir: &'a Path,
+    user: &'a str,
+    chroot: &'a Path,
+}
+
+impl Config<'_> {
+    fn write(&self, port: u16) -> Result<(), String> {
+        let text = format!(
+            "# Written by testkit for one test binary; see crates/testkit.
+ListenAddress 127.0.0.1
+Port {port}
+HostKey {host_key}
+PidFile {pid_file}
+# Keys and authorized_keys may live below world-writable directories.
+StrictModes no
+UsePAM no
+PermitRootLogin no
+PasswordAuthentication yes
+PubkeyAuthentication yes
+KbdInteractiveAuthentication no
+AuthorizedKeysFile {authorized_dir}/%u
+Subsystem sftp internal-sftp -l INFO
+# Tests open several channels per connection and many connections at once.
+MaxSessions 16
+MaxStartups 100:30:200
+LogLevel VERBOSE
+PrintMotd no
+
+Match User {user}
+    ChrootDirectory {chroot}
+    ForceCommand internal-sftp -l INFO
+    AllowTcpForwarding no
+    X11Forwarding no
+",
+            host_key = self.host_key.display(),
+            pid_file = self.pid_file.display(),
+            authorized_dir = self.authorized_dir.display(),
+            user = self.user,
+            chroot = self.chroot.display(),
+        );
+        fs::write(&self.path, text).map_err(|e| format!("write {}: {e}", self.path.display()))
+    }
+}
+
+/// Starts sshd on a free port; retries on a new port if the released one was taken meanwhile.
+fn launch(config: &Config, log_path: &Path) -> Result<u16, String> {
+    for _ in 0..PORT_ATTEMPTS {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("bind 127.0.0.1:0: {e}"))?
+            .port();
+        config.write(port)?;
+        let _ = fs::remove_file(config.pid_file);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .map_err(|e| format!("open {}: {e}", log_path.display()))?;
+        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut child = Command::new(SSHD_BIN)
+            .args(["-D", "-e", "-f"])
+            .arg(&config.path)
+            .arg("-E")
+            .arg(log_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log) // anything said before `-E` takes effect
+            .process_group(0) // a Ctrl-C goes to the tests; the watchdog stops sshd
+            .spawn()
+            .map_err(|e| format!("spawn {SSHD_BIN}: {e}"))?;
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = read_log_from(log_path, log_start);
+                if log.contains("Address already in use") {
+                    break; // next port
+                }
+                return Err(format!("sshd exited ({status}); its log:\n{log}"));
+            }
+            // sshd writes its PidFile once it listens; the PID tells it is ours, not a squatter.
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            if read_pid(config.pid_file) == Some(child.id())
+                && TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+            {
+                return Ok(port);
+            }
+            if Instant::now() > deadline {
+                kill_and_reap(&mut child);
+                let log = read_log_from(log_path, log_start);
+                return Err(format!(
+                    "sshd did not accept connections on 127.0.0.1:{port} within {START_TIMEOUT:?}; its log:\n{log}"
+                ));
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+    Err(format!(
+        "{PORT_ATTEMPTS} ports in a row were taken before sshd could bind them; its log:\n{}",
+        read_log_from(log_path, 0)
+    ))
+}
+
+fn kill_and_reap(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The shell run by the watchdog; `$1` = PID file, `$2` = user, `$3` = run directory.
+const WATCHDOG: &str = r#"
+trap '' INT HUP
+# Blocks until the test process has exited and the kernel closed the only writer.
+read -r line
+pid=$(cat "$1" 2>/dev/null)
+if [ -n "$pid" ] && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = sshd ]; then
+    kill -TERM "$pid"
+    i=0
+    while kill -0 "$pid" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -KILL "$pid" 2>/dev/null
+fi
+pkill -KILL -u "$2" 2>/dev/null
+# userdel fails while another process holds the lock on /etc/passwd: retry a while.
+i=0
+while id "$2" >/dev/null 2>&1 && ! userdel -f "$2" 2>/dev/null && [ $i -lt 50 ]; do
+    sleep 0.2
+    i=$((i + 1))
+done
+rm -rf "$3"
+"#;
+
+/// Starts the watchdog that stops sshd and removes the user and `run_dir` when this process ends.
+fn spawn_watchdog(pid_file: &Path, user: &str, run_dir: &Path) -> Result<ChildStdin, String> {
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", WATCHDOG, "testkit-watchdog"])
+        .arg(pid_file)
+        .arg(user)
+        .arg(run_dir)
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("spawn the watchdog: {e}"))?;
+    Ok(child.stdin.take().expect("stdin is piped"))
+}
+
+/// Runs a command to completion, feeding `input` on stdin; retries while `/etc/passwd` is locked
+/// by a concurrent `useradd`/`userdel` (another test binary setting up or cleaning up).
+fn run(cmd: &mut Command, input: Option<&str>) -> Result<(), String> {
+    for attempt in 1.. {
+        let mut child = cmd
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawn {cmd:?}: {e}"))?;
+        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+            stdin
+                .write_all(text.as_bytes())
+                .map_err(|e| format!("write to {cmd:?}: {e}"))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("{cmd:?}: {e}"))?;
+        let locked = String::from_utf8_lossy(&out.stderr).contains("lock");
+        if out.status.success() || !locked || attempt == 50 {
+            return check(cmd, out.status, &out.stderr);
+        }
+        sleep(Duration::from_millis(200));
+    }
+    unreachable!()
+}
+
+fn check(cmd: &Command, status: ExitStatus, stderr: &[u8]) -> Result<(), String> {
+    if status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(stderr);
+    Err(format!("{cmd:?} failed ({status}): {}", stderr.trim()))
+}
+
+fn mkdir(path: &Path, mode: u32) -> Result<(), String> {
+    match fs::create_dir(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("create {}: {e}", path.display())),
+    }
+    set_mode(path, mode) // the umask may have taken bits away
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("chmod {mode:o} {}: {e}", path.display()))
+}
+
+/// sshd's rule for `ChrootDirectory`: each component is root-owned and not group/world-writable.
+fn check_chroot_path(path: &Path) -> Result<(), String> {
+    for dir in path.ancestors() {
+        let meta = fs::metadata(dir).map_err(|e| format!("stat {}: {e}", dir.display()))?;
+        if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+            return Err(format!(
+                "{} (uid {}, mode {:o}) cannot be on a chroot path: sshd wants every component \
+                 root-owned and not group/world-writable",
+                dir.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `(uid, gid)` of `user` from /etc/passwd.
+fn passwd_ids(user: &str) -> Option<(u32, u32)> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        match fields.as_slice() {
+            [name, _, uid, gid, ..] if *name == user => {
+                Some((uid.parse().ok()?, gid.parse().ok()?))
+            }
+            _ => None,
+        }
+    })
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .expect("read /dev/urandom");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn read_pid(pid_file: &Path) -> Option<u32> {
+    fs::read_to_string(pid_file).ok()?.trim().parse().ok()
+}
+
+fn read_log_from(log_path: &Path, offset: u64) -> String {
+    let bytes = fs::read(log_path).unwrap_or_default();
+    let start = (offset as usize).min(bytes.len());
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
+
+/// `(state, parent pid)` from `/proc/<pid>/stat`; the command name may contain spaces and parens.
+fn proc_stat(pid: u32) -> Option<(char, u32)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Every live descendant of `root`, found by walking /proc.
+fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter_map(|pid| Some((pid, proc_stat(pid)?.1)))
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found.retain(|&p| is_running(p));
+    found
+}
+
+/// The process exists and is not a zombie.
+fn is_running(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|(state, _)| state != 'Z')
+}
