@@ -1,4 +1,5 @@
-//! Real servers for the integration tests: Debian's OpenSSH `sshd` as the partner's SFTP server.
+//! Real servers for the integration tests: Debian's OpenSSH `sshd` as the partner's SFTP server,
+//! and the moto server as AWS (see [`moto`]).
 //!
 //! # What [`sshd()`] starts
 //!
@@ -34,6 +35,11 @@
 //! sshd cannot take over a socket bound by the test, so the port is found by binding
 //! `127.0.0.1:0` and releasing it; if sshd then logs "Address already in use" (someone took the port
 //! in between), it is started again on a new port, a few times.
+
+pub mod moto;
+pub use moto::{moto, Moto};
+pub mod runtime_api;
+pub use runtime_api::{Invocation, RuntimeApi};
 
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Read, Write};

@@ -1,0 +1,21 @@
+//! The Lambda function's logic, as a library so the CLI and the tests run the same code as the
+//! `bootstrap` binary.
+//!
+//! # Layout
+//! In the order a record travels:
+//! - [`event`]: S3 | SQS{S3} | EventBridge payload → [`event::ObjectRef`]s (keys decoded)
+//! - [`settings`]: the function's environment → [`settings::Settings`]
+//! - [`secret`]: the partner secret from Secrets Manager
+//! - [`source`]: S3 tags and the object body, streamed
+//! - [`handler`]: records → [`handler::Outcome`]s → batch response, logs, EMF metrics
+//! - [`receipt`]: delivery receipts as object tags
+
+pub mod event;
+pub mod handler;
+pub mod receipt;
+pub mod secret;
+pub mod settings;
+pub mod source;
+
+pub use handler::{Forwarder, HandlerError, Outcome};
+pub use settings::Settings;

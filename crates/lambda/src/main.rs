@@ -1,0 +1,45 @@
+//! `bootstrap`: the Lambda function for the `provided.al2023` runtime. Builds the AWS clients once,
+//! keeps the forwarder (secret cache, SSH connection) across warm invocations.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use sftp_forward_lambda::secret::SecretsManager;
+use sftp_forward_lambda::source::S3Store;
+use sftp_forward_lambda::{Forwarder, Settings};
+use tokio::sync::Mutex;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let settings = Settings::from_env(|k| std::env::var(k).ok())?;
+    let config = aws_config::load_from_env().await;
+    let store = S3Store::new(S3Store::client(&config));
+    let secrets = SecretsManager::new(aws_sdk_secretsmanager::Client::new(&config));
+    let forwarder = Arc::new(Mutex::new(Forwarder::new(store, secrets, settings)));
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let forwarder = forwarder.clone();
+        async move {
+            let deadline = instant_of(event.context.deadline);
+            // One invocation at a time per instance: records share the one partner connection.
+            let mut forwarder = forwarder.lock().await;
+            forwarder
+                .handle(&event.payload, deadline)
+                .await
+                .map_err(Error::from)
+        }
+    }))
+    .await
+}
+
+/// The invocation deadline (epoch milliseconds) as an `Instant`.
+fn instant_of(deadline_ms: u64) -> Option<Instant> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_millis() as u64;
+    Some(Instant::now() + Duration::from_millis(deadline_ms.checked_sub(now_ms)?))
+}

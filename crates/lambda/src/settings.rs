@@ -1,0 +1,151 @@
+//! The function's settings, from its environment. Only `SFTP_FORWARD_SECRET_ID` is required.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use forward::{Overwrite, Route, Tuning};
+
+/// Validated settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Secret name or ARN holding the partner JSON (`SFTP_FORWARD_SECRET_ID`).
+    pub secret_id: String,
+    /// Object key → remote path (`SFTP_FORWARD_REMOTE_PATH_TEMPLATE`, `SFTP_FORWARD_STRIP_PREFIX`).
+    pub route: Route,
+    /// `SFTP_FORWARD_OVERWRITE`: overwrite (default), fail-if-exists, skip-if-same-size.
+    pub overwrite: Overwrite,
+    /// How long a fetched secret is trusted before it is read again (`SFTP_FORWARD_SECRET_TTL_SECS`, 300).
+    pub secret_ttl: Duration,
+    /// Records are not started with less than this much invocation time left
+    /// (`SFTP_FORWARD_MIN_TIME_LEFT_SECS`, 20); they fail as transient and are retried.
+    pub min_time_left: Duration,
+    /// Network bounds for the partner connection.
+    pub tuning: Tuning,
+    /// The public IPs the partner allowlists (`SFTP_FORWARD_EXPECTED_EGRESS_IPS`, comma-separated),
+    /// used by the egress self-check.
+    pub expected_egress_ips: Vec<IpAddr>,
+}
+
+/// A setting that cannot be used; names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("setting {var}: {problem}")]
+pub struct SettingsError {
+    /// The environment variable.
+    pub var: &'static str,
+    /// What is wrong and what to do.
+    pub problem: String,
+}
+
+impl Settings {
+    /// Read settings through `get` (the process environment in `main`, a map in tests).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let err = |var, problem: String| SettingsError { var, problem };
+        let secret_id = get("SFTP_FORWARD_SECRET_ID").ok_or_else(|| {
+            err(
+                "SFTP_FORWARD_SECRET_ID",
+                "is required: the name or ARN of the Secrets Manager secret holding the partner connection".into(),
+            )
+        })?;
+        let template = get("SFTP_FORWARD_REMOTE_PATH_TEMPLATE").unwrap_or_else(|| "{key}".into());
+        let strip = get("SFTP_FORWARD_STRIP_PREFIX");
+        let route = Route::new(&template, strip.as_deref())
+            .map_err(|e| err("SFTP_FORWARD_REMOTE_PATH_TEMPLATE", e.to_string()))?;
+        let overwrite = match get("SFTP_FORWARD_OVERWRITE") {
+            None => Overwrite::default(),
+            Some(v) => v.parse().map_err(|e| err("SFTP_FORWARD_OVERWRITE", e))?,
+        };
+        let secs = |var: &'static str, default: u64| -> Result<Duration, SettingsError> {
+            match get(var) {
+                None => Ok(Duration::from_secs(default)),
+                Some(v) => v
+                    .parse()
+                    .map(Duration::from_secs)
+                    .map_err(|_| err(var, format!("{v:?} is not a whole number of seconds"))),
+            }
+        };
+        let expected_egress_ips = match get("SFTP_FORWARD_EXPECTED_EGRESS_IPS") {
+            None => Vec::new(),
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse().map_err(|_| {
+                        err(
+                            "SFTP_FORWARD_EXPECTED_EGRESS_IPS",
+                            format!("{s:?} is not an IP address"),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let tuning = Tuning {
+            connect_timeout: secs("SFTP_FORWARD_CONNECT_TIMEOUT_SECS", 10)?,
+            request_timeout: secs("SFTP_FORWARD_REQUEST_TIMEOUT_SECS", 30)?,
+            ..Tuning::default()
+        };
+        Ok(Settings {
+            secret_id,
+            route,
+            overwrite,
+            secret_ttl: secs("SFTP_FORWARD_SECRET_TTL_SECS", 300)?,
+            min_time_left: secs("SFTP_FORWARD_MIN_TIME_LEFT_SECS", 20)?,
+            tuning,
+            expected_egress_ips,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_env(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn only_the_secret_id_is_required() {
+        let err = from(&[]).unwrap_err().to_string();
+        assert!(
+            err.contains("SFTP_FORWARD_SECRET_ID") && err.contains("required"),
+            "{err}"
+        );
+        let s = from(&[("SFTP_FORWARD_SECRET_ID", "partner/acme")]).unwrap();
+        assert_eq!(s.secret_id, "partner/acme");
+        assert_eq!(s.overwrite, Overwrite::Overwrite);
+        assert_eq!(s.secret_ttl, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("SFTP_FORWARD_OVERWRITE", "clobber"),
+            ("SFTP_FORWARD_REMOTE_PATH_TEMPLATE", "{nope}"),
+            ("SFTP_FORWARD_SECRET_TTL_SECS", "soon"),
+            ("SFTP_FORWARD_EXPECTED_EGRESS_IPS", "203.0.113.7, nat-two"),
+        ] {
+            let err = from(&[("SFTP_FORWARD_SECRET_ID", "x"), (var, value)]).unwrap_err();
+            assert_eq!(err.var, var, "{err}");
+        }
+        let s = from(&[
+            ("SFTP_FORWARD_SECRET_ID", "x"),
+            (
+                "SFTP_FORWARD_EXPECTED_EGRESS_IPS",
+                "203.0.113.7, 203.0.113.8",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(s.expected_egress_ips.len(), 2);
+    }
+}

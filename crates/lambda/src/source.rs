@@ -1,0 +1,215 @@
+//! The S3 side: receipts (object tags) and the object body, streamed. [`ObjectStore`] is the seam
+//! the handler is generic over; [`S3Store`] is the real one.
+
+use std::future::Future;
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::types::{Tag, Tagging};
+use tokio::io::AsyncRead;
+
+use crate::event::ObjectRef;
+
+/// An object opened for reading: the body streams, nothing is buffered whole.
+pub struct Opened {
+    /// The bytes, as they arrive from S3.
+    pub body: Box<dyn AsyncRead + Send + Unpin>,
+    /// Content length announced by S3.
+    pub len: u64,
+    /// ETag of these bytes, without quotes.
+    pub etag: Option<String>,
+}
+
+/// What can go wrong on the S3 side.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object (or the version named by the event) does not exist any more.
+    #[error("s3://{bucket}/{key} no longer exists")]
+    Missing { bucket: String, key: String },
+    /// Any other S3 failure, with the SDK's full explanation.
+    #[error("S3 {op} of s3://{bucket}/{key} failed: {message}")]
+    Failed {
+        op: &'static str,
+        bucket: String,
+        key: String,
+        message: String,
+        transient: bool,
+    },
+}
+
+impl StoreError {
+    /// Whether retrying may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Failed {
+                transient: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Tags, bodies and receipts of S3 objects.
+pub trait ObjectStore: Send + Sync {
+    /// The object's tags (`Missing` if it is gone).
+    fn tags(
+        &self,
+        obj: &ObjectRef,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
+    /// Replace the object's tags.
+    fn put_tags(
+        &self,
+        obj: &ObjectRef,
+        tags: Vec<(String, String)>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Start reading the object (the version named by the event, if any).
+    fn open(&self, obj: &ObjectRef) -> impl Future<Output = Result<Opened, StoreError>> + Send;
+}
+
+/// The real store: one `aws_sdk_s3::Client`, built once per process.
+#[derive(Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+}
+
+impl S3Store {
+    /// Wrap a client.
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        S3Store { client }
+    }
+
+    /// An S3 client from the standard AWS configuration. A custom endpoint (`AWS_ENDPOINT_URL`:
+    /// an emulator, MinIO) gets path-style addressing, which such endpoints need.
+    pub fn client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+        let s3 = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(config.endpoint_url().is_some())
+            .build();
+        aws_sdk_s3::Client::from_conf(s3)
+    }
+}
+
+fn classify<E>(op: &'static str, obj: &ObjectRef, err: SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let code = err
+        .as_service_error()
+        .and_then(|e| e.code())
+        .map(str::to_owned);
+    // A HEAD-like 404 without an error code also means "gone".
+    let status_404 = matches!(&err, SdkError::ServiceError(s) if s.raw().status().as_u16() == 404);
+    match code.as_deref() {
+        Some("NoSuchKey" | "NoSuchVersion") => {
+            return StoreError::Missing {
+                bucket: obj.bucket.clone(),
+                key: obj.key.clone(),
+            }
+        }
+        None if status_404 => {
+            return StoreError::Missing {
+                bucket: obj.bucket.clone(),
+                key: obj.key.clone(),
+            }
+        }
+        _ => {}
+    }
+    let transient = match &err {
+        SdkError::ServiceError(_) => !matches!(
+            code.as_deref(),
+            Some(
+                "AccessDenied"
+                    | "NoSuchBucket"
+                    | "InvalidBucketName"
+                    | "InvalidArgument"
+                    | "InvalidRequest"
+            )
+        ),
+        // Timeouts, connection failures, bad responses.
+        _ => true,
+    };
+    StoreError::Failed {
+        op,
+        bucket: obj.bucket.clone(),
+        key: obj.key.clone(),
+        message: DisplayErrorContext(&err).to_string(),
+        transient,
+    }
+}
+
+impl ObjectStore for S3Store {
+    async fn tags(&self, obj: &ObjectRef) -> Result<Vec<(String, String)>, StoreError> {
+        let out = self
+            .client
+            .get_object_tagging()
+            .bucket(&obj.bucket)
+            .key(&obj.key)
+            .set_version_id(obj.version_id.clone())
+            .send()
+            .await
+            .map_err(|e| classify("GetObjectTagging", obj, e))?;
+        Ok(out
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect())
+    }
+
+    async fn put_tags(
+        &self,
+        obj: &ObjectRef,
+        tags: Vec<(String, String)>,
+    ) -> Result<(), StoreError> {
+        let tag_set = tags
+            .into_iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Failed {
+                op: "PutObjectTagging",
+                bucket: obj.bucket.clone(),
+                key: obj.key.clone(),
+                message: e.to_string(),
+                transient: false,
+            })?;
+        let tagging = Tagging::builder()
+            .set_tag_set(Some(tag_set))
+            .build()
+            .map_err(|e| StoreError::Failed {
+                op: "PutObjectTagging",
+                bucket: obj.bucket.clone(),
+                key: obj.key.clone(),
+                message: e.to_string(),
+                transient: false,
+            })?;
+        self.client
+            .put_object_tagging()
+            .bucket(&obj.bucket)
+            .key(&obj.key)
+            .set_version_id(obj.version_id.clone())
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| classify("PutObjectTagging", obj, e))?;
+        Ok(())
+    }
+
+    async fn open(&self, obj: &ObjectRef) -> Result<Opened, StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&obj.bucket)
+            .key(&obj.key)
+            .set_version_id(obj.version_id.clone())
+            .send()
+            .await
+            .map_err(|e| classify("GetObject", obj, e))?;
+        Ok(Opened {
+            len: out
+                .content_length()
+                .and_then(|l| u64::try_from(l).ok())
+                .unwrap_or(0),
+            etag: out.e_tag().map(|e| e.trim_matches('"').to_owned()),
+            body: Box::new(out.body.into_async_read()),
+        })
+    }
+}

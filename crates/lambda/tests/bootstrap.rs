@@ -1,0 +1,120 @@
+//! The compiled `bootstrap` binary, driven over the Lambda Runtime API exactly as Lambda drives it,
+//! with AWS on moto and the partner on the real sshd, configured only through its environment.
+
+mod util;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use testkit::{moto, scratch_dir, RuntimeApi};
+use util::*;
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_bootstrap(api: &RuntimeApi, secret: &str) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
+    cmd.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("AWS_LAMBDA_RUNTIME_API", api.address())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "sftp-forward")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/sftp-forward")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("SFTP_FORWARD_SECRET_ID", secret)
+        .envs(moto().env())
+        .stdin(Stdio::null());
+    Running(cmd.spawn().expect("start bootstrap"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_binary_forwards_a_mixed_sqs_batch_over_the_runtime_api() {
+    let aws = aws().await;
+    let bucket = aws.bucket("bootstrap").await;
+    let (local, remote) = scratch_dir("bootstrap");
+    let secret = aws.secret(&partner_json(&remote)).await;
+    aws.put(&bucket, "reports/q4 final.csv", b"q4,numbers\n")
+        .await;
+
+    let api = RuntimeApi::start();
+    let _function = start_bootstrap(&api, &secret);
+    let batch = vec![
+        (
+            "m-good".to_owned(),
+            s3_body(&bucket, "reports/q4 final.csv"),
+        ),
+        (
+            "m-missing".to_owned(),
+            s3_body(&bucket, "never-uploaded.csv"),
+        ),
+        ("m-traversal".to_owned(), s3_body(&bucket, "../outside.csv")),
+    ];
+    let payload = sqs_event(&batch).to_string();
+    let api_ref = &api;
+    let answer = tokio::task::block_in_place(|| {
+        api_ref.invoke(&payload, Duration::from_secs(60), Duration::from_secs(60))
+    })
+    .expect("the function answers");
+    assert!(answer.ok, "function error: {answer:?}");
+    let response: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(failures(&response), ["m-traversal"]);
+    assert_eq!(
+        std::fs::read(local.join("reports/q4 final.csv")).unwrap(),
+        b"q4,numbers\n"
+    );
+    let tags = aws.tags(&bucket, "reports/q4 final.csv").await;
+    assert!(
+        tags.iter().any(|(k, _)| k == "sftp-forward-delivered"),
+        "{tags:?}"
+    );
+
+    // Warm invocation, same process: the duplicate is skipped.
+    let again = tokio::task::block_in_place(|| {
+        api_ref.invoke(
+            &sqs_event(&batch[..1]).to_string(),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        )
+    })
+    .unwrap();
+    assert!(
+        again.ok && failures(&serde_json::from_str(&again.body).unwrap()).is_empty(),
+        "{again:?}"
+    );
+
+    // An event the function does not understand is an invocation error, not a crash.
+    let odd = tokio::task::block_in_place(|| {
+        api_ref.invoke(
+            "{\"hello\": 1}",
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        )
+    })
+    .unwrap();
+    assert!(
+        !odd.ok && odd.body.contains("unrecognised event"),
+        "{odd:?}"
+    );
+}
+
+#[test]
+fn the_bootstrap_binary_reports_a_missing_setting_at_init() {
+    let api = RuntimeApi::start();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
+    cmd.env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", api.address())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "sftp-forward")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SFTP_FORWARD_SECRET_ID"), "{stderr}");
+}

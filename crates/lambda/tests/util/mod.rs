@@ -1,0 +1,259 @@
+//! Shared by the Lambda test binaries: AWS clients on the moto server, a bucket and a partner
+//! secret for the test sshd, SQS payloads built from real notification bodies.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_sdk_s3::primitives::ByteStream;
+use serde_json::{json, Value};
+use sftp_forward_lambda::secret::SecretsManager;
+use sftp_forward_lambda::source::S3Store;
+use sftp_forward_lambda::{Forwarder, Settings};
+use testkit::{moto, sshd};
+
+pub struct Aws {
+    pub config: aws_config::SdkConfig,
+    pub s3: aws_sdk_s3::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+/// Clients configured only through standard settings (endpoint, region, credentials).
+pub async fn aws() -> Aws {
+    let m = moto();
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&m.endpoint)
+        .region(aws_config::Region::new(testkit::moto::REGION))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            testkit::moto::ACCESS_KEY_ID,
+            testkit::moto::SECRET_ACCESS_KEY,
+            None,
+            None,
+            "testkit",
+        ))
+        .load()
+        .await;
+    Aws {
+        s3: S3Store::client(&config),
+        secrets: aws_sdk_secretsmanager::Client::new(&config),
+        sqs: aws_sdk_sqs::Client::new(&config),
+        config,
+    }
+}
+
+/// A name unique within this process and across runs.
+pub fn unique(hint: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{hint}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The partner JSON for the test sshd, publishing under `remote_dir`.
+pub fn partner_json(remote_dir: &str) -> Value {
+    let s = sshd();
+    json!({
+        "Host": "127.0.0.1",
+        "Port": s.port,
+        "Username": s.user,
+        "PrivateKey": s.keys.ed25519,
+        "TrustedHostKeys": [s.host_key_line],
+        "RemoteDirectory": remote_dir,
+    })
+}
+
+impl Aws {
+    pub async fn bucket(&self, hint: &str) -> String {
+        let name = unique(hint).to_lowercase();
+        self.s3.create_bucket().bucket(&name).send().await.unwrap();
+        name
+    }
+
+    pub async fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+        self.s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from(body.to_vec()))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    pub async fn tags(&self, bucket: &str, key: &str) -> Vec<(String, String)> {
+        let out = self
+            .s3
+            .get_object_tagging()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        out.tag_set()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect()
+    }
+
+    /// A secret holding `value`; returns its name.
+    pub async fn secret(&self, value: &Value) -> String {
+        let name = unique("partner");
+        self.secrets
+            .create_secret()
+            .name(&name)
+            .secret_string(value.to_string())
+            .send()
+            .await
+            .unwrap();
+        name
+    }
+
+    pub async fn set_secret(&self, name: &str, value: &Value) {
+        self.secrets
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// A forwarder on the real S3 store and Secrets Manager (moto), with settings from `env`.
+    pub fn forwarder(
+        &self,
+        secret: &str,
+        env: &[(&str, &str)],
+    ) -> Forwarder<S3Store, SecretsManager> {
+        let mut vars: Vec<(String, String)> =
+            vec![("SFTP_FORWARD_SECRET_ID".into(), secret.into())];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let settings =
+            Settings::from_env(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+                .unwrap();
+        Forwarder::new(
+            S3Store::new(self.s3.clone()),
+            SecretsManager::new(self.secrets.clone()),
+            settings,
+        )
+    }
+
+    /// A queue that the bucket notifies on every object creation; the s3:TestEvent is drained.
+    pub async fn notifying_queue(&self, bucket: &str) -> String {
+        use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+        let url = self
+            .sqs
+            .create_queue()
+            .queue_name(unique("inbox"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let arn = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+            .clone();
+        self.s3
+            .put_bucket_notification_configuration()
+            .bucket(bucket)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .queue_configurations(
+                        QueueConfiguration::builder()
+                            .queue_arn(arn)
+                            .events(Event::S3ObjectCreated)
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        url
+    }
+
+    /// Receive up to `n` messages (bounded wait) as (message id, body).
+    pub async fn receive(&self, url: &str, n: usize) -> Vec<(String, String)> {
+        let mut got = Vec::new();
+        for _ in 0..10 {
+            if got.len() >= n {
+                break;
+            }
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            for m in out.messages() {
+                got.push((
+                    m.message_id().unwrap().to_owned(),
+                    m.body().unwrap().to_owned(),
+                ));
+            }
+        }
+        got
+    }
+}
+
+/// An SQS event as Lambda delivers it, carrying these (message id, body) pairs.
+pub fn sqs_event(messages: &[(String, String)]) -> Value {
+    json!({
+        "Records": messages.iter().map(|(id, body)| json!({
+            "messageId": id,
+            "receiptHandle": "handle",
+            "body": body,
+            "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1714651200000",
+                           "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1714651200001"},
+            "messageAttributes": {},
+            "md5OfBody": "0",
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:inbox",
+            "awsRegion": "us-east-1",
+        })).collect::<Vec<_>>()
+    })
+}
+
+/// An S3 notification body for one object, form-encoding the key as S3 does.
+pub fn s3_body(bucket: &str, key: &str) -> String {
+    let encoded: String = key
+        .bytes()
+        .map(|b| match b {
+            b' ' => "+".to_owned(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-11-25T00:00:00.000Z", "eventName": "ObjectCreated:Put",
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+               "object": {"key": encoded, "size": 1}}
+    }]})
+    .to_string()
+}
+
+/// Failed message ids of an SQS batch response.
+pub fn failures(response: &Value) -> Vec<String> {
+    response["batchItemFailures"]
+        .as_array()
+        .expect("an SQS batch response")
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
+        .collect()
+}

@@ -1,0 +1,167 @@
+//! The AWS emulator for the tests: `moto_server` (from the `moto[server]` package, installed by
+//! `tests/run` into a venv) on 127.0.0.1, started once per test binary and stopped by a watchdog
+//! when the test process ends, like sshd.
+//!
+//! In-process tests point the AWS SDK at [`Moto::endpoint`]; subprocesses (the compiled
+//! `bootstrap`, the CLI) get [`Moto::env`].
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// Where `tests/run` installs the venv; override with `SFTP_FORWARD_VENV`.
+const DEFAULT_VENV: &str = "/var/tmp/sftp-forward-venv";
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const PORT_ATTEMPTS: u32 = 5;
+
+/// The region every test uses.
+pub const REGION: &str = "us-east-1";
+/// moto accepts any credentials; these are the conventional ones.
+pub const ACCESS_KEY_ID: &str = "testing";
+/// See [`ACCESS_KEY_ID`].
+pub const SECRET_ACCESS_KEY: &str = "testing";
+
+/// A running moto server.
+pub struct Moto {
+    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL`.
+    pub endpoint: String,
+    /// Its port.
+    pub port: u16,
+    pid: u32,
+    // Held open for the life of the process; its closing tells the watchdog to stop moto.
+    _watchdog: Mutex<ChildStdin>,
+}
+
+impl Moto {
+    /// Environment for a subprocess that should talk to this moto with the standard AWS SDK
+    /// settings (no custom flags): endpoint, region, static credentials, no IMDS lookups.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", REGION.into()),
+            ("AWS_DEFAULT_REGION", REGION.into()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+/// The moto server of this test binary, started on first use.
+///
+/// Panics with a clear message (and moto's output) if it is not installed or cannot start.
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Result<Moto, String>> = OnceLock::new();
+    match MOTO.get_or_init(start) {
+        Ok(m) => m,
+        Err(e) => panic!("testkit: cannot start moto_server: {e}"),
+    }
+}
+
+fn moto_bin() -> PathBuf {
+    let venv = std::env::var_os("SFTP_FORWARD_VENV").unwrap_or_else(|| DEFAULT_VENV.into());
+    PathBuf::from(venv).join("bin/moto_server")
+}
+
+fn start() -> Result<Moto, String> {
+    let bin = moto_bin();
+    if !bin.exists() {
+        return Err(format!(
+            "{} is missing: run tests/run (it creates the venv with `pip install 'moto[server]'`)",
+            bin.display()
+        ));
+    }
+    let log_path =
+        std::env::temp_dir().join(format!("sftp-forward-moto-{}.log", std::process::id()));
+    for _ in 0..PORT_ATTEMPTS {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("bind 127.0.0.1:0: {e}"))?
+            .port();
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| format!("create {}: {e}", log_path.display()))?;
+        let mut child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+        let watchdog = spawn_watchdog(child.id())?;
+        match wait_ready(&mut child, port) {
+            Ok(()) => {
+                return Ok(Moto {
+                    endpoint: format!("http://127.0.0.1:{port}"),
+                    port,
+                    pid: child.id(),
+                    _watchdog: Mutex::new(watchdog),
+                })
+            }
+            Err(Retry::NextPort) => continue,
+            Err(Retry::Fail(why)) => {
+                let out = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(format!("{why}; its output:\n{out}"));
+            }
+        }
+    }
+    Err(format!(
+        "{PORT_ATTEMPTS} ports in a row were taken before moto could bind them"
+    ))
+}
+
+enum Retry {
+    NextPort,
+    Fail(String),
+}
+
+fn wait_ready(child: &mut Child, port: u16) -> Result<(), Retry> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            // Most likely the port was taken between our bind and moto's.
+            return if Instant::now() < deadline {
+                Err(Retry::NextPort)
+            } else {
+                Err(Retry::Fail(format!("moto_server exited ({status})")))
+            };
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Retry::Fail(format!(
+                "moto_server did not listen on {addr} within {START_TIMEOUT:?}"
+            )));
+        }
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// A shell that waits for end-of-file on its stdin (closed by the kernel when this process ends,
+/// however it ends) and then kills `pid`.
+pub(crate) fn spawn_watchdog(pid: u32) -> Result<ChildStdin, String> {
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", "trap '' INT HUP; read -r line; kill -TERM \"$1\"; sleep 1; kill -KILL \"$1\" 2>/dev/null", "testkit-watchdog"])
+        .arg(pid.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("spawn the watchdog: {e}"))?;
+    Ok(child.stdin.take().expect("stdin is piped"))
+}
