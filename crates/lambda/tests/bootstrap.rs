@@ -18,7 +18,9 @@ impl Drop for Running {
     }
 }
 
-fn start_bootstrap(api: &RuntimeApi, secret: &str) -> Running {
+/// Start `bootstrap` with JSON logs; its stdout and stderr go to `log`.
+fn start_bootstrap(api: &RuntimeApi, secret: &str, log: &std::path::Path) -> Running {
+    let out = std::fs::File::create(log).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
     cmd.env_clear()
         .env("PATH", "/usr/bin:/bin")
@@ -29,8 +31,11 @@ fn start_bootstrap(api: &RuntimeApi, secret: &str) -> Running {
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/sftp-forward")
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
         .env("SFTP_FORWARD_SECRET_ID", secret)
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
         .envs(moto().env())
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
     Running(cmd.spawn().expect("start bootstrap"))
 }
 
@@ -44,7 +49,8 @@ async fn the_bootstrap_binary_forwards_a_mixed_sqs_batch_over_the_runtime_api() 
         .await;
 
     let api = RuntimeApi::start();
-    let _function = start_bootstrap(&api, &secret);
+    let log = std::env::temp_dir().join(format!("{}.log", unique("bootstrap")));
+    let function = start_bootstrap(&api, &secret, &log);
     let batch = vec![
         (
             "m-good".to_owned(),
