@@ -113,6 +113,12 @@ pub fn decode(payload: &Value) -> Result<Invocation, DecodeError> {
             }),
         };
     }
+    if payload.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        return Ok(Invocation::Direct(vec![Item {
+            message_id: None,
+            work: Ok(vec![Work::Skip("s3:TestEvent".into())]),
+        }]));
+    }
     if is_eventbridge(payload) {
         return Ok(Invocation::Direct(vec![Item {
             message_id: None,
@@ -412,11 +418,10 @@ mod tests {
         assert!(
             matches!(&decode_message_body(body).unwrap()[..], [Work::Skip(r)] if r.contains("folder marker"))
         );
-        let test = decode(&fixture("s3-test-event.json"));
-        assert!(
-            matches!(test, Err(DecodeError::UnknownShape { .. })),
-            "a bare test event is not an invocation shape"
-        );
+        let Invocation::Direct(items) = decode(&fixture("s3-test-event.json")).unwrap() else {
+            panic!("a direct invocation")
+        };
+        assert!(matches!(&items[0].work, Ok(w) if matches!(w[..], [Work::Skip(_)])));
         let body = serde_json::to_string(&fixture("s3-test-event.json")).unwrap();
         assert!(matches!(
             &decode_message_body(&body).unwrap()[..],

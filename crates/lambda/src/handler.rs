@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
-use forward::{Connector, Error as ForwardError, ErrorClass, Partner, PublishOutcome};
+use forward::{Connector, Error as ForwardError, ErrorClass, Partner, PublishOutcome, RemotePath};
 use serde_json::{json, Value};
 use tracing::Instrument;
 
@@ -51,6 +51,15 @@ pub struct BatchFailed {
     pub total: usize,
     /// `key: reason` for each failure.
     pub reasons: String,
+}
+
+/// How [`Forwarder::forward_with`] treats one object; the default is what the Lambda does.
+#[derive(Clone, Debug, Default)]
+pub struct ForwardOptions {
+    /// Send even when a receipt says these bytes were delivered (the receipt is then rewritten).
+    pub force: bool,
+    /// Publish under this path instead of the route's mapping of the key.
+    pub remote_path: Option<RemotePath>,
 }
 
 /// The kept partner connection and the secret text it was built from.
@@ -180,7 +189,22 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
 
     /// One object: route, receipt check, stream from S3 into the publisher, receipt.
     pub async fn forward(&mut self, obj: &ObjectRef, deadline: Option<Instant>) -> Outcome {
-        let path = match self.settings.route.map(&obj.key) {
+        self.forward_with(obj, deadline, &ForwardOptions::default())
+            .await
+    }
+
+    /// [`Forwarder::forward`] with an operator's choices (the CLI's `--force`, `--remote-path`).
+    pub async fn forward_with(
+        &mut self,
+        obj: &ObjectRef,
+        deadline: Option<Instant>,
+        options: &ForwardOptions,
+    ) -> Outcome {
+        let mapped = match &options.remote_path {
+            Some(p) => Ok(p.clone()),
+            None => self.settings.route.map(&obj.key),
+        };
+        let path = match mapped {
             Ok(p) => p,
             Err(e) => return Outcome::failed(ErrorClass::Permanent, e),
         };
@@ -197,7 +221,7 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             Ok(t) => t,
             Err(e) => return store_outcome(e),
         };
-        let receipt = Receipt::from_tags(&tags);
+        let receipt = Receipt::from_tags(&tags).filter(|_| !options.force);
         if let (Some(r), Some(etag)) = (&receipt, &obj.etag) {
             if &r.etag == etag {
                 return already(r);
@@ -340,6 +364,16 @@ pub enum HandlerError {
     /// Some records of a direct invocation failed.
     #[error(transparent)]
     Batch(#[from] BatchFailed),
+}
+
+impl HandlerError {
+    /// The `errorType` Lambda records for a failed invocation.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            HandlerError::Decode(_) => "SftpForward.UnrecognisedEvent",
+            HandlerError::Batch(_) => "SftpForward.RecordsFailed",
+        }
+    }
 }
 
 fn store_outcome(e: StoreError) -> Outcome {

@@ -17,5 +17,5 @@ pub mod secret;
 pub mod settings;
 pub mod source;
 
-pub use handler::{Forwarder, HandlerError, Outcome};
+pub use handler::{ForwardOptions, Forwarder, HandlerError, Outcome};
 pub use settings::Settings;
