@@ -29,7 +29,10 @@ async fn main() -> Result<(), Error> {
             forwarder
                 .handle(&event.payload, deadline)
                 .await
-                .map_err(Error::from)
+                .map_err(|e| Diagnostic {
+                    error_type: e.error_type().to_owned(),
+                    error_message: e.to_string(),
+                })
         }
     }))
     .await

@@ -108,6 +108,44 @@ async fn the_bootstrap_binary_forwards_a_mixed_sqs_batch_over_the_runtime_api() 
         !odd.ok && odd.body.contains("unrecognised event"),
         "{odd:?}"
     );
+    assert!(
+        odd.body.contains("SftpForward.UnrecognisedEvent"),
+        "{odd:?}"
+    );
+
+    // Logs are JSON lines (AWS_LAMBDA_LOG_FORMAT=JSON), one outcome per record, no key material.
+    drop(function);
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::remove_file(&log).ok();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let outcomes: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["fields"]["outcome"].as_str().or(l["outcome"].as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["delivered", "skipped", "failed", "skipped"],
+        "{text}"
+    );
+    assert!(
+        lines.iter().any(|l| l["FilesDelivered"] == 1),
+        "an EMF metrics line: {text}"
+    );
+    let key_line = testkit::sshd()
+        .keys
+        .ed25519
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(
+        !text.contains(&key_line),
+        "private key material in the logs"
+    );
 }
 
 #[test]
