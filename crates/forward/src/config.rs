@@ -112,6 +112,11 @@ const KNOWN: &[&str] = &[
 impl Partner {
     /// Parse and validate the secret's JSON text.
     pub fn from_json(text: &str) -> Result<Partner, ConfigError> {
+        Self::from_object(&Self::parse_object(text)?)
+    }
+
+    /// The JSON text as an object, with errors that never quote it.
+    fn parse_object(text: &str) -> Result<Map<String, Value>, ConfigError> {
         let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::Json {
             // serde_json's syntax errors describe position and kind, never the content.
             problem: format!(
@@ -126,7 +131,7 @@ impl Partner {
                 problem: "expected an object { \"Host\": ..., ... }".into(),
             });
         };
-        Self::from_object(&obj)
+        Ok(obj)
     }
 
     fn from_object(obj: &Map<String, Value>) -> Result<Partner, ConfigError> {
@@ -136,19 +141,7 @@ impl Partner {
                 known: KNOWN.join(", "),
             });
         }
-        let host = required_str(obj, "Host")?;
-        if host.chars().any(|c| c.is_whitespace() || c.is_control()) || host.contains('/') {
-            return Err(field(
-                "Host",
-                "must be a host name or IP address, without spaces or a URL scheme",
-            ));
-        }
-        let port = match obj.get("Port") {
-            None | Some(Value::Null) => 22,
-            Some(Value::Number(n)) => port_from(n.as_u64())?,
-            Some(Value::String(s)) => port_from(s.trim().parse().ok())?,
-            Some(_) => return Err(field("Port", "must be a number between 1 and 65535")),
-        };
+        let (host, port) = endpoint(obj)?;
         let username = required_str(obj, "Username")?;
         if username.chars().any(|c| c.is_control()) {
             return Err(field("Username", "must not contain control characters"));
@@ -221,6 +214,30 @@ impl Partner {
             format!("{}:{}", self.host, self.port)
         }
     }
+}
+
+/// `Host` and `Port` of a partner config, validated as [`Partner::from_json`] does, with nothing
+/// else required: enough to look at the server's host key before `TrustedHostKeys` is filled in
+/// (`sftp-forward test-connection --print-host-key`).
+pub fn endpoint_from_json(text: &str) -> Result<(String, u16), ConfigError> {
+    endpoint(&Partner::parse_object(text)?)
+}
+
+fn endpoint(obj: &Map<String, Value>) -> Result<(String, u16), ConfigError> {
+    let host = required_str(obj, "Host")?;
+    if host.chars().any(|c| c.is_whitespace() || c.is_control()) || host.contains('/') {
+        return Err(field(
+            "Host",
+            "must be a host name or IP address, without spaces or a URL scheme",
+        ));
+    }
+    let port = match obj.get("Port") {
+        None | Some(Value::Null) => 22,
+        Some(Value::Number(n)) => port_from(n.as_u64())?,
+        Some(Value::String(s)) => port_from(s.trim().parse().ok())?,
+        Some(_) => return Err(field("Port", "must be a number between 1 and 65535")),
+    };
+    Ok((host, port))
 }
 
 fn classify(e: &serde_json::Error) -> &'static str {

@@ -6,7 +6,8 @@
 //! - [`config`]: the partner JSON (Secrets Manager) → validated [`Partner`]
 //! - [`route`]: object key → escape-proof [`RemotePath`] under `RemoteDirectory`
 //! - [`hostkey`]: `TrustedHostKeys` pinning and fingerprints
-//! - [`session`]: SSH connect, host key check, login, SFTP channel; [`Connector`] reuse
+//! - [`session`]: SSH connect, host key check, login, SFTP channel; [`Connector`] reuse;
+//!   [`scan_host_key`] for onboarding
 //! - [`publish`]: temp name → pipelined writes → size check → rename
 //! - [`error`]: one [`Error`], each variant transient or permanent
 
@@ -22,4 +23,4 @@ pub use error::{Error, ErrorClass};
 pub use hostkey::{Fingerprint, TrustedHostKeys};
 pub use publish::{Overwrite, PublishOutcome, Published};
 pub use route::{RemotePath, Route, RouteError};
-pub use session::{Connector, Session, Tuning};
+pub use session::{scan_host_key, Connector, Session, Tuning};

@@ -335,6 +335,22 @@ impl Session {
         }
     }
 
+    /// Whether the login may create files in `RemoteDirectory`: creates an empty hidden probe
+    /// file there (exclusively, so nothing is overwritten), then removes it. `Ok` means writable;
+    /// the error says why not (a missing directory or a permission refusal is permanent).
+    pub async fn check_writable(&mut self) -> Result<(), Error> {
+        let probe = join2(&self.remote_directory, &temp_name("sftp-forward-probe"));
+        let handle = self.open_exclusive(&probe).await?;
+        let closed = self.sftp.close(handle).await;
+        self.sftp
+            .remove(&probe)
+            .await
+            .map_err(|e| Error::sftp("remove", &probe, e))?;
+        closed.map_err(|e| Error::sftp("close", &probe, e))?;
+        self.touch();
+        Ok(())
+    }
+
     async fn open_exclusive(&self, temp_path: &str) -> Result<String, Error> {
         let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUDE;
         self.sftp

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use russh::client;
-use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh_sftp::client::rawsession::Limits;
 use russh_sftp::client::RawSftpSession;
 use tokio::net::TcpStream;
@@ -64,10 +64,12 @@ const CIPHERS: &[russh::cipher::Name] = &[
     russh::cipher::AES_128_CTR,
 ];
 
-/// The SSH client handler: accepts exactly the pinned host keys and remembers what was offered.
+/// The SSH client handler: accepts exactly the pinned host keys (none at all for
+/// [`scan_host_key`]) and remembers the key that was offered.
 struct Pinned {
-    trusted: TrustedHostKeys,
-    offered: Arc<Mutex<Option<Fingerprint>>>,
+    /// `None`: trust nothing, the handshake always stops at the key check.
+    trusted: Option<TrustedHostKeys>,
+    offered: Arc<Mutex<Option<PublicKey>>>,
 }
 
 impl client::Handler for Pinned {
@@ -78,14 +80,74 @@ impl client::Handler for Pinned {
         offered: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
         let (key, trusted) = match offered {
-            PublicKeyOrCertificate::PublicKey { key, .. } => {
-                (key.clone(), self.trusted.trusts(key))
-            }
+            PublicKeyOrCertificate::PublicKey { key, .. } => (
+                key.clone(),
+                self.trusted.as_ref().is_some_and(|t| t.trusts(key)),
+            ),
             // We never advertise certificate algorithms; a certificate is not a pinned key.
             PublicKeyOrCertificate::Certificate(cert) => (cert.public_key().clone().into(), false),
         };
-        *self.offered.lock().unwrap_or_else(|e| e.into_inner()) = Some(Fingerprint::of(&key));
+        *self.offered.lock().unwrap_or_else(|e| e.into_inner()) = Some(key);
         Ok(trusted)
+    }
+}
+
+/// The client settings of every connection (the publisher's and [`scan_host_key`]'s alike, so the
+/// scan sees the host key algorithm the publisher will negotiate).
+fn client_config(tuning: &Tuning) -> Arc<client::Config> {
+    Arc::new(client::Config {
+        keepalive_interval: Some(tuning.keepalive_interval),
+        keepalive_max: 3,
+        nodelay: true,
+        preferred: russh::Preferred {
+            cipher: Cow::Borrowed(CIPHERS),
+            ..russh::Preferred::DEFAULT
+        },
+        ..client::Config::default()
+    })
+}
+
+/// Connect to `host:port` only as far as the server's host key and abort the handshake there:
+/// the key is never accepted and nothing is authenticated or sent. This is how an operator sees
+/// the key of a new partner (to check it with the partner, then add it to `TrustedHostKeys`);
+/// it trusts nothing by itself. Bounded by `tuning.connect_timeout`.
+pub async fn scan_host_key(host: &str, port: u16, tuning: &Tuning) -> Result<PublicKey, Error> {
+    let addr = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let offered = Arc::new(Mutex::new(None));
+    let handler = Pinned {
+        trusted: None,
+        offered: offered.clone(),
+    };
+    let handshake = bounded(tuning.connect_timeout, "connecting", &addr, async {
+        let tcp = TcpStream::connect((host, port))
+            .await
+            .map_err(|source| Error::Connect {
+                addr: addr.clone(),
+                source,
+            })?;
+        Ok(client::connect_stream(client_config(tuning), tcp, handler)
+            .await
+            .map(drop))
+    })
+    .await?;
+    let key = offered.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match (key, handshake) {
+        (Some(key), _) => Ok(key),
+        (None, Err(source)) => Err(Error::Ssh {
+            step: "handshake",
+            addr,
+            source,
+        }),
+        // Not reachable: the handshake cannot succeed without a host key check.
+        (None, Ok(())) => Err(Error::Ssh {
+            step: "handshake",
+            addr,
+            source: russh::Error::UnknownKey,
+        }),
     }
 }
 
@@ -113,19 +175,10 @@ impl Session {
         let addr = partner.addr();
         let offered = Arc::new(Mutex::new(None));
         let handler = Pinned {
-            trusted: partner.trusted_host_keys.clone(),
+            trusted: Some(partner.trusted_host_keys.clone()),
             offered: offered.clone(),
         };
-        let config = Arc::new(client::Config {
-            keepalive_interval: Some(tuning.keepalive_interval),
-            keepalive_max: 3,
-            nodelay: true,
-            preferred: russh::Preferred {
-                cipher: Cow::Borrowed(CIPHERS),
-                ..russh::Preferred::DEFAULT
-            },
-            ..client::Config::default()
-        });
+        let config = client_config(tuning);
 
         let connect = async {
             let tcp = TcpStream::connect((partner.host.as_str(), partner.port))
@@ -141,8 +194,14 @@ impl Session {
             })?;
             client::connect_stream(config, tcp, handler)
                 .await
-                .map_err(
-                    |source| match (&source, offered.lock().ok().and_then(|o| o.clone())) {
+                .map_err(|source| {
+                    match (
+                        &source,
+                        offered
+                            .lock()
+                            .ok()
+                            .and_then(|o| o.as_ref().map(Fingerprint::of)),
+                    ) {
                         (russh::Error::UnknownKey, Some(fp)) => Error::UntrustedHostKey {
                             addr: addr.clone(),
                             algorithm: fp.algorithm,
@@ -153,8 +212,8 @@ impl Session {
                             addr: addr.clone(),
                             source,
                         },
-                    },
-                )
+                    }
+                })
                 .map(|ssh| (ssh, local))
         };
         let (mut ssh, local_addr) =
@@ -162,7 +221,7 @@ impl Session {
         let host_key = offered
             .lock()
             .ok()
-            .and_then(|o| o.clone())
+            .and_then(|o| o.as_ref().map(Fingerprint::of))
             .expect("the handshake checked a host key");
 
         bounded(

@@ -140,6 +140,40 @@ async fn an_unknown_host_key_is_refused_before_login_and_nothing_is_written() {
 }
 
 #[tokio::test]
+async fn a_host_key_scan_shows_the_key_without_trusting_it_or_logging_in() {
+    let s = sshd();
+    let key = forward::scan_host_key("127.0.0.1", s.port, &Tuning::default())
+        .await
+        .unwrap();
+    assert_eq!(forward::Fingerprint::of(&key).sha256, keygen_fingerprint(s));
+    let line = forward::hostkey::public_key_line(&key);
+    assert!(s.host_key_line.starts_with(&line), "{line}");
+    // Only Host and Port are needed to scan; nothing else of the secret is required.
+    let endpoint = forward::config::endpoint_from_json(&format!(
+        r#"{{"Host": "127.0.0.1", "Port": {}}}"#,
+        s.port
+    ))
+    .unwrap();
+    assert_eq!(endpoint, ("127.0.0.1".to_owned(), s.port));
+}
+
+#[tokio::test]
+async fn check_writable_tells_a_writable_directory_from_a_read_only_one() {
+    let (local, remote) = scratch_dir("writable");
+    let tuning = Tuning::default();
+    let mut ok = forward::Session::open(&partner(&partner_json(&remote)), &tuning)
+        .await
+        .unwrap();
+    ok.check_writable().await.unwrap();
+    assert!(files_under(&local).is_empty(), "the probe is removed");
+    let mut ro = forward::Session::open(&partner(&partner_json("readonly")), &tuning)
+        .await
+        .unwrap();
+    let err = ro.check_writable().await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Permanent, "{err:?}");
+}
+
+#[tokio::test]
 async fn the_second_of_two_trusted_keys_may_be_the_one_that_matches() {
     let s = sshd();
     let (local, remote) = scratch_dir("rotation");

@@ -1,0 +1,137 @@
+//! The command line: what an operator can type, with `--help` text a newcomer understands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use forward::{Overwrite, RemotePath};
+
+use crate::s3url::{S3Url, Since, Source};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  unexpected error (a bug or an unclassified failure: see the message)
+  2  usage error (unknown flag, bad value)
+  3  configuration: the partner secret cannot be read or is invalid
+  4  transient failure: network, timeout, busy server or S3/SQS hiccup; retrying later may work
+  5  permanent failure: an operator must act (missing object, refused path, permission, ...)
+  6  the partner's host key is not in TrustedHostKeys (nothing was authenticated or sent)
+  7  the partner rejected the login
+  8  the login works but RemoteDirectory is not writable
+
+replay and redrive exit 5 if any object failed permanently, else 4 if any failed transiently.
+
+AWS region, endpoint and credentials come from the standard AWS configuration
+(AWS_REGION, AWS_ENDPOINT_URL, AWS_PROFILE, ...). Secrets are never printed.";
+
+/// Operate the S3 → SFTP forwarder by hand, with the same code the Lambda function runs.
+#[derive(Debug, Parser)]
+#[command(name = "sftp-forward", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Print one JSON document on stdout instead of text (progress and logs stay on stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More log lines on stderr (-v: each step, -vv: debug). `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Connect to the partner: show its host key and fingerprint, whether the key is trusted,
+    /// whether the login works and whether RemoteDirectory is writable.
+    #[command(after_help = EXIT_CODES)]
+    TestConnection {
+        #[command(flatten)]
+        secret: SecretArgs,
+        /// Print only the server's host key line, ready to paste into TrustedHostKeys after the
+        /// partner has confirmed its fingerprint. Only Host and Port of the secret are needed.
+        /// The key is never trusted automatically: exits 6 while it is not in TrustedHostKeys.
+        #[arg(long)]
+        print_host_key: bool,
+    },
+
+    /// Send one file: an S3 object (s3://bucket/key) or a local file, through the same publisher
+    /// as the Lambda function. Always sends (an S3 object's delivery receipt is rewritten).
+    #[command(after_help = EXIT_CODES)]
+    Send {
+        /// `s3://bucket/key` or a local file path.
+        source: Source,
+        /// Remote path under RemoteDirectory (default: the route's mapping of the key, or the
+        /// local file's name).
+        #[arg(long, value_name = "PATH")]
+        remote_path: Option<RemotePath>,
+        #[command(flatten)]
+        secret: SecretArgs,
+        #[command(flatten)]
+        route: RouteArgs,
+    },
+
+    /// Forward every object under an S3 prefix that has no delivery receipt for its current
+    /// bytes (all of them with --force), then print a summary table.
+    #[command(after_help = EXIT_CODES)]
+    Replay {
+        /// `s3://bucket/prefix` (`s3://bucket` for the whole bucket).
+        prefix: S3Url,
+        /// Only objects modified at or after this time: RFC 3339 (2026-11-25T08:00:00Z), a date
+        /// (2026-11-25, UTC midnight) or an age (90m, 6h, 2d).
+        #[arg(long, value_name = "TIME")]
+        since: Option<Since>,
+        /// Parallel SSH connections to the partner (each sends one file at a time).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+        concurrency: u16,
+        /// List what would be sent and skipped; connect to nothing, send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Send objects even when their receipt says they were delivered.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        secret: SecretArgs,
+        #[command(flatten)]
+        route: RouteArgs,
+    },
+
+    /// Re-process a dead-letter queue: forward each message's objects and delete the message
+    /// only after they are delivered (or found already delivered); report what remains.
+    #[command(after_help = EXIT_CODES)]
+    Redrive {
+        /// The dead-letter queue's URL.
+        #[arg(long, value_name = "URL")]
+        dlq: String,
+        #[command(flatten)]
+        secret: SecretArgs,
+        #[command(flatten)]
+        route: RouteArgs,
+    },
+}
+
+/// Where the partner connection JSON comes from.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct SecretArgs {
+    /// Secrets Manager secret (name or ARN) holding the partner JSON, as the Lambda uses.
+    #[arg(long, value_name = "ID")]
+    pub secret_id: Option<String>,
+    /// A local file holding the partner JSON (same format as the secret).
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+}
+
+/// How object keys map to remote paths; use the Lambda function's values.
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    /// Remote path template ({key}, {basename}, {dirname}), like SFTP_FORWARD_REMOTE_PATH_TEMPLATE.
+    #[arg(long, value_name = "TEMPLATE", default_value = forward::route::DEFAULT_TEMPLATE)]
+    pub template: String,
+    /// Prefix removed from keys before mapping, like SFTP_FORWARD_STRIP_PREFIX.
+    #[arg(long, value_name = "PREFIX")]
+    pub strip_prefix: Option<String>,
+    /// When the remote file exists: overwrite, fail-if-exists or skip-if-same-size.
+    #[arg(long, value_name = "POLICY", default_value = "overwrite")]
+    pub overwrite: Overwrite,
+}

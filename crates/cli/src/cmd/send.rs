@@ -1,0 +1,178 @@
+//! `send`: one file to the partner. An S3 object goes through the Lambda's own forwarder
+//! (receipt written afterwards); a local file goes straight to the publisher.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use forward::{Connector, Partner, RemotePath};
+use serde_json::json;
+use sftp_forward_lambda::event::ObjectRef;
+use sftp_forward_lambda::{ForwardOptions, Outcome};
+
+use crate::args::{RouteArgs, SecretArgs};
+use crate::exit::Exit;
+use crate::progress::{Feedback, Metered, MeteredStore};
+use crate::s3url::{S3Url, Source};
+use crate::setup;
+
+pub async fn run(
+    source: &Source,
+    remote_path: Option<RemotePath>,
+    secret: &SecretArgs,
+    route: &RouteArgs,
+    as_json: bool,
+) -> anyhow::Result<Exit> {
+    let feedback = Feedback::bytes();
+    let started = Instant::now();
+    let (label, outcome) = match source {
+        Source::S3(url) => (
+            url.to_string(),
+            send_object(url, remote_path, secret, route, &feedback).await?,
+        ),
+        Source::Local(path) => {
+            let label = path.display().to_string();
+            let outcome = send_local(path, remote_path, secret, route, &feedback).await;
+            (label, outcome?)
+        }
+    };
+    feedback.finish();
+    let secs = started.elapsed().as_secs_f64();
+    let exit = match &outcome {
+        Outcome::Failed { class, .. } => Exit::of_class(*class),
+        _ => Exit::Ok,
+    };
+    if as_json {
+        println!(
+            "{:#}",
+            json!({ "source": label, "outcome": outcome_json(&outcome), "seconds": secs, "exit_code": exit.code() })
+        );
+        return Ok(exit);
+    }
+    match &outcome {
+        Outcome::Delivered { remote_path, bytes } => println!(
+            "sent {label} → {remote_path}: {bytes} bytes in {secs:.1} s ({:.1} MB/s)",
+            *bytes as f64 / secs.max(0.001) / 1e6
+        ),
+        Outcome::Skipped { reason } => println!("skipped {label}: {reason}"),
+        Outcome::Failed { class, reason } => {
+            eprintln!("error: {label} not sent ({class}): {reason}")
+        }
+    }
+    Ok(exit)
+}
+
+/// The outcome as a JSON object (shared with `replay` and `redrive`).
+pub fn outcome_json(outcome: &Outcome) -> serde_json::Value {
+    match outcome {
+        Outcome::Delivered { remote_path, bytes } => {
+            json!({ "outcome": "sent", "remote_path": remote_path, "bytes": bytes })
+        }
+        Outcome::Skipped { reason } => json!({ "outcome": "skipped", "reason": reason }),
+        Outcome::Failed { class, reason } => {
+            json!({ "outcome": "failed", "class": class.to_string(), "reason": reason })
+        }
+    }
+}
+
+async fn send_object(
+    url: &S3Url,
+    remote_path: Option<RemotePath>,
+    secret: &SecretArgs,
+    route: &RouteArgs,
+    feedback: &Feedback,
+) -> anyhow::Result<Outcome> {
+    let config = setup::aws_config().await;
+    let missing = Arc::new(AtomicBool::new(false));
+    let store = MeteredStore {
+        inner: setup::s3(&config),
+        bar: feedback.bar().clone(),
+        missing: missing.clone(),
+    };
+    let mut forwarder = setup::forwarder(store, secret, route, &config)?;
+    let obj = ObjectRef {
+        bucket: url.bucket.clone(),
+        key: url.key.clone(),
+        version_id: None,
+        etag: None,
+        size: None,
+    };
+    feedback.log(format!("sending {url}"));
+    // An explicit send always sends: the operator asked for this object.
+    let options = ForwardOptions {
+        force: true,
+        remote_path,
+    };
+    let outcome = forwarder.forward_with(&obj, None, &options).await;
+    if missing.load(Ordering::Relaxed) {
+        return Ok(Outcome::Failed {
+            class: forward::ErrorClass::Permanent,
+            reason: format!("{url} does not exist"),
+        });
+    }
+    Ok(outcome)
+}
+
+async fn send_local(
+    path: &std::path::Path,
+    remote_path: Option<RemotePath>,
+    secret: &SecretArgs,
+    route: &RouteArgs,
+    feedback: &Feedback,
+) -> anyhow::Result<Outcome> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))
+        .context(crate::exit::Failed(Exit::Permanent))?;
+    let len = file
+        .metadata()
+        .await
+        .with_context(|| format!("reading the size of {}", path.display()))?
+        .len();
+    let settings = setup::settings(&path.display().to_string(), route)?;
+    let remote = match remote_path {
+        Some(p) => p,
+        None => {
+            let name = path.file_name().and_then(|n| n.to_str()).with_context(|| {
+                format!(
+                    "{} has no usable file name: give --remote-path",
+                    path.display()
+                )
+            })?;
+            settings
+                .route
+                .map(name)
+                .context("mapping the file name to a remote path")?
+        }
+    };
+    let partner =
+        Partner::from_json(&setup::partner_text(secret).await?).context("the partner secret")?;
+    feedback.bar().set_length(len);
+    feedback.log(format!(
+        "sending {} ({len} bytes) to {} as {remote}",
+        path.display(),
+        partner.addr()
+    ));
+    let mut connector = Connector::new(partner, settings.tuning.clone());
+    let published = connector
+        .publish(
+            Metered::new(file, feedback.bar().clone()),
+            Some(len),
+            &remote,
+            settings.overwrite,
+        )
+        .await;
+    connector.close().await;
+    match published {
+        Ok(p) if p.outcome == forward::PublishOutcome::SkippedSameSize => Ok(Outcome::Skipped {
+            reason: format!("{} already has the same size on the partner", p.remote_path),
+        }),
+        Ok(p) => Ok(Outcome::Delivered {
+            remote_path: p.remote_path,
+            bytes: p.bytes,
+        }),
+        // Typed errors keep their precise exit code (untrusted key, login rejected, ...).
+        Err(e) => Err(e).with_context(|| format!("sending {}", path.display())),
+    }
+}

@@ -1,0 +1,106 @@
+//! `sftp-forward`: the operator's tool. Parses the command line, runs one command with the same
+//! library code as the Lambda function, and maps the result to an exit code (see `--help`).
+//!
+//! # Layout
+//! - [`args`]: the command line and its help text (exit codes listed there)
+//! - [`s3url`]: `s3://bucket/key`, send sources, `--since` times
+//! - [`setup`]: AWS configuration, partner secret (Secrets Manager or file), forwarder settings
+//! - [`cmd`]: `test-connection`, `send`, `replay`, `redrive`
+//! - [`progress`]: progress bar on a terminal, log lines otherwise (stderr)
+//! - [`report`]: the summary table or JSON of a batch (stdout)
+//! - [`exit`]: failure class → exit code
+
+mod args;
+mod cmd;
+mod exit;
+mod progress;
+mod report;
+mod s3url;
+mod setup;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::exit::Exit;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(Exit::Unexpected.code());
+        }
+    };
+    let exit = match runtime.block_on(run(&cli)) {
+        Ok(exit) => exit,
+        Err(err) => {
+            let exit = Exit::of_error(&err);
+            if cli.json {
+                let doc =
+                    serde_json::json!({ "error": format!("{err:#}"), "exit_code": exit.code() });
+                println!("{doc:#}");
+            }
+            eprintln!("error: {err:#}");
+            exit
+        }
+    };
+    ExitCode::from(exit.code())
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<Exit> {
+    match &cli.command {
+        Command::TestConnection {
+            secret,
+            print_host_key,
+        } => cmd::test_connection::run(secret, *print_host_key, cli.json).await,
+        Command::Send {
+            source,
+            remote_path,
+            secret,
+            route,
+        } => cmd::send::run(source, remote_path.clone(), secret, route, cli.json).await,
+        Command::Replay {
+            prefix,
+            since,
+            concurrency,
+            dry_run,
+            force,
+            secret,
+            route,
+        } => {
+            let replay = cmd::replay::Replay {
+                prefix,
+                since: *since,
+                concurrency: *concurrency,
+                dry_run: *dry_run,
+                force: *force,
+                secret,
+                route,
+            };
+            cmd::replay::run(replay, cli.json).await
+        }
+        Command::Redrive { dlq, secret, route } => {
+            cmd::redrive::run(dlq, secret, route, cli.json).await
+        }
+    }
+}
+
+/// Library log lines (receipt warnings, reconnects) on stderr: warnings by default, more with -v.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

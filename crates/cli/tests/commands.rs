@@ -1,0 +1,258 @@
+//! The `sftp-forward` binary as an operator runs it: a subprocess with the standard AWS
+//! environment pointing at the moto server, the partner a real sshd. Asserts exit codes, what is
+//! printed, the bytes on the partner's disk and what is left in the queue.
+
+mod util;
+
+use serde_json::json;
+use testkit::{scratch_dir, sshd};
+use util::*;
+
+/// A valid ed25519 key that is not the server's.
+const OTHER_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+
+#[tokio::test]
+async fn test_connection_on_a_trusted_key_logs_in_and_finds_the_directory_writable() {
+    let (local, remote) = scratch_dir("tc-trusted");
+    let (_dir, file) = secret_file(&partner_json(&remote));
+    let run = sftp_forward(&["test-connection", "--secret-file", &file]).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stdout.contains(&keygen_fingerprint()), "{run:#?}");
+    assert!(run.stdout.contains("trusted      yes"), "{run:#?}");
+    assert!(run.stdout.contains("login        ok"), "{run:#?}");
+    assert!(run.stdout.contains("writable     yes"), "{run:#?}");
+
+    // The same through Secrets Manager, as JSON; the secret's private key is never printed.
+    let aws = aws().await;
+    let secret = aws.secret(&partner_json(&remote)).await;
+    let run = sftp_forward(&["test-connection", "--secret-id", &secret, "--json"]).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let doc = run.json();
+    assert_eq!(doc["fingerprint"], keygen_fingerprint());
+    assert_eq!(doc["trusted"], true);
+    assert_eq!(doc["writable"], true);
+    let key_body = sshd().keys.ed25519.lines().nth(1).unwrap().to_owned();
+    assert!(!run.stdout.contains(&key_body) && !run.stderr.contains(&key_body));
+    assert!(
+        std::fs::read_dir(&local).unwrap().next().is_none(),
+        "the write probe is removed"
+    );
+
+    // A read-only RemoteDirectory: login works, exit 8.
+    let (_dir, file) = secret_file(&partner_json("readonly"));
+    let run = sftp_forward(&["test-connection", "--secret-file", &file]).await;
+    assert_eq!(run.code, 8, "{run:#?}");
+    assert!(run.stdout.contains("writable     NO"), "{run:#?}");
+}
+
+#[tokio::test]
+async fn test_connection_on_an_untrusted_key_shows_it_and_exits_6_without_logging_in() {
+    let (_local, remote) = scratch_dir("tc-untrusted");
+    let mut partner = partner_json(&remote);
+    partner["TrustedHostKeys"] = json!([OTHER_KEY]);
+    let (_dir, file) = secret_file(&partner);
+
+    let run = sftp_forward(&["test-connection", "--secret-file", &file]).await;
+    assert_eq!(run.code, 6, "{run:#?}");
+    assert!(run.stdout.contains(&keygen_fingerprint()), "{run:#?}");
+    assert!(run.stdout.contains("trusted      NO"), "{run:#?}");
+    assert!(run.stdout.contains("login        skipped"), "{run:#?}");
+
+    // --print-host-key prints the server's key line (not the pinned one) and still exits 6.
+    let run = sftp_forward(&[
+        "test-connection",
+        "--secret-file",
+        &file,
+        "--print-host-key",
+    ])
+    .await;
+    assert_eq!(run.code, 6, "{run:#?}");
+    let line = run.stdout.trim();
+    assert!(sshd().host_key_line.starts_with(line), "{run:#?}");
+    assert!(run.stderr.contains(&keygen_fingerprint()), "{run:#?}");
+
+    // Onboarding: a secret with only Host and Port is enough to see the key.
+    let s = sshd();
+    let (_dir, bare) = secret_file(&json!({"Host": "127.0.0.1", "Port": s.port}));
+    let run = sftp_forward(&[
+        "test-connection",
+        "--secret-file",
+        &bare,
+        "--print-host-key",
+        "--json",
+    ])
+    .await;
+    assert_eq!(run.code, 6, "{run:#?}");
+    assert_eq!(run.json()["fingerprint"], keygen_fingerprint());
+    assert_eq!(run.json()["trusted"], false);
+
+    // Once pinned, the same command exits 0.
+    let (_dir, pinned) = secret_file(&partner_json(&remote));
+    let run = sftp_forward(&[
+        "test-connection",
+        "--secret-file",
+        &pinned,
+        "--print-host-key",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+}
+
+#[tokio::test]
+async fn send_delivers_an_s3_object_and_a_local_file() {
+    let aws = aws().await;
+    let bucket = aws.bucket("send").await;
+    let (local, remote) = scratch_dir("send");
+    let secret = aws.secret(&partner_json(&remote)).await;
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    aws.put(&bucket, "in/report 1.csv", &body).await;
+
+    let url = format!("s3://{bucket}/in/report 1.csv");
+    let run = sftp_forward(&["send", &url, "--secret-id", &secret]).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(std::fs::read(local.join("in/report 1.csv")).unwrap(), body);
+    // An explicit send sends again even though the object now carries a delivery receipt.
+    std::fs::remove_file(local.join("in/report 1.csv")).unwrap();
+    let run = sftp_forward(&["send", &url, "--secret-id", &secret]).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(std::fs::read(local.join("in/report 1.csv")).unwrap(), body);
+
+    // --remote-path, JSON: the object goes where the operator says.
+    let run = sftp_forward(&[
+        "send",
+        &url,
+        "--secret-id",
+        &secret,
+        "--remote-path",
+        "manual/again.csv",
+        "--json",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.json()["outcome"]["bytes"], body.len());
+    assert_eq!(std::fs::read(local.join("manual/again.csv")).unwrap(), body);
+
+    // A local file, with the partner JSON from a file.
+    let (dir, file) = secret_file(&partner_json(&remote));
+    let path = dir.path().join("local.bin");
+    std::fs::write(&path, b"local bytes\n").unwrap();
+    let run = sftp_forward(&["send", path.to_str().unwrap(), "--secret-file", &file]).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(
+        std::fs::read(local.join("local.bin")).unwrap(),
+        b"local bytes\n"
+    );
+    // Not a terminal: plain log lines on stderr, no bar.
+    assert!(run.stderr.contains("sending"), "{run:#?}");
+
+    // A missing object is reported, not sent.
+    let missing = format!("s3://{bucket}/in/nope.csv");
+    let run = sftp_forward(&["send", &missing, "--secret-id", &secret]).await;
+    assert_eq!(run.code, 5, "{run:#?}");
+    assert!(run.stderr.contains("does not exist"), "{run:#?}");
+}
+
+#[tokio::test]
+async fn replay_skips_delivered_objects_and_sends_the_rest() {
+    let aws = aws().await;
+    let bucket = aws.bucket("replay").await;
+    let (local, remote) = scratch_dir("replay");
+    let secret = aws.secret(&partner_json(&remote)).await;
+    for name in ["a.csv", "b.csv", "c.csv"] {
+        aws.put(&bucket, &format!("day/{name}"), name.as_bytes())
+            .await;
+    }
+    aws.put(&bucket, "other/x.csv", b"x").await;
+    // a.csv was delivered before (receipt on the object); its copy at the partner was since
+    // picked up, so a re-send would show up on disk.
+    let a = format!("s3://{bucket}/day/a.csv");
+    assert_eq!(
+        sftp_forward(&["send", &a, "--secret-id", &secret])
+            .await
+            .code,
+        0
+    );
+    std::fs::remove_file(local.join("day/a.csv")).unwrap();
+
+    let prefix = format!("s3://{bucket}/day/");
+    let run = sftp_forward(&[
+        "replay",
+        &prefix,
+        "--secret-id",
+        &secret,
+        "--concurrency",
+        "2",
+        "--json",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let doc = run.json();
+    assert_eq!(
+        (doc["sent"].clone(), doc["skipped"].clone()),
+        (json!(2), json!(1)),
+        "{doc:#}"
+    );
+    assert!(
+        !local.join("day/a.csv").exists(),
+        "a.csv was not sent again"
+    );
+    assert_eq!(std::fs::read(local.join("day/b.csv")).unwrap(), b"b.csv");
+    assert_eq!(std::fs::read(local.join("day/c.csv")).unwrap(), b"c.csv");
+    assert!(!local.join("other").exists(), "only the prefix is replayed");
+
+    // The text summary table names each object.
+    let run = sftp_forward(&["replay", &prefix, "--secret-id", &secret]).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(
+        run.stdout.contains("3 total: 0 sent, 3 skipped, 0 failed"),
+        "{run:#?}"
+    );
+}
+
+#[tokio::test]
+async fn replay_dry_run_sends_nothing() {
+    let aws = aws().await;
+    let bucket = aws.bucket("dry").await;
+    let (local, remote) = scratch_dir("dry");
+    let secret = aws.secret(&partner_json(&remote)).await;
+    aws.put(&bucket, "one.csv", b"1").await;
+    aws.put(&bucket, "two.csv", b"2").await;
+    let prefix = format!("s3://{bucket}");
+    for force in [false, true] {
+        let mut args = vec!["replay", &prefix, "--secret-id", &secret, "--dry-run"];
+        if force {
+            args.push("--force");
+        }
+        let run = sftp_forward(&args).await;
+        assert_eq!(run.code, 0, "{run:#?}");
+        assert!(run.stdout.contains("would send"), "{run:#?}");
+        assert!(run.stdout.contains("2 total: 2 would be sent"), "{run:#?}");
+    }
+    assert!(
+        std::fs::read_dir(&local).unwrap().next().is_none(),
+        "nothing sent"
+    );
+}
+
+#[tokio::test]
+async fn redrive_empties_the_dlq_except_the_permanently_failing_message() {
+    let aws = aws().await;
+    let bucket = aws.bucket("redrive").await;
+    let (local, remote) = scratch_dir("redrive");
+    let secret = aws.secret(&partner_json(&remote)).await;
+    aws.put(&bucket, "good.csv", b"good").await;
+    aws.put(&bucket, "bad/../escape.csv", b"bad").await;
+    let bad = s3_body(&bucket, "bad/../escape.csv");
+    let dlq = aws
+        .queue_with(&[s3_body(&bucket, "good.csv"), bad.clone()])
+        .await;
+
+    let run = sftp_forward(&["redrive", "--dlq", &dlq, "--secret-id", &secret, "--json"]).await;
+    assert_eq!(run.code, 5, "a permanent failure remains: {run:#?}");
+    let doc = run.json();
+    assert_eq!(doc["deleted"], 1, "{doc:#}");
+    assert_eq!(doc["remaining"], 1, "{doc:#}");
+    assert_eq!(std::fs::read(local.join("good.csv")).unwrap(), b"good");
+    assert_eq!(aws.bodies(&dlq).await, [bad], "only the bad message stays");
+}
