@@ -1,6 +1,9 @@
 //! `bootstrap`: the Lambda function for the `provided.al2023` runtime. Builds the AWS clients once,
 //! keeps the forwarder (secret cache, SSH connection) across warm invocations.
 
+// The handler future (SDK calls + SSH + SFTP) is deep; release builds need more than the default 128.
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -1,0 +1,96 @@
+//! The command line: subcommands, flags, help text and exit codes (part of the binary only).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use provision::RawConfig;
+
+const EXIT_CODES: &str = "\
+AWS access: the standard AWS config (AWS_PROFILE/--profile, AWS_REGION/--region, AWS_ENDPOINT_URL, ...).
+
+Exit codes:
+  0  done (plan: the plan was printed)
+  1  failed: the message names the resource and the next step; apply can simply be run again
+  2  bad command line";
+
+/// Builds the sftp-forward stack on AWS: a VPC with two NAT gateways on kept Elastic IPs, the inbox
+/// bucket and queue, and the forwarding function. Like terraform: plan, apply, outputs, destroy.
+#[derive(Parser)]
+#[command(name = "provision", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Stack name: tags every resource (sftp-forward:stack) and prefixes names [default: sftp-forward]
+    #[arg(long, global = true)]
+    pub stack: Option<String>,
+    /// JSON config file (see docs/PROVISION.md); flags override it
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// AWS profile (default: the standard AWS config)
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// AWS region (default: the standard AWS config)
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Show what apply would create or change, and the fixed monthly cost; changes nothing
+    Plan(Inputs),
+    /// Create or update the stack; safe to run again (resumes, changes only what differs)
+    Apply(Inputs),
+    /// Delete the stack in reverse order; keeps the Elastic IPs unless --release-eips
+    Destroy {
+        /// Also release the two Elastic IPs (the partner's allowlist will then be stale)
+        #[arg(long)]
+        release_eips: bool,
+    },
+    /// Print the stack's resources as JSON (vpc, subnets, nat_gateways, elastic_ips, function, ...)
+    Outputs,
+}
+
+#[derive(Args)]
+pub struct Inputs {
+    /// The function zip from deploy/package [default: $CARGO_TARGET_DIR/lambda/bootstrap/bootstrap.zip]
+    #[arg(long, value_name = "PATH")]
+    pub zip: Option<PathBuf>,
+    /// Create (or update) the partner secret from this JSON file; its content is never printed
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// The partner secret's name or ARN [default: sftp-forward/<stack>/partner]
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// The partner's SFTP server (IPv4 or hostname): the only tcp/22 egress allowed
+    #[arg(long, value_name = "ADDRESS")]
+    pub partner_address: Option<String>,
+    /// The inbox bucket [default: <stack>-inbox]
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// An Availability Zone; give it twice (AZ A, AZ B)
+    #[arg(long = "az", value_name = "AZ")]
+    pub azs: Vec<String>,
+    /// Use this Elastic IP allocation; give it twice (for nat-one, nat-two)
+    #[arg(long = "eip-allocation-id", value_name = "ID")]
+    pub eips: Vec<String>,
+    /// Most concurrent function instances = connections to the partner [default: 2]
+    #[arg(long)]
+    pub max_concurrency: Option<u32>,
+}
+
+impl Inputs {
+    pub fn to_raw(&self) -> RawConfig {
+        let some = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        RawConfig {
+            zip: self.zip.clone(),
+            secret_file: self.secret_file.clone(),
+            secret: self.secret.clone(),
+            partner_address: self.partner_address.clone(),
+            bucket: self.bucket.clone(),
+            availability_zones: some(&self.azs),
+            eip_allocation_ids: some(&self.eips),
+            max_concurrency: self.max_concurrency,
+            ..RawConfig::default()
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! The Lambda function, from the packaged `bootstrap` zip, in both private subnets with the
+//! security group, and the SQS event source mapping that feeds it with partial batch responses
+//! and a bounded concurrency (the number of connections to the partner).
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use aws_sdk_lambda::client::Waiters;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{
+    Architecture, Environment, EventSourceMappingConfiguration, FunctionCode,
+    FunctionConfiguration, FunctionResponseType, Runtime, ScalingConfig, VpcConfig,
+};
+use sha2::{Digest, Sha256};
+
+use crate::config::SECRET_ENV;
+use crate::context::{is_placeholder, poll, waiter_error, Clients, Ctx, State};
+use crate::error::{aws, Error, Result};
+use crate::network::Network;
+use crate::STACK_TAG;
+
+/// How long to wait for the function to become active or finish an update.
+const FUNCTION_WAIT: Duration = Duration::from_secs(300);
+/// How long a new role may take to become assumable by Lambda (IAM is eventually consistent).
+const ROLE_PROPAGATION: Duration = Duration::from_secs(90);
+
+/// The packaged function: the zip's bytes and Lambda's `CodeSha256` of them.
+#[derive(Clone)]
+pub struct Package {
+    /// The zip.
+    pub bytes: Vec<u8>,
+    /// Base64 of its SHA-256, as Lambda reports `CodeSha256`.
+    pub sha256: String,
+}
+
+impl std::fmt::Debug for Package {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Package({} bytes, sha256 {})",
+            self.bytes.len(),
+            self.sha256
+        )
+    }
+}
+
+/// Reads the zip written by `deploy/package`.
+pub fn read_package(path: &std::path::Path) -> Result<Package> {
+    let bytes = std::fs::read(path).map_err(|source| Error::File {
+        what: "function zip",
+        path: path.to_owned(),
+        source,
+    })?;
+    if !bytes.starts_with(b"PK\x03\x04") {
+        return Err(Error::invalid(
+            "zip",
+            format!(
+                "{} is not a zip file; build it with deploy/package",
+                path.display()
+            ),
+        ));
+    }
+    let sha256 = aws_smithy_types::base64::encode(Sha256::digest(&bytes));
+    Ok(Package { bytes, sha256 })
+}
+
+/// The function and its trigger, as found or built.
+#[derive(Debug, Clone)]
+pub struct Function {
+    /// Its ARN.
+    pub arn: String,
+    /// The event source mapping's UUID.
+    pub mapping: String,
+}
+
+/// The function's configuration, if it exists.
+pub async fn find_function(c: &Clients, name: &str) -> Result<Option<FunctionConfiguration>> {
+    match c.lambda.get_function().function_name(name).send().await {
+        Ok(out) => Ok(out.configuration().cloned()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(aws("GetFunction", format!("function {name}"))(e)),
+    }
+}
+
+/// The event source mappings from `queue_arn` to the function.
+pub async fn find_mappings(
+    c: &Clients,
+    function: &str,
+    queue_arn: &str,
+) -> Result<Vec<EventSourceMappingConfiguration>> {
+    let req = c
+        .lambda
+        .list_event_source_mappings()
+        .function_name(function)
+        .event_source_arn(queue_arn);
+    match req.send().await {
+        Ok(out) => Ok(out.event_source_mappings().to_vec()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            Ok(Vec::new())
+        }
+        Err(e) => Err(aws(
+            "ListEventSourceMappings",
+            format!("event source mapping of {function}"),
+        )(e)),
+    }
+}
+
+/// What the function's configuration should be.
+struct Wanted {
+    role: String,
+    env: HashMap<String, String>,
+    subnets: Vec<String>,
+    security_groups: Vec<String>,
+    timeout: i32,
+    memory: i32,
+}
+
+impl Wanted {
+    fn matches(&self, f: &FunctionConfiguration) -> bool {
+        let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<_>>();
+        let vpc = f.vpc_config();
+        f.role() == Some(self.role.as_str())
+            && f.runtime() == Some(&Runtime::Providedal2023)
+            && f.handler() == Some("bootstrap")
+            && f.architectures() == [Architecture::X8664]
+            && f.timeout() == Some(self.timeout)
+            && f.memory_size() == Some(self.memory)
+            && f.environment().and_then(|e| e.variables()) == Some(&self.env)
+            && vpc.map(|v| set(v.subnet_ids())) == Some(set(&self.subnets))
+            && vpc.map(|v| set(v.security_group_ids())) == Some(set(&self.security_groups))
+    }
+
+    fn vpc(&self) -> VpcConfig {
+        VpcConfig::builder()
+            .set_subnet_ids(Some(self.subnets.clone()))
+            .set_security_group_ids(Some(self.security_groups.clone()))
+            .build()
+    }
+
+    fn environment(&self) -> Environment {
+        Environment::builder()
+            .set_variables(Some(self.env.clone()))
+            .build()
+    }
+}
+
+/// Finds, creates or updates the function and its event source mapping.
+pub async fn ensure(
+    ctx: Ctx<'_>,
+    package: Option<&Package>,
+    network: &Network,
+    role: (&str, bool),
+    secret_arn: &str,
+    queue_arn: &str,
+) -> Result<Function> {
+    let (c, spec) = (ctx.clients, ctx.spec);
+    let name = spec.function_name();
+    let what = format!("function {name} (provided.al2023, x86_64, in private-one and private-two)");
+    let mut env: HashMap<String, String> = spec.environment.clone().into_iter().collect();
+    env.insert(SECRET_ENV.into(), secret_arn.to_owned());
+    let wanted = Wanted {
+        role: role.0.to_owned(),
+        env,
+        subnets: network.private_subnets.to_vec(),
+        security_groups: vec![network.security_group.clone()],
+        timeout: spec.timeout_seconds as i32,
+        memory: spec.memory_mb as i32,
+    };
+    let found = find_function(c, &name).await?;
+    let arn = ctx
+        .ensure(
+            &what,
+            found
+                .as_ref()
+                .and_then(|f| f.function_arn().map(Into::into)),
+            || async {
+                let package = package.expect("apply reads the zip before creating anything");
+                let create = || {
+                    c.lambda
+                        .create_function()
+                        .function_name(&name)
+                        .runtime(Runtime::Providedal2023)
+                        .handler("bootstrap")
+                        .architectures(Architecture::X8664)
+                        .role(&wanted.role)
+                        .code(
+                            FunctionCode::builder()
+                                .zip_file(Blob::new(package.bytes.clone()))
+                                .build(),
+                        )
+                        .environment(wanted.environment())
+                        .vpc_config(wanted.vpc())
+                        .timeout(wanted.timeout)
+                        .memory_size(wanted.memory)
+                        .description(format!(
+                            "sftp-forward: S3 inbox {} → partner SFTP",
+                            spec.bucket
+                        ))
+                        .tags(STACK_TAG, &spec.stack)
+                        .send()
+                };
+                // A role created seconds ago may not be assumable yet: Lambda says so with
+                // InvalidParameterValueException; retry for a bounded time in that case only.
+                let deadline = tokio::time::Instant::now() + ROLE_PROPAGATION;
+                let out = loop {
+                    match create().await {
+                        Err(e)
+                            if role.1
+                                && tokio::time::Instant::now() < deadline
+                                && e.as_service_error()
+                                    .is_some_and(|e| e.is_invalid_parameter_value_exception()) =>
+                        {
+                            tokio::time::sleep(Duration::from_secs(5)).await
+                        }
+                        other => break other.map_err(aws("CreateFunction", &what))?,
+                    }
+                };
+                let wait = c
+                    .lambda
+                    .wait_until_function_active_v2()
+                    .function_name(&name)
+                    .wait(FUNCTION_WAIT)
+                    .await;
+                wait.map_err(waiter_error(
+                    "GetFunction",
+                    what.clone(),
+                    "active",
+                    FUNCTION_WAIT,
+                ))?;
+                Ok(out.function_arn().unwrap_or_default().to_owned())
+            },
+        )
+        .await?;
+
+    if let Some(f) = &found {
+        let code = format!("code of function {name}");
+        let same_code = package.is_none_or(|p| f.code_sha256() == Some(p.sha256.as_str()));
+        ctx.converge(&code, State::of(true, same_code), || async {
+            let package = package.expect("same_code is true without a package");
+            let req = c
+                .lambda
+                .update_function_code()
+                .function_name(&name)
+                .zip_file(Blob::new(package.bytes.clone()));
+            req.send().await.map_err(aws("UpdateFunctionCode", &code))?;
+            wait_updated(c, &name, &code).await
+        })
+        .await?;
+        let config =
+            format!("configuration of function {name} (role, environment, VPC, timeout, memory)");
+        ctx.converge(&config, State::of(true, wanted.matches(f)), || async {
+            c.lambda
+                .update_function_configuration()
+                .function_name(&name)
+                .runtime(Runtime::Providedal2023)
+                .handler("bootstrap")
+                .role(&wanted.role)
+                .environment(wanted.environment())
+                .vpc_config(wanted.vpc())
+                .timeout(wanted.timeout)
+                .memory_size(wanted.memory)
+                .send()
+                .await
+                .map_err(aws("UpdateFunctionConfiguration", &config))?;
+            wait_updated(c, &name, &config).await
+        })
+        .await?;
+    }
+
+    let mapping = ensure_mapping(ctx, &name, queue_arn).await?;
+    Ok(Function { arn, mapping })
+}
+
+async fn wait_updated(c: &Clients, name: &str, what: &str) -> Result<()> {
+    let wait = c
+        .lambda
+        .wait_until_function_updated_v2()
+        .function_name(name)
+        .wait(FUNCTION_WAIT)
+        .await;
+    wait.map_err(waiter_error(
+        "GetFunction",
+        what.to_owned(),
+        "updated",
+        FUNCTION_WAIT,
+    ))?;
+    Ok(())
+}
+
+async fn ensure_mapping(ctx: Ctx<'_>, function: &str, queue_arn: &str) -> Result<String> {
+    let (c, spec) = (ctx.clients, ctx.spec);
+    let what = format!(
+        "event source mapping queue {} → {function} (batch {}, max concurrency {}, ReportBatchItemFailures)",
+        spec.queue_name(),
+        spec.batch_size,
+        spec.max_concurrency
+    );
+    let found = if is_placeholder(queue_arn) {
+        Vec::new()
+    } else {
+        find_mappings(c, function, queue_arn).await?
+    };
+    let current = found.first().cloned();
+    let batch = spec.batch_size as i32;
+    let scaling = || {
+        ScalingConfig::builder()
+            .maximum_concurrency(spec.max_concurrency as i32)
+            .build()
+    };
+    let uuid = ctx
+        .ensure(
+            &what,
+            current.as_ref().and_then(|m| m.uuid().map(Into::into)),
+            || async {
+                let out = c
+                    .lambda
+                    .create_event_source_mapping()
+                    .function_name(function)
+                    .event_source_arn(queue_arn)
+                    .batch_size(batch)
+                    .function_response_types(FunctionResponseType::ReportBatchItemFailures)
+                    .scaling_config(scaling())
+                    .enabled(true)
+                    .send()
+                    .await
+                    .map_err(aws("CreateEventSourceMapping", &what))?;
+                Ok(out.uuid().unwrap_or_default().to_owned())
+            },
+        )
+        .await?;
+    if let Some(m) = current {
+        let same = m.batch_size() == Some(batch)
+            && m.function_response_types() == [FunctionResponseType::ReportBatchItemFailures]
+            && m.scaling_config().and_then(|s| s.maximum_concurrency())
+                == Some(spec.max_concurrency as i32);
+        let settings = format!("settings of the event source mapping {uuid}");
+        ctx.converge(&settings, State::of(true, same), || async {
+            wait_mapping_settled(c, &uuid, &settings).await?;
+            c.lambda
+                .update_event_source_mapping()
+                .uuid(&uuid)
+                .batch_size(batch)
+                .function_response_types(FunctionResponseType::ReportBatchItemFailures)
+                .scaling_config(scaling())
+                .send()
+                .await
+                .map_err(aws("UpdateEventSourceMapping", &settings))?;
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(uuid)
+}
+
+/// Waits until the mapping is not in a transitional state (`Creating`, `Updating`, …), since
+/// Lambda refuses changes meanwhile. The SDK has no waiter for mappings.
+pub(crate) async fn wait_mapping_settled(c: &Clients, uuid: &str, what: &str) -> Result<()> {
+    let limit = Duration::from_secs(120);
+    let settled = poll(limit, Duration::from_secs(2), || async {
+        let out = c.lambda.get_event_source_mapping().uuid(uuid).send().await;
+        match out {
+            Ok(m) => Ok(matches!(m.state(), Some("Enabled" | "Disabled") | None).then_some(())),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                Ok(Some(()))
+            }
+            Err(e) => Err(aws("GetEventSourceMapping", what)(e)),
+        }
+    })
+    .await?;
+    settled.ok_or_else(|| Error::Timeout {
+        resource: what.to_owned(),
+        state: "Enabled or Disabled",
+        waited: limit,
+        next: "check the mapping in the Lambda console, then run the command again".into(),
+    })
+}

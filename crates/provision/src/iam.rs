@@ -1,0 +1,367 @@
+//! The function's execution role and its least-privilege inline policy.
+//!
+//! Every action is named (no wildcards in actions) and scoped to this stack's bucket objects,
+//! secret, queue and log group. The only `"Resource": "*"` is for the three network-interface
+//! actions Lambda needs to attach the function to the VPC, which AWS does not let one scope
+//! (`ec2:DescribeNetworkInterfaces` only works on `*`; Lambda picks the subnets' ENIs itself).
+
+use serde_json::{json, Value};
+
+use crate::context::{is_placeholder, Ctx, State};
+use crate::error::{aws, Result};
+use crate::STACK_TAG;
+
+/// The inline policy's name on the role.
+pub const POLICY_NAME: &str = "sftp-forward-function";
+
+/// The network-interface actions that must have `"Resource": "*"`.
+pub const ENI_ACTIONS: [&str; 3] = [
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DeleteNetworkInterface",
+];
+
+/// What the policy is scoped to.
+#[derive(Debug, Clone)]
+pub struct Scope<'a> {
+    /// `aws`, `aws-cn`, `aws-us-gov`.
+    pub partition: &'a str,
+    /// The region.
+    pub region: &'a str,
+    /// The account id.
+    pub account: &'a str,
+    /// The inbox bucket.
+    pub bucket: &'a str,
+    /// The partner secret's ARN.
+    pub secret_arn: &'a str,
+    /// The queue's ARN.
+    pub queue_arn: &'a str,
+    /// The function's name (its log group is `/aws/lambda/<name>`).
+    pub function: &'a str,
+}
+
+/// Lets Lambda assume the role.
+pub fn trust_policy() -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": "lambda.amazonaws.com"},
+            "Action": "sts:AssumeRole"
+        }]
+    })
+}
+
+/// The function's permissions: read the inbox objects and tag them (delivery receipts), read the
+/// one secret, consume the queue, attach to the VPC, write its logs.
+pub fn execution_policy(s: &Scope<'_>) -> Value {
+    let Scope {
+        partition: p,
+        region: r,
+        account: a,
+        ..
+    } = s;
+    let log_group = format!("arn:{p}:logs:{r}:{a}:log-group:/aws/lambda/{}", s.function);
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadAndTagInboxObjects",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:GetObjectTagging", "s3:PutObjectTagging"],
+                "Resource": format!("arn:{p}:s3:::{}/*", s.bucket)
+            },
+            {
+                "Sid": "ReadPartnerSecret",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue"],
+                "Resource": s.secret_arn
+            },
+            {
+                // GetQueueAttributes: the event source mapping checks the queue with the role.
+                "Sid": "ConsumeInboxQueue",
+                "Effect": "Allow",
+                "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+                "Resource": s.queue_arn
+            },
+            {
+                "Sid": "AttachToVpc",
+                "Effect": "Allow",
+                "Action": ENI_ACTIONS,
+                "Resource": "*"
+            },
+            {
+                "Sid": "ManageVpcInterfaceAddresses",
+                "Effect": "Allow",
+                "Action": ["ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
+                "Resource": format!("arn:{p}:ec2:{r}:{a}:network-interface/*")
+            },
+            {
+                "Sid": "WriteOwnLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [log_group.clone(), format!("{log_group}:*")]
+            }
+        ]
+    })
+}
+
+/// `(partition, account)` from an ARN such as a role's.
+pub fn partition_and_account(arn: &str) -> (&str, &str) {
+    let mut parts = arn.split(':');
+    let partition = parts.nth(1).unwrap_or("aws");
+    (partition, parts.nth(2).unwrap_or_default())
+}
+
+/// The role's ARN, if it exists.
+pub async fn find_role(c: &crate::Clients, name: &str) -> Result<Option<String>> {
+    match c.iam.get_role().role_name(name).send().await {
+        Ok(out) => Ok(out.role().map(|r| r.arn().to_owned())),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_no_such_entity_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(aws("GetRole", format!("IAM role {name}"))(e)),
+    }
+}
+
+/// Finds or creates the role and brings its inline policy to [`execution_policy`]. Returns the
+/// role's ARN and whether it was created by this run (IAM needs a few seconds before Lambda can
+/// assume a new role).
+pub async fn ensure_role(
+    ctx: Ctx<'_>,
+    secret_arn: &str,
+    queue_arn: &str,
+) -> Result<(String, bool)> {
+    let (c, spec) = (ctx.clients, ctx.spec);
+    let name = spec.role_name();
+    let what = format!("IAM role {name}");
+    let found = find_role(c, &name).await?;
+    let created = found.is_none();
+    let arn = ctx
+        .ensure(&what, found, || async {
+            let out = c
+                .iam
+                .create_role()
+                .role_name(&name)
+                .assume_role_policy_document(trust_policy().to_string())
+                .description(format!("sftp-forward function of stack {}", spec.stack))
+                .tags(
+                    aws_sdk_iam::types::Tag::builder()
+                        .key(STACK_TAG)
+                        .value(&spec.stack)
+                        .build()
+                        .expect("tag"),
+                )
+                .send()
+                .await
+                .map_err(aws("CreateRole", &what))?;
+            Ok(out.role().map(|r| r.arn().to_owned()).unwrap_or_default())
+        })
+        .await?;
+
+    let policy_what = format!("inline policy {POLICY_NAME} of {what}");
+    if [arn.as_str(), secret_arn, queue_arn]
+        .iter()
+        .any(|id| is_placeholder(id))
+    {
+        ctx.converge(&policy_what, State::Missing, || async { Ok(()) })
+            .await?;
+        return Ok((arn, created));
+    }
+    let (partition, account) = partition_and_account(&arn);
+    let function = spec.function_name();
+    let wanted = execution_policy(&Scope {
+        partition,
+        region: &c.region,
+        account,
+        bucket: &spec.bucket,
+        secret_arn,
+        queue_arn,
+        function: &function,
+    });
+    let current = if created {
+        None
+    } else {
+        match c
+            .iam
+            .get_role_policy()
+            .role_name(&name)
+            .policy_name(POLICY_NAME)
+            .send()
+            .await
+        {
+            Ok(out) => Some(decode_policy(out.policy_document())),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_no_such_entity_exception()) =>
+            {
+                None
+            }
+            Err(e) => return Err(aws("GetRolePolicy", &policy_what)(e)),
+        }
+    };
+    ctx.converge(
+        &policy_what,
+        State::of(current.is_some(), current.as_ref() == Some(&wanted)),
+        || async {
+            c.iam
+                .put_role_policy()
+                .role_name(&name)
+                .policy_name(POLICY_NAME)
+                .policy_document(wanted.to_string())
+                .send()
+                .await
+                .map_err(aws("PutRolePolicy", &policy_what))?;
+            Ok(())
+        },
+    )
+    .await?;
+    Ok((arn, created))
+}
+
+/// IAM returns policy documents URL-encoded; emulators may not.
+pub fn decode_policy(doc: &str) -> Value {
+    serde_json::from_str(doc).unwrap_or_else(|_| {
+        let decoded = percent_encoding::percent_decode_str(doc).decode_utf8_lossy();
+        serde_json::from_str(&decoded).unwrap_or(Value::Null)
+    })
+}
+
+/// Checks a policy document for least privilege: no wildcard in any action, and `"*"` resources
+/// only on [`ENI_ACTIONS`]. Returns the violations (empty when the policy is fine).
+pub fn least_privilege_violations(policy: &Value) -> Vec<String> {
+    let as_list = |v: &Value| -> Vec<String> {
+        match v {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut bad = Vec::new();
+    for st in policy["Statement"].as_array().into_iter().flatten() {
+        let sid = st["Sid"].as_str().unwrap_or("?");
+        let actions = as_list(&st["Action"]);
+        let resources = as_list(&st["Resource"]);
+        if st.get("NotAction").is_some() || st.get("NotResource").is_some() {
+            bad.push(format!("{sid}: NotAction/NotResource"));
+        }
+        if actions.is_empty() || resources.is_empty() {
+            bad.push(format!("{sid}: no actions or no resources"));
+        }
+        bad.extend(
+            actions
+                .iter()
+                .filter(|a| a.contains('*'))
+                .map(|a| format!("{sid}: wildcard action {a}")),
+        );
+        if resources.iter().any(|r| r == "*")
+            && !actions.iter().all(|a| ENI_ACTIONS.contains(&a.as_str()))
+        {
+            bad.push(format!("{sid}: Resource \"*\" on {actions:?}"));
+        }
+    }
+    bad
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> Scope<'static> {
+        Scope {
+            partition: "aws",
+            region: "us-east-1",
+            account: "123456789012",
+            bucket: "acme-inbox",
+            secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:sftp-forward/acme/partner-AbCdEf",
+            queue_arn: "arn:aws:sqs:us-east-1:123456789012:acme-inbox",
+            function: "acme-forward",
+        }
+    }
+
+    /// Guards issue 8's check: no wildcard actions, every resource scoped to this stack.
+    #[test]
+    fn execution_policy_is_least_privilege() {
+        let s = scope();
+        let policy = execution_policy(&s);
+        assert_eq!(least_privilege_violations(&policy), Vec::<String>::new());
+        let statements = policy["Statement"].as_array().unwrap();
+        for st in statements {
+            let resources: Vec<&str> = match &st["Resource"] {
+                Value::String(r) => vec![r],
+                Value::Array(a) => a.iter().map(|r| r.as_str().unwrap()).collect(),
+                other => panic!("resource {other}"),
+            };
+            for r in resources {
+                let scoped = r == "*"
+                    || r == "arn:aws:s3:::acme-inbox/*"
+                    || r == s.secret_arn
+                    || r == s.queue_arn
+                    || r == "arn:aws:ec2:us-east-1:123456789012:network-interface/*"
+                    || r.starts_with(
+                        "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/acme-forward",
+                    );
+                assert!(scoped, "{} has unscoped resource {r}", st["Sid"]);
+            }
+        }
+        let actions: Vec<&str> = statements
+            .iter()
+            .flat_map(|st| {
+                st["Action"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap())
+            })
+            .collect();
+        for needed in [
+            "s3:GetObject",
+            "s3:GetObjectTagging",
+            "s3:PutObjectTagging",
+            "secretsmanager:GetSecretValue",
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "ec2:CreateNetworkInterface",
+            "logs:PutLogEvents",
+        ] {
+            assert!(actions.contains(&needed), "{needed} missing");
+        }
+        assert!(
+            !actions
+                .iter()
+                .any(|a| a.starts_with("s3:Put") && *a != "s3:PutObjectTagging"),
+            "{actions:?}"
+        );
+    }
+
+    #[test]
+    fn the_checker_catches_wildcards() {
+        let bad = json!({"Statement": [
+            {"Sid": "A", "Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::b/*"},
+            {"Sid": "B", "Effect": "Allow", "Action": ["sqs:ReceiveMessage"], "Resource": "*"}
+        ]});
+        assert_eq!(least_privilege_violations(&bad).len(), 2);
+    }
+
+    #[test]
+    fn url_encoded_documents_decode() {
+        let doc =
+            percent_encoding::utf8_percent_encode(r#"{"a":1}"#, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        assert_eq!(decode_policy(&doc), json!({"a": 1}));
+    }
+
+    #[test]
+    fn partition_and_account_come_from_the_role_arn() {
+        assert_eq!(
+            partition_and_account("arn:aws-cn:iam::123456789012:role/x"),
+            ("aws-cn", "123456789012")
+        );
+    }
+}

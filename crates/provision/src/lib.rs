@@ -1,0 +1,44 @@
+//! The provisioner: builds, shows, and removes the AWS side of sftp-forward for one stack.
+//!
+//! It reads like `terraform plan/apply`: every step finds its resource (by the tag
+//! `sftp-forward:stack` = the stack name plus a `Name` tag, or by a name derived from the stack)
+//! before creating it, so `apply` is idempotent and an interrupted `apply` resumes; `plan` runs the
+//! same steps without changing anything.
+//!
+//! # Layout
+//!
+//! In the order `apply` walks them (`destroy` walks them backwards):
+//!
+//! - [`config`]: the JSON config file and flags → a validated [`config::Spec`]; the fixed topology
+//!   (names, CIDRs) is [`config::HALVES`];
+//! - [`context`]: the AWS clients, the [`context::Mode`] (plan or apply) and the report of changes;
+//! - [`network`]: VPC, subnets, internet gateway, Elastic IPs, NAT gateways, route tables, the S3
+//!   gateway endpoint and the function's security group;
+//! - [`inbox`]: the partner secret, the queue and its dead-letter queue, the inbox bucket and its
+//!   notification to the queue;
+//! - [`iam`]: the function's role and its least-privilege inline policy;
+//! - [`function`]: the Lambda function (from the packaged `bootstrap` zip) and its SQS event source
+//!   mapping;
+//! - [`apply`]: the order of the steps above, with the input checks that run before anything is
+//!   created; [`plan`] adds the monthly cost estimate;
+//! - [`outputs`]: what exists, as JSON;
+//! - [`destroy`]: everything but the Elastic IPs (unless asked), in reverse dependency order.
+
+pub mod apply;
+pub mod config;
+pub mod context;
+pub mod destroy;
+pub mod error;
+pub mod function;
+pub mod iam;
+pub mod inbox;
+pub mod network;
+pub mod outputs;
+pub mod plan;
+
+pub use config::{RawConfig, Spec};
+pub use context::{Clients, Mode, Report};
+pub use error::{Error, Result};
+
+/// The tag every resource carries; its value is the stack name.
+pub const STACK_TAG: &str = "sftp-forward:stack";

@@ -1,0 +1,90 @@
+//! `provision plan|apply|destroy|outputs`: parses flags and the config file, builds the AWS clients
+//! from the standard AWS config, runs the library, maps the result to an exit code.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use aws_config::{BehaviorVersion, Region};
+use clap::Parser;
+use cli::{Cli, Command};
+use provision::context::Ctx;
+use provision::{apply, config, destroy, outputs, plan, Clients, Mode, RawConfig, Report, Spec};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = match &cli.config {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    };
+    let flags = match &cli.command {
+        Command::Plan(inputs) | Command::Apply(inputs) => inputs.to_raw(),
+        Command::Destroy { .. } | Command::Outputs => RawConfig::default(),
+    };
+    let flags = RawConfig {
+        stack: cli.stack,
+        ..flags
+    };
+    let spec = Spec::from_raw(file.merge(flags), config::default_zip())?;
+
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(profile) = &cli.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(region) = cli.region {
+        loader = loader.region(Region::new(region));
+    }
+    let clients = Clients::new(&loader.load().await)?;
+    let report = Report::printing();
+    let ctx = |mode| Ctx {
+        clients: &clients,
+        spec: &spec,
+        mode,
+        report: &report,
+    };
+    let stack = format!("stack {:?} in {}", spec.stack, clients.region);
+
+    match cli.command {
+        Command::Plan(_) => {
+            println!("Plan for {stack} (nothing is changed):");
+            apply::run(ctx(Mode::Plan)).await.context("plan")?;
+            let estimate = plan::estimate(&clients.region);
+            println!("{}\n\n{estimate}", report.summary(Mode::Plan));
+        }
+        Command::Apply(_) => {
+            println!("Applying {stack}:");
+            let applied = apply::run(ctx(Mode::Apply)).await.context("apply")?;
+            let allowlist = applied.network.allowlist();
+            println!(
+                "{}\nPartner allowlist (Elastic IPs): {allowlist}",
+                report.summary(Mode::Apply)
+            );
+        }
+        Command::Destroy { release_eips } => {
+            println!("Destroying {stack}:");
+            destroy::run(ctx(Mode::Apply), release_eips)
+                .await
+                .context("destroy")?;
+            println!("{}", report.summary(Mode::Apply));
+        }
+        Command::Outputs => {
+            let out = outputs::collect(&clients, &spec).await.context("outputs")?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).context("outputs as JSON")?
+            );
+        }
+    }
+    Ok(())
+}

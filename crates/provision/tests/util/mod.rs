@@ -1,0 +1,309 @@
+//! Shared by the provisioner's tests: SDK config for the moto server, a stack spec with a small
+//! function zip and a secret file, and describe helpers.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::config::Credentials;
+use provision::context::{Ctx, Mode};
+use provision::{apply, Clients, RawConfig, Report, Spec, STACK_TAG};
+
+/// The partner the security group is written for (documentation range).
+pub const PARTNER_IP: &str = "198.51.100.7";
+
+/// The standard SDK config pointed at this binary's moto server (endpoint, region, static keys).
+pub async fn sdk_config() -> SdkConfig {
+    let moto = testkit::moto();
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(&moto.endpoint)
+        .region(Region::new(testkit::moto::REGION))
+        .credentials_provider(Credentials::new(
+            testkit::moto::ACCESS_KEY_ID,
+            testkit::moto::SECRET_ACCESS_KEY,
+            None,
+            None,
+            "moto",
+        ))
+        .load()
+        .await
+}
+
+/// Clients for moto, as the binary builds them.
+pub async fn clients() -> Clients {
+    Clients::new(&sdk_config().await).expect("region is set")
+}
+
+/// A directory with `bootstrap.zip` (a small valid zip: moto never runs it) and `partner.json`.
+pub struct Files {
+    pub dir: tempfile::TempDir,
+}
+
+impl Files {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("bootstrap.zip"),
+            zip_with("bootstrap", b"#!/bin/sh\necho not run\n"),
+        )
+        .expect("write zip");
+        std::fs::write(dir.path().join("partner.json"), partner_json()).expect("write secret file");
+        Files { dir }
+    }
+    pub fn zip(&self) -> PathBuf {
+        self.dir.path().join("bootstrap.zip")
+    }
+    pub fn secret_file(&self) -> PathBuf {
+        self.dir.path().join("partner.json")
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The partner secret the tests store (the README's example shape).
+pub fn partner_json() -> &'static str {
+    include_str!("../../../../fixtures/partner.example.json")
+}
+
+/// A config for `stack` with the test files, the test partner and max concurrency 3.
+pub fn raw(stack: &str, files: &Files) -> RawConfig {
+    RawConfig {
+        stack: Some(stack.into()),
+        partner_address: Some(PARTNER_IP.into()),
+        secret_file: Some(files.secret_file()),
+        zip: Some(files.zip()),
+        max_concurrency: Some(3),
+        ..RawConfig::default()
+    }
+}
+
+pub fn spec(raw: RawConfig) -> Spec {
+    Spec::from_raw(raw, "/nonexistent/bootstrap.zip".into()).expect("valid spec")
+}
+
+/// Runs `apply` (or `plan`) and returns the report.
+pub async fn run(
+    c: &Clients,
+    spec: &Spec,
+    mode: Mode,
+) -> Result<(apply::Applied, Report), provision::Error> {
+    let report = Report::quiet();
+    let ctx = Ctx {
+        clients: c,
+        spec,
+        mode,
+        report: &report,
+    };
+    let applied = apply::run(ctx).await?;
+    Ok((applied, report))
+}
+
+/// A stack filter for EC2 describe calls.
+pub fn stack_filter(stack: &str) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(format!("tag:{STACK_TAG}"))
+        .values(stack)
+        .build()
+}
+
+/// The Name tag of an EC2 resource's tags.
+pub fn name_of(tags: &[aws_sdk_ec2::types::Tag]) -> String {
+    tags.iter()
+        .find(|t| t.key() == Some("Name"))
+        .and_then(|t| t.value())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// How many EC2 resources carry the stack tag (NAT gateways and endpoints only while not deleted).
+pub async fn tagged_ec2(c: &Clients, stack: &str) -> Vec<String> {
+    let f = || Some(vec![stack_filter(stack)]);
+    let ec2 = &c.ec2;
+    let mut found = Vec::new();
+    for v in ec2
+        .describe_vpcs()
+        .set_filters(f())
+        .send()
+        .await
+        .unwrap()
+        .vpcs()
+    {
+        found.push(format!("vpc {}", v.vpc_id().unwrap()));
+    }
+    for s in ec2
+        .describe_subnets()
+        .set_filters(f())
+        .send()
+        .await
+        .unwrap()
+        .subnets()
+    {
+        found.push(format!("subnet {}", name_of(s.tags())));
+    }
+    for g in ec2
+        .describe_internet_gateways()
+        .set_filters(f())
+        .send()
+        .await
+        .unwrap()
+        .internet_gateways()
+    {
+        found.push(format!("igw {}", g.internet_gateway_id().unwrap()));
+    }
+    // moto ignores tag filters on NAT gateways: check the tag here.
+    for n in ec2
+        .describe_nat_gateways()
+        .set_filter(f())
+        .send()
+        .await
+        .unwrap()
+        .nat_gateways()
+    {
+        let ours = n
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some(STACK_TAG) && t.value() == Some(stack));
+        if ours && !matches!(n.state().map(|s| s.as_str()), Some("deleted" | "deleting")) {
+            found.push(format!("nat {}", name_of(n.tags())));
+        }
+    }
+    for t in ec2
+        .describe_route_tables()
+        .set_filters(f())
+        .send()
+        .await
+        .unwrap()
+        .route_tables()
+    {
+        found.push(format!("route table {}", name_of(t.tags())));
+    }
+    for e in ec2
+        .describe_vpc_endpoints()
+        .set_filters(f())
+        .send()
+        .await
+        .unwrap()
+        .vpc_endpoints()
+    {
+        if !matches!(e.state().map(|s| s.as_str()), Some("deleted" | "deleting")) {
+            found.push(format!("endpoint {}", e.vpc_endpoint_id().unwrap()));
+        }
+    }
+    for g in ec2
+        .describe_security_groups()
+        .set_filters(f())
+        .send()
+        .await
+        .unwrap()
+        .security_groups()
+    {
+        found.push(format!("sg {}", g.group_name().unwrap()));
+    }
+    for a in ec2
+        .describe_addresses()
+        .set_filters(f())
+        .send()
+        .await
+        .unwrap()
+        .addresses()
+    {
+        found.push(format!("eip {}", name_of(a.tags())));
+    }
+    found.sort();
+    found
+}
+
+/// Counts of EC2 resources WITHOUT the stack tag (moto's defaults plus anything left untagged).
+pub async fn untagged_ec2(c: &Clients) -> [usize; 4] {
+    let untagged =
+        |tags: &[aws_sdk_ec2::types::Tag]| !tags.iter().any(|t| t.key() == Some(STACK_TAG));
+    let ec2 = &c.ec2;
+    [
+        ec2.describe_vpcs()
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .iter()
+            .filter(|v| untagged(v.tags()))
+            .count(),
+        ec2.describe_subnets()
+            .send()
+            .await
+            .unwrap()
+            .subnets()
+            .iter()
+            .filter(|v| untagged(v.tags()))
+            .count(),
+        ec2.describe_addresses()
+            .send()
+            .await
+            .unwrap()
+            .addresses()
+            .iter()
+            .filter(|v| untagged(v.tags()))
+            .count(),
+        ec2.describe_security_groups()
+            .send()
+            .await
+            .unwrap()
+            .security_groups()
+            .iter()
+            .filter(|g| untagged(g.tags()) && g.group_name() != Some("default"))
+            .count(),
+    ]
+}
+
+/// A zip holding one stored (uncompressed) file, written by hand so the tests need no zip tool.
+pub fn zip_with(name: &str, data: &[u8]) -> Vec<u8> {
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    let (crc, len, n) = (crc32(data), data.len() as u32, name.len() as u16);
+    let mut z = Vec::new();
+    // Local file header: version 10, no flags, stored, 1980-01-01 00:00.
+    z.extend(0x0403_4b50u32.to_le_bytes());
+    z.extend([10, 0, 0, 0, 0, 0, 0, 0, 0x21, 0]);
+    z.extend(crc.to_le_bytes());
+    z.extend(len.to_le_bytes());
+    z.extend(len.to_le_bytes());
+    z.extend(n.to_le_bytes());
+    z.extend(0u16.to_le_bytes());
+    z.extend(name.as_bytes());
+    z.extend(data);
+    let central = z.len() as u32;
+    // Central directory entry: made by Unix (3), mode 0755 in the external attributes.
+    z.extend(0x0201_4b50u32.to_le_bytes());
+    z.extend([10, 3, 10, 0, 0, 0, 0, 0, 0, 0, 0x21, 0]);
+    z.extend(crc.to_le_bytes());
+    z.extend(len.to_le_bytes());
+    z.extend(len.to_le_bytes());
+    z.extend(n.to_le_bytes());
+    z.extend([0u8; 8]); // extra, comment, disk, internal attributes
+    z.extend((0o100755u32 << 16).to_le_bytes());
+    z.extend(0u32.to_le_bytes()); // local header offset
+    z.extend(name.as_bytes());
+    let central_len = z.len() as u32 - central;
+    // End of central directory.
+    z.extend(0x0605_4b50u32.to_le_bytes());
+    z.extend([0u8; 4]);
+    z.extend(1u16.to_le_bytes());
+    z.extend(1u16.to_le_bytes());
+    z.extend(central_len.to_le_bytes());
+    z.extend(central.to_le_bytes());
+    z.extend(0u16.to_le_bytes());
+    z
+}
