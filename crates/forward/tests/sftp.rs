@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use forward::{Connector, Error, ErrorClass, Overwrite, Partner, PublishOutcome, Route, Tuning};
 use serde_json::{json, Value};
-use testkit::{scratch_dir, sshd, Sshd};
+use testkit::{scratch_dir, sshd};
 use util::*;
 
 #[tokio::test]
@@ -98,21 +98,6 @@ async fn a_rejected_login_is_permanent_and_names_the_user_not_the_secret() {
     assert!(files_under(&local).is_empty());
 }
 
-/// `ssh-keygen -lf` of the server's public host key: "256 SHA256:... comment (ED25519)".
-fn keygen_fingerprint(s: &Sshd) -> String {
-    let out = std::process::Command::new("ssh-keygen")
-        .arg("-lf")
-        .arg(&s.host_key_pub_path)
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn an_unknown_host_key_is_refused_before_login_and_nothing_is_written() {
     let s = sshd();
@@ -133,7 +118,7 @@ async fn an_unknown_host_key_is_refused_before_login_and_nothing_is_written() {
         panic!("expected an untrusted host key, got {err:?}");
     };
     assert_eq!(algorithm, "ssh-ed25519");
-    assert_eq!(fingerprint, &keygen_fingerprint(s));
+    assert_eq!(fingerprint, &s.host_key_fingerprint());
     assert_eq!(err.class(), ErrorClass::Permanent);
     assert!(err.to_string().contains("TrustedHostKeys"), "{err}");
     assert!(files_under(&local).is_empty());
@@ -145,7 +130,10 @@ async fn a_host_key_scan_shows_the_key_without_trusting_it_or_logging_in() {
     let key = forward::scan_host_key("127.0.0.1", s.port, &Tuning::default())
         .await
         .unwrap();
-    assert_eq!(forward::Fingerprint::of(&key).sha256, keygen_fingerprint(s));
+    assert_eq!(
+        forward::Fingerprint::of(&key).sha256,
+        s.host_key_fingerprint()
+    );
     let line = forward::hostkey::public_key_line(&key);
     assert!(s.host_key_line.starts_with(&line), "{line}");
     // Only Host and Port are needed to scan; nothing else of the secret is required.

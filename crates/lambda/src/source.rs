@@ -160,27 +160,23 @@ impl ObjectStore for S3Store {
         obj: &ObjectRef,
         tags: Vec<(String, String)>,
     ) -> Result<(), StoreError> {
+        // S3 refuses what these builders refuse: a tag without key or value is our bug, not S3's.
+        let invalid = |e: aws_sdk_s3::error::BuildError| StoreError::Failed {
+            op: "PutObjectTagging",
+            bucket: obj.bucket.clone(),
+            key: obj.key.clone(),
+            message: e.to_string(),
+            transient: false,
+        };
         let tag_set = tags
             .into_iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Failed {
-                op: "PutObjectTagging",
-                bucket: obj.bucket.clone(),
-                key: obj.key.clone(),
-                message: e.to_string(),
-                transient: false,
-            })?;
+            .map_err(invalid)?;
         let tagging = Tagging::builder()
             .set_tag_set(Some(tag_set))
             .build()
-            .map_err(|e| StoreError::Failed {
-                op: "PutObjectTagging",
-                bucket: obj.bucket.clone(),
-                key: obj.key.clone(),
-                message: e.to_string(),
-                transient: false,
-            })?;
+            .map_err(invalid)?;
         self.client
             .put_object_tagging()
             .bucket(&obj.bucket)

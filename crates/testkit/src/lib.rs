@@ -176,6 +176,33 @@ impl Sshd {
         read_pid(&self.pid_file).unwrap_or_else(|| panic!("no pid in {}", self.pid_file.display()))
     }
 
+    /// The partner JSON (as kept in Secrets Manager) for this server: the ed25519 key login, the
+    /// server's host key pinned, files published under `remote_dir`.
+    pub fn partner_json(&self, remote_dir: &str) -> serde_json::Value {
+        serde_json::json!({
+            "Host": "127.0.0.1",
+            "Port": self.port,
+            "Username": self.user,
+            "PrivateKey": self.keys.ed25519,
+            "TrustedHostKeys": [self.host_key_line],
+            "RemoteDirectory": remote_dir,
+        })
+    }
+
+    /// The host key's fingerprint as OpenSSH prints it (`ssh-keygen -lf`'s second field, `SHA256:...`).
+    pub fn host_key_fingerprint(&self) -> String {
+        let out = Command::new(SSH_KEYGEN)
+            .arg("-lf")
+            .arg(&self.host_key_pub_path)
+            .output()
+            .expect("run ssh-keygen -lf");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(1)
+            .expect("ssh-keygen -lf prints a fingerprint")
+            .to_owned()
+    }
+
     /// `upload_dir.join(rel)`: where a file uploaded as `upload/<rel>` lands locally.
     pub fn upload_path(&self, rel: &str) -> PathBuf {
         self.upload_dir.join(rel)

@@ -66,15 +66,7 @@ pub fn unique(hint: &str) -> String {
 
 /// The partner JSON for the test sshd, publishing under `remote_dir`.
 pub fn partner_json(remote_dir: &str) -> Value {
-    let s = sshd();
-    json!({
-        "Host": "127.0.0.1",
-        "Port": s.port,
-        "Username": s.user,
-        "PrivateKey": s.keys.ed25519,
-        "TrustedHostKeys": [s.host_key_line],
-        "RemoteDirectory": remote_dir,
-    })
+    sshd().partner_json(remote_dir)
 }
 
 /// `value` written to a file in a fresh temporary directory (kept alive by the returned guard).
@@ -87,17 +79,7 @@ pub fn secret_file(value: &Value) -> (tempfile::TempDir, String) {
 
 /// The second field of `ssh-keygen -lf` of the server's public host key: `SHA256:...`.
 pub fn keygen_fingerprint() -> String {
-    let out = std::process::Command::new("ssh-keygen")
-        .arg("-lf")
-        .arg(&sshd().host_key_pub_path)
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_owned()
+    sshd().host_key_fingerprint()
 }
 
 pub struct Aws {

@@ -7,22 +7,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use forward::{Connector, Error, Overwrite, Partner, RemotePath, Tuning};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use testkit::sshd;
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// The partner JSON for the test sshd, logging in with the ed25519 key, publishing into `remote_dir`.
+/// The partner JSON for the test sshd, publishing under `remote_dir`.
 pub fn partner_json(remote_dir: &str) -> Value {
-    let s = sshd();
-    json!({
-        "Host": "127.0.0.1",
-        "Port": s.port,
-        "Username": s.user,
-        "PrivateKey": s.keys.ed25519,
-        "TrustedHostKeys": [s.host_key_line],
-        "RemoteDirectory": remote_dir,
-    })
+    sshd().partner_json(remote_dir)
 }
 
 pub fn partner(v: &Value) -> Partner {

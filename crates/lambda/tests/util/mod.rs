@@ -53,15 +53,7 @@ pub fn unique(hint: &str) -> String {
 
 /// The partner JSON for the test sshd, publishing under `remote_dir`.
 pub fn partner_json(remote_dir: &str) -> Value {
-    let s = sshd();
-    json!({
-        "Host": "127.0.0.1",
-        "Port": s.port,
-        "Username": s.user,
-        "PrivateKey": s.keys.ed25519,
-        "TrustedHostKeys": [s.host_key_line],
-        "RemoteDirectory": remote_dir,
-    })
+    sshd().partner_json(remote_dir)
 }
 
 impl Aws {
