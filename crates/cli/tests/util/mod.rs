@@ -3,11 +3,9 @@
 //! for the test sshd.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use aws_sdk_s3::primitives::ByteStream;
-use serde_json::{json, Value};
+use serde_json::Value;
 use testkit::{moto, sshd};
 
 /// What a run of the binary printed and how it ended.
@@ -54,20 +52,11 @@ pub async fn sftp_forward(args: &[&str]) -> Run {
     run
 }
 
-/// A name unique within this process and across runs.
-pub fn unique(hint: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{hint}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// The partner JSON for the test sshd, publishing under `remote_dir`.
-pub fn partner_json(remote_dir: &str) -> Value {
-    sshd().partner_json(remote_dir)
-}
+// AWS clients on moto, buckets, secrets, the partner JSON and S3 notification bodies: the same
+// helpers the Lambda tests use, not a copy of them.
+#[path = "../../../lambda/tests/util/mod.rs"]
+mod shared;
+pub use shared::{aws, partner_json, s3_body, unique, Aws};
 
 /// `value` written to a file in a fresh temporary directory (kept alive by the returned guard).
 pub fn secret_file(value: &Value) -> (tempfile::TempDir, String) {
@@ -82,67 +71,15 @@ pub fn keygen_fingerprint() -> String {
     sshd().host_key_fingerprint()
 }
 
-pub struct Aws {
-    pub s3: aws_sdk_s3::Client,
-    pub secrets: aws_sdk_secretsmanager::Client,
-    pub sqs: aws_sdk_sqs::Client,
+/// Queue helpers only the CLI tests need (the dead-letter queue `redrive` reads).
+pub trait DlqExt {
+    async fn queue_with(&self, bodies: &[String]) -> String;
+    async fn bodies(&self, url: &str) -> Vec<String>;
 }
 
-/// Clients on the moto server, configured only through standard settings.
-pub async fn aws() -> Aws {
-    let m = moto();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&m.endpoint)
-        .region(aws_config::Region::new(testkit::moto::REGION))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            testkit::moto::ACCESS_KEY_ID,
-            testkit::moto::SECRET_ACCESS_KEY,
-            None,
-            None,
-            "testkit",
-        ))
-        .load()
-        .await;
-    Aws {
-        s3: sftp_forward_lambda::source::S3Store::client(&config),
-        secrets: aws_sdk_secretsmanager::Client::new(&config),
-        sqs: aws_sdk_sqs::Client::new(&config),
-    }
-}
-
-impl Aws {
-    pub async fn bucket(&self, hint: &str) -> String {
-        let name = unique(hint).to_lowercase();
-        self.s3.create_bucket().bucket(&name).send().await.unwrap();
-        name
-    }
-
-    pub async fn put(&self, bucket: &str, key: &str, body: &[u8]) {
-        self.s3
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .body(ByteStream::from(body.to_vec()))
-            .send()
-            .await
-            .unwrap();
-    }
-
-    /// A Secrets Manager secret holding `value`; returns its name.
-    pub async fn secret(&self, value: &Value) -> String {
-        let name = unique("partner");
-        self.secrets
-            .create_secret()
-            .name(&name)
-            .secret_string(value.to_string())
-            .send()
-            .await
-            .unwrap();
-        name
-    }
-
+impl DlqExt for Aws {
     /// A queue holding these message bodies; returns its URL.
-    pub async fn queue_with(&self, bodies: &[String]) -> String {
+    async fn queue_with(&self, bodies: &[String]) -> String {
         let url = self
             .sqs
             .create_queue()
@@ -165,7 +102,7 @@ impl Aws {
     }
 
     /// Every message body now in the queue (received and made visible again at once).
-    pub async fn bodies(&self, url: &str) -> Vec<String> {
+    async fn bodies(&self, url: &str) -> Vec<String> {
         let out = self
             .sqs
             .receive_message()
@@ -181,25 +118,4 @@ impl Aws {
             .map(|m| m.body().unwrap_or_default().to_owned())
             .collect()
     }
-}
-
-/// An S3 notification body for one object, form-encoding the key as S3 does.
-pub fn s3_body(bucket: &str, key: &str) -> String {
-    let encoded: String = key
-        .bytes()
-        .map(|b| match b {
-            b' ' => "+".to_owned(),
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    json!({"Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": "2026-11-25T00:00:00.000Z", "eventName": "ObjectCreated:Put",
-        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
-               "object": {"key": encoded, "size": 1}}
-    }]})
-    .to_string()
 }
