@@ -494,11 +494,19 @@ rm -rf "$3"
 
 /// Starts the watchdog that stops sshd and removes the user and `run_dir` when this process ends.
 fn spawn_watchdog(pid_file: &Path, user: &str, run_dir: &Path) -> Result<ChildStdin, String> {
+    watchdog(
+        WATCHDOG,
+        &[pid_file.as_os_str(), user.as_ref(), run_dir.as_os_str()],
+    )
+}
+
+/// Runs `script` (`$1`... = `args`) in a shell of its own process group whose stdin is a pipe from
+/// this process: the script's `read` returns when this process ends, however it ends. Keep the
+/// returned end open for the life of the process.
+pub(crate) fn watchdog(script: &str, args: &[&std::ffi::OsStr]) -> Result<ChildStdin, String> {
     let mut child = Command::new("/bin/sh")
-        .args(["-c", WATCHDOG, "testkit-watchdog"])
-        .arg(pid_file)
-        .arg(user)
-        .arg(run_dir)
+        .args(["-c", script, "testkit-watchdog"])
+        .args(args)
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

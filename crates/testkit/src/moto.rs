@@ -151,17 +151,11 @@ fn wait_ready(child: &mut Child, port: u16) -> Result<(), Retry> {
     }
 }
 
-/// A shell that waits for end-of-file on its stdin (closed by the kernel when this process ends,
-/// however it ends) and then kills `pid`.
-pub(crate) fn spawn_watchdog(pid: u32) -> Result<ChildStdin, String> {
-    let mut child = Command::new("/bin/sh")
-        .args(["-c", "trap '' INT HUP; read -r line; kill -TERM \"$1\"; sleep 1; kill -KILL \"$1\" 2>/dev/null", "testkit-watchdog"])
-        .arg(pid.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("spawn the watchdog: {e}"))?;
-    Ok(child.stdin.take().expect("stdin is piped"))
+/// A watchdog that kills `pid` when this process ends (see [`crate::watchdog`]).
+fn spawn_watchdog(pid: u32) -> Result<ChildStdin, String> {
+    let pid = pid.to_string();
+    crate::watchdog(
+        "trap '' INT HUP; read -r line; kill -TERM \"$1\"; sleep 1; kill -KILL \"$1\" 2>/dev/null",
+        &[pid.as_ref()],
+    )
 }
