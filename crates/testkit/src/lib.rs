@@ -36,8 +36,10 @@
 //! `127.0.0.1:0` and releasing it; if sshd then logs "Address already in use" (someone took the port
 //! in between), it is started again on a new port, a few times.
 
+pub mod testbed;
+pub use testbed::Testbed;
 pub mod moto;
-pub use moto::{moto, Moto};
+pub use moto::{moto, moto_on, Moto};
 pub mod runtime_api;
 pub use runtime_api::{Invocation, RuntimeApi};
 
@@ -69,10 +71,28 @@ const PORT_ATTEMPTS: u32 = 5;
 /// panics with the same message rather than trying again.
 pub fn sshd() -> &'static Sshd {
     static SSHD: OnceLock<Result<Sshd, String>> = OnceLock::new();
-    match SSHD.get_or_init(start) {
+    match SSHD.get_or_init(|| start(None)) {
         Ok(sshd) => sshd,
         Err(e) => panic!("testkit: could not start sshd: {e}"),
     }
+}
+
+/// Starts another sshd, like [`sshd()`] but inside the network namespace `netns` (run through
+/// `ip netns exec`), listening on `addr:port` there. Not shared: the caller keeps it; it is stopped
+/// (and its user removed) when the process ends, like the shared one. The egress testbed's partner.
+pub fn sshd_in_netns(netns: &str, addr: Ipv4Addr, port: u16) -> Result<Sshd, String> {
+    start(Some(Netns {
+        name: netns.to_owned(),
+        addr,
+        port,
+    }))
+}
+
+/// Where a namespaced sshd listens.
+struct Netns {
+    name: String,
+    addr: Ipv4Addr,
+    port: u16,
 }
 
 /// A fresh empty directory under [`Sshd::upload_dir`], owned by the SFTP user, for one test.
@@ -80,23 +100,14 @@ pub fn sshd() -> &'static Sshd {
 /// Its name is `<name_hint>-<n>`, unique within the run. Returns the local path and the remote path
 /// as seen over SFTP (`upload/<name>`, relative to the user's home `/` in the chroot).
 pub fn scratch_dir(name_hint: &str) -> (PathBuf, String) {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    assert!(
-        !name_hint.is_empty() && !name_hint.contains('/'),
-        "scratch_dir: the hint must be one non-empty path component, got {name_hint:?}"
-    );
-    let s = sshd();
-    let name = format!("{name_hint}-{}", NEXT.fetch_add(1, Ordering::Relaxed));
-    let local = s.upload_dir.join(&name);
-    fs::create_dir(&local).unwrap_or_else(|e| panic!("create {}: {e}", local.display()));
-    chown(&local, Some(s.uid), Some(s.gid))
-        .unwrap_or_else(|e| panic!("chown {}: {e}", local.display()));
-    (local, format!("upload/{name}"))
+    sshd().scratch_dir(name_hint)
 }
 
-/// A running OpenSSH sshd on 127.0.0.1 with its user, keys and chroot.
+/// A running OpenSSH sshd with its user, keys and chroot.
 pub struct Sshd {
-    /// The TCP port it listens on, on 127.0.0.1.
+    /// The address it listens on: 127.0.0.1, or the one given to [`sshd_in_netns`].
+    pub host: Ipv4Addr,
+    /// The TCP port it listens on.
     pub port: u16,
     /// The server's ed25519 public host key as an OpenSSH line: `ssh-ed25519 AAAA... comment`.
     pub host_key_line: String,
@@ -180,7 +191,7 @@ impl Sshd {
     /// server's host key pinned, files published under `remote_dir`.
     pub fn partner_json(&self, remote_dir: &str) -> serde_json::Value {
         serde_json::json!({
-            "Host": "127.0.0.1",
+            "Host": self.host.to_string(),
             "Port": self.port,
             "Username": self.user,
             "PrivateKey": self.keys.ed25519,
@@ -203,6 +214,22 @@ impl Sshd {
             .to_owned()
     }
 
+    /// A fresh empty directory under [`Sshd::upload_dir`], owned by the SFTP user, for one test
+    /// (see [`scratch_dir`], which does this on the shared sshd).
+    pub fn scratch_dir(&self, name_hint: &str) -> (PathBuf, String) {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        assert!(
+            !name_hint.is_empty() && !name_hint.contains('/'),
+            "scratch_dir: the hint must be one non-empty path component, got {name_hint:?}"
+        );
+        let name = format!("{name_hint}-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let local = self.upload_dir.join(&name);
+        fs::create_dir(&local).unwrap_or_else(|e| panic!("create {}: {e}", local.display()));
+        chown(&local, Some(self.uid), Some(self.gid))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", local.display()));
+        (local, format!("upload/{name}"))
+    }
+
     /// `upload_dir.join(rel)`: where a file uploaded as `upload/<rel>` lands locally.
     pub fn upload_path(&self, rel: &str) -> PathBuf {
         self.upload_dir.join(rel)
@@ -210,7 +237,7 @@ impl Sshd {
 }
 
 /// Makes everything and starts sshd; an error says which step failed.
-fn start() -> Result<Sshd, String> {
+fn start(netns: Option<Netns>) -> Result<Sshd, String> {
     if !Path::new(SSHD_BIN).exists() {
         return Err(format!(
             "{SSHD_BIN} is missing: apt-get install openssh-server"
@@ -330,9 +357,16 @@ fn start() -> Result<Sshd, String> {
         user: &user,
         chroot: &chroot,
     };
-    let port = launch(&config, &log_path)?;
+    let (host, port) = match &netns {
+        None => (Ipv4Addr::LOCALHOST, launch(&config, &log_path)?),
+        Some(ns) => {
+            launch_in_netns(&config, &log_path, ns)?;
+            (ns.addr, ns.port)
+        }
+    };
 
     Ok(Sshd {
+        host,
         port,
         host_key_line: read("host_ed25519.pub")?.trim().to_owned(),
         host_key_pub_path: etc.join("host_ed25519.pub"),
@@ -368,10 +402,10 @@ struct Config<'a> {
 }
 
 impl Config<'_> {
-    fn write(&self, port: u16) -> Result<(), String> {
+    fn write(&self, addr: Ipv4Addr, port: u16) -> Result<(), String> {
         let text = format!(
             "# Written by testkit for one test binary; see crates/testkit.
-ListenAddress 127.0.0.1
+ListenAddress {addr}
 Port {port}
 HostKey {host_key}
 PidFile {pid_file}
@@ -413,25 +447,8 @@ fn launch(config: &Config, log_path: &Path) -> Result<u16, String> {
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("bind 127.0.0.1:0: {e}"))?
             .port();
-        config.write(port)?;
-        let _ = fs::remove_file(config.pid_file);
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path)
-            .map_err(|e| format!("open {}: {e}", log_path.display()))?;
-        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut child = Command::new(SSHD_BIN)
-            .args(["-D", "-e", "-f"])
-            .arg(&config.path)
-            .arg("-E")
-            .arg(log_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log) // anything said before `-E` takes effect
-            .process_group(0) // a Ctrl-C goes to the tests; the watchdog stops sshd
-            .spawn()
-            .map_err(|e| format!("spawn {SSHD_BIN}: {e}"))?;
+        config.write(Ipv4Addr::LOCALHOST, port)?;
+        let (mut child, log_start) = spawn_sshd(Command::new(SSHD_BIN), config, log_path)?;
 
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -463,6 +480,60 @@ fn launch(config: &Config, log_path: &Path) -> Result<u16, String> {
         "{PORT_ATTEMPTS} ports in a row were taken before sshd could bind them; its log:\n{}",
         read_log_from(log_path, 0)
     ))
+}
+
+/// Starts sshd inside a network namespace on a fixed address; ready once its PID file names it
+/// (sshd writes the file after it has bound its socket).
+fn launch_in_netns(config: &Config, log_path: &Path, ns: &Netns) -> Result<(), String> {
+    config.write(ns.addr, ns.port)?;
+    // `ip netns exec` execs sshd in place: the child's PID is sshd's.
+    let mut ip = Command::new("ip");
+    ip.args(["netns", "exec", &ns.name, SSHD_BIN]);
+    let (mut child, log_start) = spawn_sshd(ip, config, log_path)?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    while read_pid(config.pid_file) != Some(child.id()) {
+        let failed = match child.try_wait() {
+            Ok(Some(status)) => Some(format!("sshd exited ({status})")),
+            _ if Instant::now() > deadline => {
+                kill_and_reap(&mut child);
+                Some(format!("sshd did not start within {START_TIMEOUT:?}"))
+            }
+            _ => None,
+        };
+        if let Some(why) = failed {
+            let log = read_log_from(log_path, log_start);
+            return Err(format!(
+                "in namespace {} on {}:{}: {why}; its log:\n{log}",
+                ns.name, ns.addr, ns.port
+            ));
+        }
+        sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Spawns `cmd` (sshd, or a wrapper that execs it) with sshd's arguments; its early output goes to
+/// the log. Returns the child and the log's length before it started.
+fn spawn_sshd(mut cmd: Command, config: &Config, log_path: &Path) -> Result<(Child, u64), String> {
+    let _ = fs::remove_file(config.pid_file);
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(|e| format!("open {}: {e}", log_path.display()))?;
+    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let child = cmd
+        .args(["-D", "-e", "-f"])
+        .arg(&config.path)
+        .arg("-E")
+        .arg(log_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log) // anything said before `-E` takes effect
+        .process_group(0) // a Ctrl-C goes to the tests; the watchdog stops sshd
+        .spawn()
+        .map_err(|e| format!("spawn {cmd:?}: {e}"))?;
+    Ok((child, log_start))
 }
 
 fn kill_and_reap(child: &mut Child) {

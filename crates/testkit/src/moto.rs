@@ -1,5 +1,5 @@
 //! The AWS emulator for the tests: `moto_server` (from the `moto[server]` package, installed by
-//! `tests/run` into a venv) on 127.0.0.1, started once per test binary and stopped by a watchdog
+//! `tests/run` into a venv) on 127.0.0.1 (or [`moto_on`] an address of the caller's), started once per test binary and stopped by a watchdog
 //! when the test process ends, like sshd.
 //!
 //! In-process tests point the AWS SDK at [`Moto::endpoint`]; subprocesses (the compiled
@@ -27,8 +27,10 @@ pub const SECRET_ACCESS_KEY: &str = "testing";
 
 /// A running moto server.
 pub struct Moto {
-    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL`.
+    /// `http://ADDRESS:PORT`, for `AWS_ENDPOINT_URL`.
     pub endpoint: String,
+    /// The address it listens on (127.0.0.1 unless started with [`moto_on`]).
+    pub host: Ipv4Addr,
     /// Its port.
     pub port: u16,
     pid: u32,
@@ -56,13 +58,26 @@ impl Moto {
     }
 }
 
-/// The moto server of this test binary, started on first use.
+static MOTO: OnceLock<Result<Moto, String>> = OnceLock::new();
+
+/// The moto server of this test binary, started on 127.0.0.1 on first use (or the one
+/// [`moto_on`] started).
 ///
 /// Panics with a clear message (and moto's output) if it is not installed or cannot start.
 pub fn moto() -> &'static Moto {
-    static MOTO: OnceLock<Result<Moto, String>> = OnceLock::new();
-    match MOTO.get_or_init(start) {
+    match MOTO.get_or_init(|| start(Ipv4Addr::LOCALHOST)) {
         Ok(m) => m,
+        Err(e) => panic!("testkit: cannot start moto_server: {e}"),
+    }
+}
+
+/// Like [`moto`], but listening on `host` (for example the egress testbed's platform address,
+/// which its network namespaces can reach). Call it before anything calls [`moto`]; panics if
+/// this binary's moto already runs on another address.
+pub fn moto_on(host: Ipv4Addr) -> &'static Moto {
+    match MOTO.get_or_init(|| start(host)) {
+        Ok(m) if m.host == host => m,
+        Ok(m) => panic!("testkit: moto already runs on {}, not {host}", m.host),
         Err(e) => panic!("testkit: cannot start moto_server: {e}"),
     }
 }
@@ -72,7 +87,7 @@ fn moto_bin() -> PathBuf {
     PathBuf::from(venv).join("bin/moto_server")
 }
 
-fn start() -> Result<Moto, String> {
+fn start(host: Ipv4Addr) -> Result<Moto, String> {
     let bin = moto_bin();
     if !bin.exists() {
         return Err(format!(
@@ -83,14 +98,14 @@ fn start() -> Result<Moto, String> {
     let log_path =
         std::env::temp_dir().join(format!("sftp-forward-moto-{}.log", std::process::id()));
     for _ in 0..PORT_ATTEMPTS {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        let port = TcpListener::bind((host, 0))
             .and_then(|l| l.local_addr())
-            .map_err(|e| format!("bind 127.0.0.1:0: {e}"))?
+            .map_err(|e| format!("bind {host}:0: {e}"))?
             .port();
         let log = std::fs::File::create(&log_path)
             .map_err(|e| format!("create {}: {e}", log_path.display()))?;
         let mut child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-H", &host.to_string(), "-p", &port.to_string()])
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
@@ -99,10 +114,11 @@ fn start() -> Result<Moto, String> {
             .spawn()
             .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
         let watchdog = spawn_watchdog(child.id())?;
-        match wait_ready(&mut child, port) {
+        match wait_ready(&mut child, SocketAddr::from((host, port))) {
             Ok(()) => {
                 return Ok(Moto {
-                    endpoint: format!("http://127.0.0.1:{port}"),
+                    endpoint: format!("http://{host}:{port}"),
+                    host,
                     port,
                     pid: child.id(),
                     _watchdog: Mutex::new(watchdog),
@@ -125,9 +141,8 @@ enum Retry {
     Fail(String),
 }
 
-fn wait_ready(child: &mut Child, port: u16) -> Result<(), Retry> {
+fn wait_ready(child: &mut Child, addr: SocketAddr) -> Result<(), Retry> {
     let deadline = Instant::now() + START_TIMEOUT;
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             // Most likely the port was taken between our bind and moto's.

@@ -122,8 +122,14 @@ impl RuntimeApi {
     ///
     /// Panics if the port cannot be bound.
     pub fn start() -> RuntimeApi {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .unwrap_or_else(|e| panic!("testkit: runtime API: bind 127.0.0.1:0: {e}"));
+        RuntimeApi::start_on(Ipv4Addr::LOCALHOST)
+    }
+
+    /// Like [`RuntimeApi::start`] on `host:0` (a function in a network namespace reaches the
+    /// egress testbed's platform address, not 127.0.0.1).
+    pub fn start_on(host: Ipv4Addr) -> RuntimeApi {
+        let listener = TcpListener::bind((host, 0))
+            .unwrap_or_else(|e| panic!("testkit: runtime API: bind {host}:0: {e}"));
         let addr = listener
             .local_addr()
             .expect("local address of a bound socket");
@@ -139,7 +145,7 @@ impl RuntimeApi {
         RuntimeApi { addr, shared }
     }
 
-    /// `127.0.0.1:PORT`: the value for `AWS_LAMBDA_RUNTIME_API`.
+    /// `ADDRESS:PORT`: the value for `AWS_LAMBDA_RUNTIME_API`.
     pub fn address(&self) -> String {
         self.addr.to_string()
     }

@@ -1,0 +1,280 @@
+//! The static egress IPs, proven with real packets: the compiled `bootstrap` runs inside the
+//! private-subnet namespaces of the egress testbed (`tests/egress/testbed`), reads its object from
+//! moto and its secret over the platform link, and reaches the partner's real sshd only through
+//! its subnet's NAT. The partner's firewall admits the two EIPs and nobody else; its sshd log says
+//! which source address each login came from.
+//!
+//! The tests share one testbed and run one at a time (they take NATs down and change routes).
+
+mod util;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use testkit::testbed::{Testbed, EIPS, PARTNER_IP, PARTNER_NETNS, PLATFORM_IP};
+use testkit::{Invocation, RuntimeApi, Sshd};
+use util::*;
+
+struct World {
+    testbed: Testbed,
+    partner: Sshd,
+}
+
+fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let testbed = Testbed::up().unwrap_or_else(|e| panic!("egress testbed: {e}"));
+        // Reachable from the namespaces over the platform link, as AWS's endpoints are from a VPC.
+        testkit::moto_on(PLATFORM_IP);
+        let partner = testkit::sshd_in_netns(PARTNER_NETNS, PARTNER_IP, 22)
+            .unwrap_or_else(|e| panic!("the partner's sshd: {e}"));
+        World { testbed, partner }
+    })
+}
+
+/// One test at a time: they change the shared network.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The function, running in private subnet `subnet`'s namespace, driven over its Runtime API.
+struct Function {
+    api: RuntimeApi,
+    _process: Running,
+}
+
+impl Function {
+    fn start(subnet: u8, secret: &str, log: &Path) -> Function {
+        let w = world();
+        let api = RuntimeApi::start_on(PLATFORM_IP);
+        let out = std::fs::File::create(log).unwrap();
+        let mut cmd = w
+            .testbed
+            .command(&format!("priv{subnet}"), env!("CARGO_BIN_EXE_bootstrap"));
+        cmd.env_clear()
+            .envs(lambda_env(&api.address(), secret))
+            // A dead NAT shows up as "no route to host" after ARP gives up (~3 s); never wait longer.
+            .env("SFTP_FORWARD_CONNECT_TIMEOUT_SECS", "8")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        let process = Running(cmd.spawn().expect("start bootstrap in its namespace"));
+        Function {
+            api,
+            _process: process,
+        }
+    }
+
+    fn invoke(&self, payload: &Value) -> Invocation {
+        let text = payload.to_string();
+        tokio::task::block_in_place(|| {
+            self.api
+                .invoke(&text, Duration::from_secs(120), Duration::from_secs(90))
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// The part of the partner's sshd log written while `f` ran.
+fn partner_log_during(f: impl FnOnce()) -> String {
+    let partner = &world().partner;
+    let before = partner.log().len();
+    f();
+    partner.log()[before..].to_owned()
+}
+
+/// Source addresses of the logins in `log` (`Accepted publickey for U from A port P`).
+fn login_sources(log: &str, user: &str) -> Vec<String> {
+    let marker = format!("Accepted publickey for {user} from ");
+    log.lines()
+        .filter_map(|l| l.split_once(&marker))
+        .filter_map(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// An S3 object, a secret for the namespaced partner, and where the file will land.
+struct Delivery {
+    bucket: String,
+    key: String,
+    body: Vec<u8>,
+    secret: String,
+    local_dir: std::path::PathBuf,
+}
+
+async fn delivery(aws: &Aws, hint: &str) -> Delivery {
+    let partner = &world().partner;
+    let bucket = aws.bucket(hint).await;
+    let key = format!("outbound/{hint}.csv");
+    let body = format!("{hint}: these bytes crossed a NAT\n")
+        .repeat(2000)
+        .into_bytes();
+    aws.put(&bucket, &key, &body).await;
+    let (local_dir, remote) = partner.scratch_dir(hint);
+    let secret = aws.secret(&partner.partner_json(&remote)).await;
+    Delivery {
+        bucket,
+        key,
+        body,
+        secret,
+        local_dir,
+    }
+}
+
+fn log_path(hint: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("{}.log", unique(hint)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_private_subnet_reaches_the_partner_from_its_own_nats_eip() {
+    let _serial = serial();
+    let w = world();
+    let aws = aws().await;
+    for (subnet, eip) in [(1u8, EIPS[0]), (2, EIPS[1])] {
+        let d = delivery(&aws, &format!("subnet{subnet}")).await;
+        let log = log_path("egress-fn");
+        let function = Function::start(subnet, &d.secret, &log);
+        let mut answer = None;
+        let sshd_log = partner_log_during(|| {
+            answer = Some(function.invoke(&sqs_event(&[(
+                format!("m-{subnet}"),
+                s3_body(&d.bucket, &d.key),
+            )])));
+        });
+        let answer = answer.unwrap();
+        let fn_log = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(answer.ok, "{answer:?}\nfunction log:\n{fn_log}");
+        let response: Value = serde_json::from_str(&answer.body).unwrap();
+        assert!(
+            failures(&response).is_empty(),
+            "{response}\nfunction log:\n{fn_log}"
+        );
+        assert_eq!(
+            std::fs::read(d.local_dir.join(&d.key)).unwrap(),
+            d.body,
+            "the bytes on the partner's disk"
+        );
+        assert_eq!(
+            login_sources(&sshd_log, &w.partner.user),
+            [eip.to_string()],
+            "private subnet {subnet} must reach the partner from NAT {subnet}'s EIP; sshd log:\n{sshd_log}"
+        );
+        std::fs::remove_file(&log).ok();
+    }
+}
+
+#[test]
+fn a_host_outside_the_nats_is_refused_by_the_partners_allowlist() {
+    let _serial = serial();
+    let w = world();
+    let connect = |port: u16| {
+        w.testbed
+            .command("outside", "bash")
+            .args(["-c", &format!("exec 3<>/dev/tcp/{PARTNER_IP}/{port}")])
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    };
+    // The outside host does reach the partner (its public echo service)...
+    let echo = connect(80);
+    assert!(
+        echo.status.success(),
+        "the outside host has a path to the partner: {}",
+        String::from_utf8_lossy(&echo.stderr)
+    );
+    // ...but its firewall refuses the outside host's connection to sshd.
+    let log = partner_log_during(|| {
+        let ssh = connect(22);
+        assert!(
+            !ssh.status.success(),
+            "the partner admitted {}",
+            "203.0.113.99"
+        );
+        let stderr = String::from_utf8_lossy(&ssh.stderr);
+        assert!(stderr.contains("Connection refused"), "{stderr}");
+    });
+    assert!(
+        !log.contains("203.0.113.99"),
+        "sshd must never see the outside host: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nat_one_down_subnet_two_delivers_and_subnet_one_retries_until_rerouted() {
+    let _serial = serial();
+    let w = world();
+    let aws = aws().await;
+    let d1 = delivery(&aws, "az-one").await;
+    let d2 = delivery(&aws, "az-two").await;
+    let log1 = log_path("egress-az1");
+    let log2 = log_path("egress-az2");
+    let f1 = Function::start(1, &d1.secret, &log1);
+    let f2 = Function::start(2, &d2.secret, &log2);
+
+    w.testbed.nat_down(1).unwrap();
+    // Whatever happens below, the next test gets the network back as it was.
+    struct Restore<'a>(&'a Testbed);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.route(1, 1);
+            let _ = self.0.nat_up(1);
+        }
+    }
+    let _restore = Restore(&w.testbed);
+
+    // AZ two is untouched.
+    let batch2 = sqs_event(&[("m-two".to_owned(), s3_body(&d2.bucket, &d2.key))]);
+    let answer2 = f2.invoke(&batch2);
+    let response2: Value = serde_json::from_str(&answer2.body).unwrap();
+    assert!(
+        answer2.ok && failures(&response2).is_empty(),
+        "{answer2:?}\n{}",
+        std::fs::read_to_string(&log2).unwrap_or_default()
+    );
+    assert_eq!(std::fs::read(d2.local_dir.join(&d2.key)).unwrap(), d2.body);
+
+    // AZ one's function cannot reach the partner: the item is reported failed, so SQS retries it.
+    let batch1 = sqs_event(&[("m-one".to_owned(), s3_body(&d1.bucket, &d1.key))]);
+    let started = std::time::Instant::now();
+    let answer1 = f1.invoke(&batch1);
+    let response1: Value = serde_json::from_str(&answer1.body).unwrap();
+    let fn_log = std::fs::read_to_string(&log1).unwrap_or_default();
+    assert!(answer1.ok, "{answer1:?}\n{fn_log}");
+    assert_eq!(failures(&response1), ["m-one"], "{fn_log}");
+    assert!(
+        fn_log.contains("\"transient\"") || fn_log.contains("transient"),
+        "the failure is transient: {fn_log}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "failed within the connect bound, took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !d1.local_dir.join(&d1.key).exists(),
+        "nothing delivered while the NAT is down"
+    );
+
+    // The operator (or a failover) points subnet one's route table at NAT two; the retry delivers.
+    w.testbed.route(1, 2).unwrap();
+    let mut retry = None;
+    let sshd_log = partner_log_during(|| retry = Some(f1.invoke(&batch1)));
+    let retry = retry.unwrap();
+    let response: Value = serde_json::from_str(&retry.body).unwrap();
+    assert!(
+        retry.ok && failures(&response).is_empty(),
+        "{retry:?}\n{}",
+        std::fs::read_to_string(&log1).unwrap_or_default()
+    );
+    assert_eq!(std::fs::read(d1.local_dir.join(&d1.key)).unwrap(), d1.body);
+    assert_eq!(
+        login_sources(&sshd_log, &w.partner.user),
+        [EIPS[1].to_string()],
+        "rerouted through NAT two: {sshd_log}"
+    );
+    std::fs::remove_file(&log1).ok();
+    std::fs::remove_file(&log2).ok();
+}
