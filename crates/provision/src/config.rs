@@ -200,6 +200,9 @@ pub fn default_zip() -> PathBuf {
         .join("lambda/bootstrap/bootstrap.zip")
 }
 
+/// The function's list of the stack's Elastic IPs (for its egress self-check), set by `apply`.
+pub const EXPECTED_EGRESS_ENV: &str = "SFTP_FORWARD_EXPECTED_EGRESS_IPS";
+
 /// The environment variable the function reads the secret's id from.
 pub const SECRET_ENV: &str = "SFTP_FORWARD_SECRET_ID";
 

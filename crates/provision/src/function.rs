@@ -13,7 +13,7 @@ use aws_sdk_lambda::types::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::config::SECRET_ENV;
+use crate::config::{EXPECTED_EGRESS_ENV, SECRET_ENV};
 use crate::context::{is_placeholder, poll, waiter_error, Clients, Ctx, State};
 use crate::error::{aws, Error, Result};
 use crate::network::Network;
@@ -164,7 +164,18 @@ pub async fn ensure(
     let (c, spec) = (ctx.clients, ctx.spec);
     let name = spec.function_name();
     let what = format!("function {name} (provided.al2023, x86_64, in private-one and private-two)");
-    let mut env: HashMap<String, String> = spec.environment.clone().into_iter().collect();
+    // The egress self-check compares what the echo service sees with the stack's two EIPs;
+    // the operator's `environment` may still set them (or the echo URL) explicitly.
+    let mut env: HashMap<String, String> = HashMap::from([(
+        EXPECTED_EGRESS_ENV.to_owned(),
+        network
+            .elastic_ips
+            .iter()
+            .map(|e| e.public_ip.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+    )]);
+    env.extend(spec.environment.clone());
     env.insert(SECRET_ENV.into(), secret_arn.to_owned());
     let wanted = Wanted {
         role: role.0.to_owned(),

@@ -528,6 +528,12 @@ async fn assert_topology(
         env.get(config::SECRET_ENV).map(String::as_str),
         Some(secret_arn)
     );
+    // The egress self-check knows the two EIPs the partner allowlists.
+    assert_eq!(
+        env.get(config::EXPECTED_EGRESS_ENV),
+        Some(&ips.join(",")),
+        "{env:?}"
+    );
     let vpc_cfg = f.vpc_config().unwrap();
     let subnets: BTreeSet<&str> = vpc_cfg.subnet_ids().iter().map(String::as_str).collect();
     assert_eq!(
