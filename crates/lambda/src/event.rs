@@ -48,6 +48,8 @@ pub enum Invocation {
     Sqs(Vec<Item>),
     /// An S3 notification or EventBridge event: fail the invocation if any item failed.
     Direct(Vec<Item>),
+    /// `{"check": true}`: run the egress self-check ([`crate::check`]) instead of forwarding.
+    Check,
 }
 
 /// Why an event or record cannot be understood. Always permanent: the same bytes will not decode later.
@@ -55,8 +57,8 @@ pub enum Invocation {
 pub enum DecodeError {
     /// The payload is none of the shapes this function accepts.
     #[error(
-        "unrecognised event: expected an S3 notification (Records[].s3), SQS messages (Records[].eventSource = aws:sqs) \
-         or an EventBridge \"Object Created\" event from aws.s3; got {what}"
+        "unrecognised event: expected an S3 notification (Records[].s3), SQS messages (Records[].eventSource = aws:sqs), \
+         an EventBridge \"Object Created\" event from aws.s3, or {{\"check\": true}}; got {what}"
     )]
     UnknownShape { what: String },
     /// The JSON has the right shape but a field is missing or of the wrong type.
@@ -72,6 +74,9 @@ pub enum DecodeError {
 
 /// Decode an invocation payload.
 pub fn decode(payload: &Value) -> Result<Invocation, DecodeError> {
+    if payload.get("check") == Some(&Value::Bool(true)) {
+        return Ok(Invocation::Check);
+    }
     if let Some(records) = payload.get("Records").and_then(Value::as_array) {
         let source = records
             .first()
@@ -328,6 +333,7 @@ mod tests {
     fn forwards(inv: Invocation) -> Vec<ObjectRef> {
         let items = match inv {
             Invocation::Sqs(i) | Invocation::Direct(i) => i,
+            Invocation::Check => panic!("not a check"),
         };
         items
             .into_iter()
@@ -427,6 +433,18 @@ mod tests {
             &decode_message_body(&body).unwrap()[..],
             [Work::Skip(_)]
         ));
+    }
+
+    #[test]
+    fn a_check_payload_asks_for_the_self_check() {
+        assert!(matches!(
+            decode(&serde_json::json!({"check": true})),
+            Ok(Invocation::Check)
+        ));
+        let err = decode(&serde_json::json!({"check": "yes"}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unrecognised event"), "{err}");
     }
 
     #[test]

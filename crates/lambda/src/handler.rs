@@ -10,6 +10,7 @@ use forward::{Connector, Error as ForwardError, ErrorClass, Partner, PublishOutc
 use serde_json::{json, Value};
 use tracing::Instrument;
 
+use crate::check::{self, CheckFailed, Report};
 use crate::event::{decode, Invocation, Item, ObjectRef, Work};
 use crate::receipt::{now_rfc3339, Receipt};
 use crate::secret::SecretSource;
@@ -105,6 +106,10 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
         let (items, is_sqs) = match invocation {
             Invocation::Sqs(items) => (items, true),
             Invocation::Direct(items) => (items, false),
+            Invocation::Check => {
+                let report = self.check().await?;
+                return Ok(serde_json::to_value(report).expect("serialisable"));
+            }
         };
         let mut results = Vec::with_capacity(items.len());
         for item in items {
@@ -290,6 +295,37 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
         }
     }
 
+    /// The egress self-check with the current secret (read afresh, not from the cache) and these
+    /// settings. The report is logged as one JSON line; `Err` if the check found any problem or
+    /// could not run.
+    pub async fn check(&self) -> Result<Report, CheckFailed> {
+        let id = &self.settings.secret_id;
+        let text = self.secrets.fetch(id).await?;
+        let partner = Partner::from_json(&text).map_err(|source| CheckFailed::Partner {
+            secret_id: id.clone(),
+            source,
+        })?;
+        let report = check::run(
+            &partner,
+            &self.settings.tuning,
+            &self.settings.egress_probe(),
+        )
+        .await;
+        println!(
+            "{}",
+            json!({
+                "level": if report.ok { "INFO" } else { "ERROR" },
+                "message": if report.ok { "egress self-check ok" } else { "egress self-check failed" },
+                "check": &report,
+            })
+        );
+        if report.ok {
+            Ok(report)
+        } else {
+            Err(CheckFailed::Problems(Box::new(report)))
+        }
+    }
+
     /// The kept connector, refreshed when the secret's TTL has passed (kept as is if the secret is unchanged).
     async fn connector(&mut self) -> Result<&mut Connector, Outcome> {
         let fresh = self
@@ -364,6 +400,9 @@ pub enum HandlerError {
     /// Some records of a direct invocation failed.
     #[error(transparent)]
     Batch(#[from] BatchFailed),
+    /// A `{"check": true}` invocation found problems (or could not run).
+    #[error(transparent)]
+    Check(#[from] CheckFailed),
 }
 
 impl HandlerError {
@@ -372,6 +411,7 @@ impl HandlerError {
         match self {
             HandlerError::Decode(_) => "SftpForward.UnrecognisedEvent",
             HandlerError::Batch(_) => "SftpForward.RecordsFailed",
+            HandlerError::Check(_) => "SftpForward.CheckFailed",
         }
     }
 }

@@ -9,7 +9,11 @@
 //! - [`source`]: S3 tags and the object body, streamed
 //! - [`handler`]: records → [`handler::Outcome`]s → batch response, logs, EMF metrics
 //! - [`receipt`]: delivery receipts as object tags
+//!
+//! Beside the data path, [`check`] is the egress self-check (`{"check": true}`, the CLI's `check`
+//! and `test-connection`): host key, login, write probe, and the public IP the partner sees.
 
+pub mod check;
 pub mod event;
 pub mod handler;
 pub mod receipt;

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use forward::{Overwrite, Route, Tuning};
 
+use crate::check::{EchoUrl, EgressProbe};
+
 /// Validated settings.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -24,6 +26,9 @@ pub struct Settings {
     /// The public IPs the partner allowlists (`SFTP_FORWARD_EXPECTED_EGRESS_IPS`, comma-separated),
     /// used by the egress self-check.
     pub expected_egress_ips: Vec<IpAddr>,
+    /// The IP-echo service the self-check asks for this path's public IP
+    /// (`SFTP_FORWARD_EGRESS_ECHO_URL`, `https://checkip.amazonaws.com/`).
+    pub egress_echo_url: EchoUrl,
 }
 
 /// A setting that cannot be used; names the variable.
@@ -84,6 +89,15 @@ impl Settings {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        let egress_echo_url = match get("SFTP_FORWARD_EGRESS_ECHO_URL") {
+            None => EchoUrl::default(),
+            Some(v) => v.parse().map_err(|e: crate::check::EchoUrlError| {
+                err(
+                    "SFTP_FORWARD_EGRESS_ECHO_URL",
+                    format!("{e}; give the URL of a service that answers a GET with the caller's IP as text"),
+                )
+            })?,
+        };
         let tuning = Tuning {
             connect_timeout: secs("SFTP_FORWARD_CONNECT_TIMEOUT_SECS", 10)?,
             request_timeout: secs("SFTP_FORWARD_REQUEST_TIMEOUT_SECS", 30)?,
@@ -97,7 +111,18 @@ impl Settings {
             min_time_left: secs("SFTP_FORWARD_MIN_TIME_LEFT_SECS", 20)?,
             tuning,
             expected_egress_ips,
+            egress_echo_url,
         })
+    }
+
+    /// What the egress self-check compares with: the echo service, the expected IPs, and the
+    /// connect timeout as the bound on the whole GET.
+    pub fn egress_probe(&self) -> EgressProbe {
+        EgressProbe {
+            echo_url: self.egress_echo_url.clone(),
+            expected: self.expected_egress_ips.clone(),
+            timeout: self.tuning.connect_timeout,
+        }
     }
 }
 
@@ -134,6 +159,8 @@ mod tests {
             ("SFTP_FORWARD_REMOTE_PATH_TEMPLATE", "{nope}"),
             ("SFTP_FORWARD_SECRET_TTL_SECS", "soon"),
             ("SFTP_FORWARD_EXPECTED_EGRESS_IPS", "203.0.113.7, nat-two"),
+            ("SFTP_FORWARD_EGRESS_ECHO_URL", "checkip.amazonaws.com"),
+            ("SFTP_FORWARD_EGRESS_ECHO_URL", "ftp://example.com/ip"),
         ] {
             let err = from(&[("SFTP_FORWARD_SECRET_ID", "x"), (var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{err}");
@@ -147,5 +174,15 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(s.expected_egress_ips.len(), 2);
+        assert_eq!(
+            s.egress_echo_url.to_string(),
+            crate::check::DEFAULT_ECHO_URL
+        );
+        let s = from(&[
+            ("SFTP_FORWARD_SECRET_ID", "x"),
+            ("SFTP_FORWARD_EGRESS_ECHO_URL", "http://10.0.0.5:8080/ip"),
+        ])
+        .unwrap();
+        assert_eq!(s.egress_echo_url.to_string(), "http://10.0.0.5:8080/ip");
     }
 }

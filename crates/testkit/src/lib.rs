@@ -42,6 +42,8 @@ pub mod moto;
 pub use moto::{moto, moto_on, Moto};
 pub mod runtime_api;
 pub use runtime_api::{Invocation, RuntimeApi};
+pub mod echo;
+pub use echo::EchoServer;
 
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
