@@ -8,13 +8,14 @@
 
 mod util;
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use serde_json::Value;
-use testkit::testbed::{Testbed, EIPS, PARTNER_IP, PARTNER_NETNS, PLATFORM_IP};
+use serde_json::{json, Value};
+use testkit::testbed::{Testbed, ECHO_URL, EIPS, PARTNER_IP, PARTNER_NETNS, PLATFORM_IP};
 use testkit::{Invocation, RuntimeApi, Sshd};
 use util::*;
 
@@ -49,6 +50,11 @@ struct Function {
 
 impl Function {
     fn start(subnet: u8, secret: &str, log: &Path) -> Function {
+        Function::start_expecting(subnet, secret, log, &EIPS)
+    }
+
+    /// With `SFTP_FORWARD_EXPECTED_EGRESS_IPS` = `expected` and the testbed's echo service.
+    fn start_expecting(subnet: u8, secret: &str, log: &Path, expected: &[Ipv4Addr]) -> Function {
         let w = world();
         let api = RuntimeApi::start_on(PLATFORM_IP);
         let out = std::fs::File::create(log).unwrap();
@@ -59,6 +65,15 @@ impl Function {
             .envs(lambda_env(&api.address(), secret))
             // A dead NAT shows up as "no route to host" after ARP gives up (~3 s); never wait longer.
             .env("SFTP_FORWARD_CONNECT_TIMEOUT_SECS", "8")
+            .env("SFTP_FORWARD_EGRESS_ECHO_URL", ECHO_URL)
+            .env(
+                "SFTP_FORWARD_EXPECTED_EGRESS_IPS",
+                expected
+                    .iter()
+                    .map(Ipv4Addr::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out);
@@ -277,4 +292,46 @@ async fn with_nat_one_down_subnet_two_delivers_and_subnet_one_retries_until_rero
     );
     std::fs::remove_file(&log1).ok();
     std::fs::remove_file(&log2).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_invocation_reports_each_subnets_eip_and_fails_loudly_on_a_mismatch() {
+    let _serial = serial();
+    let w = world();
+    let aws = aws().await;
+    let (_, remote) = w.partner.scratch_dir("egress-check");
+    let secret = aws.secret(&w.partner.partner_json(&remote)).await;
+    for (subnet, eip) in [(1u8, EIPS[0]), (2, EIPS[1])] {
+        let log = log_path("egress-check");
+        let function = Function::start(subnet, &secret, &log);
+        let answer = function.invoke(&json!({"check": true}));
+        let fn_log = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(answer.ok, "{answer:?}\n{fn_log}");
+        let report: Value = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(report["egress_ip"], eip.to_string(), "{report:#}");
+        assert_eq!(report["egress_match"], "matches", "{report:#}");
+        assert_eq!(report["trusted"], true, "{report:#}");
+        assert_eq!(report["login"], "ok", "{report:#}");
+        assert_eq!(report["writable"], true, "{report:#}");
+        std::fs::remove_file(&log).ok();
+    }
+
+    // Subnet one told to expect only NAT two's address (a stale allowlist, a wrong route): loud.
+    let log = log_path("egress-check-mismatch");
+    let function = Function::start_expecting(1, &secret, &log, &EIPS[1..]);
+    let answer = function.invoke(&json!({"check": true}));
+    assert!(
+        !answer.ok,
+        "a mismatch must fail the invocation: {answer:?}"
+    );
+    let error: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(error["errorType"], "SftpForward.CheckFailed", "{answer:?}");
+    for ip in EIPS {
+        assert!(
+            answer.body.contains(&ip.to_string()),
+            "the error names the IP seen and the one expected: {}",
+            answer.body
+        );
+    }
+    std::fs::remove_file(&log).ok();
 }
