@@ -645,12 +645,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_port_is_a_transient_error_naming_the_url() {
-        // Bind, note the port, close it: nothing listens there now.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let closed = testkit::echo::closed_url();
+        let port = closed.trim_end_matches('/').rsplit(':').next().unwrap();
         for scheme in ["http", "https"] {
             let url: EchoUrl = format!("{scheme}://127.0.0.1:{port}/").parse().unwrap();
             let err = egress_ip(&url, Duration::from_secs(5)).await.unwrap_err();

@@ -112,13 +112,7 @@ async fn an_unreachable_echo_service_fails_the_invocation_naming_its_url() {
     let aws = aws().await;
     let (_local, remote) = scratch_dir("check-noecho");
     let secret = aws.secret(&partner_json(&remote)).await;
-    // Bind, note the port, close it: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}/ip");
+    let url = testkit::echo::closed_url();
     let env = [
         ("SFTP_FORWARD_EGRESS_ECHO_URL", url.as_str()),
         ("SFTP_FORWARD_EXPECTED_EGRESS_IPS", "127.0.0.1"),

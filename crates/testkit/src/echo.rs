@@ -69,6 +69,16 @@ impl EchoServer {
     }
 }
 
+/// `http://127.0.0.1:PORT/` where nothing listens (the port was bound, then released), for
+/// testing an echo service that cannot be reached.
+pub fn closed_url() -> String {
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("bind a port on 127.0.0.1")
+        .port();
+    format!("http://127.0.0.1:{port}/")
+}
+
 impl Drop for EchoServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
