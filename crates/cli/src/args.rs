@@ -1,9 +1,11 @@
 //! The command line: what an operator can type, with `--help` text a newcomer understands.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use forward::{Overwrite, RemotePath};
+use sftp_forward_lambda::check::{EchoUrl, DEFAULT_ECHO_URL};
 
 use crate::s3url::{S3Url, Since, Source};
 
@@ -18,8 +20,11 @@ Exit codes:
   6  the partner's host key is not in TrustedHostKeys (nothing was authenticated or sent)
   7  the partner rejected the login
   8  the login works but RemoteDirectory is not writable
+  9  check: this machine's egress IP is not one of the expected IPs
 
 replay and redrive exit 5 if any object failed permanently, else 4 if any failed transiently.
+check exits with the code of the first problem it lists (egress before partner): an IP echo
+service that cannot be reached is 4, one that does not answer with an IP is 5.
 
 AWS region, endpoint and credentials come from the standard AWS configuration
 (AWS_REGION, AWS_ENDPOINT_URL, AWS_PROFILE, ...). Secrets are never printed.";
@@ -53,6 +58,24 @@ pub enum Command {
         /// The key is never trusted automatically: exits 6 while it is not in TrustedHostKeys.
         #[arg(long)]
         print_host_key: bool,
+    },
+
+    /// The egress self-check, as the function runs it for {"check": true}: everything
+    /// test-connection shows, plus the public IP this machine's traffic leaves from (asked of an
+    /// IP echo service) compared with the IPs the partner allowlists. Any problem is a failure;
+    /// with no expected IPs the egress IP is shown but not compared.
+    #[command(after_help = EXIT_CODES)]
+    Check {
+        #[command(flatten)]
+        secret: SecretArgs,
+        /// The IP echo service: an http:// or https:// URL whose GET answers with the caller's
+        /// IP as plain text.
+        #[arg(long, value_name = "URL", env = "SFTP_FORWARD_EGRESS_ECHO_URL", default_value = DEFAULT_ECHO_URL)]
+        echo_url: EchoUrl,
+        /// An IP the partner allowlists (repeat for each, e.g. both NAT gateways' Elastic IPs);
+        /// the environment variable takes a comma-separated list. None: not compared.
+        #[arg(long = "expect-ip", value_name = "IP", env = "SFTP_FORWARD_EXPECTED_EGRESS_IPS", value_delimiter = ',', value_parser = ip)]
+        expect_ips: Vec<IpAddr>,
     },
 
     /// Send one file: an S3 object (s3://bucket/key) or a local file, through the same publisher
@@ -108,6 +131,13 @@ pub enum Command {
         #[command(flatten)]
         route: RouteArgs,
     },
+}
+
+/// An IP address, surrounding spaces allowed (`203.0.113.7, 203.0.113.8` in the environment).
+fn ip(s: &str) -> Result<IpAddr, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IP address"))
 }
 
 /// Where the partner connection JSON comes from.

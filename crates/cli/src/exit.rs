@@ -1,6 +1,7 @@
 //! Exit codes, one per failure class (listed in `--help`, see `args::EXIT_CODES`).
 
 use forward::ErrorClass;
+use sftp_forward_lambda::check::{Problem, ProblemKind};
 use sftp_forward_lambda::secret::SecretError;
 use sftp_forward_lambda::source::StoreError;
 
@@ -15,6 +16,7 @@ pub enum Exit {
     UntrustedHostKey = 6,
     LoginRejected = 7,
     NotWritable = 8,
+    EgressMismatch = 9,
 }
 
 impl Exit {
@@ -61,6 +63,20 @@ impl Exit {
             }
         }
         Exit::Unexpected
+    }
+
+    /// The code for a problem the partner or egress check found.
+    pub fn of_problem(p: &Problem) -> Exit {
+        match p.kind {
+            _ if p.transient => Exit::Transient,
+            ProblemKind::EgressMismatch => Exit::EgressMismatch,
+            ProblemKind::UntrustedHostKey => Exit::UntrustedHostKey,
+            ProblemKind::LoginRejected => Exit::LoginRejected,
+            ProblemKind::NotWritable => Exit::NotWritable,
+            ProblemKind::EgressUnknown
+            | ProblemKind::PartnerUnreachable
+            | ProblemKind::LoginFailed => Exit::Permanent,
+        }
     }
 
     /// The code for a publisher error.

@@ -5,7 +5,7 @@
 //! - [`args`]: the command line and its help text (exit codes listed there)
 //! - [`s3url`]: `s3://bucket/key`, send sources, `--since` times
 //! - [`setup`]: AWS configuration, partner secret (Secrets Manager or file), forwarder settings
-//! - [`cmd`]: `test-connection`, `send`, `replay`, `redrive`
+//! - [`cmd`]: `test-connection`, `check`, `send`, `replay`, `redrive`
 //! - [`progress`]: progress bar on a terminal, log lines otherwise (stderr)
 //! - [`report`]: the summary table or JSON of a batch (stdout)
 //! - [`exit`]: failure class → exit code
@@ -57,6 +57,11 @@ async fn run(cli: &Cli) -> anyhow::Result<Exit> {
             secret,
             print_host_key,
         } => cmd::test_connection::run(secret, *print_host_key, cli.json).await,
+        Command::Check {
+            secret,
+            echo_url,
+            expect_ips,
+        } => cmd::check::run(secret, echo_url, expect_ips, cli.json).await,
         Command::Send {
             source,
             remote_path,

@@ -256,3 +256,106 @@ async fn redrive_empties_the_dlq_except_the_permanently_failing_message() {
     assert_eq!(std::fs::read(local.join("good.csv")).unwrap(), b"good");
     assert_eq!(aws.bodies(&dlq).await, [bad], "only the bad message stays");
 }
+
+#[tokio::test]
+async fn check_reports_the_egress_ip_and_fails_loudly_when_it_is_not_expected() {
+    let (_local, remote) = scratch_dir("check");
+    let (_dir, file) = secret_file(&partner_json(&remote));
+    let echo = testkit::EchoServer::start(std::net::Ipv4Addr::LOCALHOST);
+    let url = echo.url();
+    let base = ["check", "--secret-file", &file, "--echo-url", &url];
+
+    // The egress IP (127.0.0.1 on loopback) is one of the expected ones: exit 0.
+    let run = sftp_forward(
+        &[
+            &base[..],
+            &["--expect-ip", "203.0.113.10", "--expect-ip", "127.0.0.1"],
+        ]
+        .concat(),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stdout.contains(&keygen_fingerprint()), "{run:#?}");
+    assert!(run.stdout.contains("trusted      yes"), "{run:#?}");
+    assert!(run.stdout.contains("writable     yes"), "{run:#?}");
+    assert!(run.stdout.contains("egress ip    127.0.0.1"), "{run:#?}");
+    assert!(run.stdout.contains("(matches)"), "{run:#?}");
+
+    // Not expected: exit 9, and stderr names the IP seen and the one expected.
+    let run = sftp_forward(&[&base[..], &["--expect-ip", "203.0.113.10"]].concat()).await;
+    assert_eq!(run.code, 9, "{run:#?}");
+    assert!(
+        run.stderr.contains("127.0.0.1") && run.stderr.contains("203.0.113.10"),
+        "{run:#?}"
+    );
+    assert!(run.stdout.contains("NO MATCH"), "{run:#?}");
+
+    // --json: the report's fields and the exit code.
+    let run = sftp_forward(&[&base[..], &["--expect-ip", "203.0.113.10", "--json"]].concat()).await;
+    assert_eq!(run.code, 9, "{run:#?}");
+    let doc = run.json();
+    assert_eq!(doc["ok"], false, "{doc:#}");
+    assert_eq!(doc["egress_ip"], "127.0.0.1", "{doc:#}");
+    assert_eq!(
+        doc["expected_egress_ips"],
+        json!(["203.0.113.10"]),
+        "{doc:#}"
+    );
+    assert_eq!(doc["egress_match"], "mismatch", "{doc:#}");
+    assert_eq!(doc["echo_url"], url, "{doc:#}");
+    assert_eq!(doc["fingerprint"], keygen_fingerprint(), "{doc:#}");
+    assert_eq!(doc["trusted"], true, "{doc:#}");
+    assert_eq!(doc["login"], "ok", "{doc:#}");
+    assert_eq!(doc["writable"], true, "{doc:#}");
+    assert_eq!(doc["problems"][0]["kind"], "egress_mismatch", "{doc:#}");
+    assert_eq!(doc["exit_code"], 9, "{doc:#}");
+    let key_body = sshd().keys.ed25519.lines().nth(1).unwrap().to_owned();
+    assert!(!run.stdout.contains(&key_body) && !run.stderr.contains(&key_body));
+
+    // No expected IP: shown, not compared, not a failure.
+    let run = sftp_forward(&base).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stdout.contains("not compared"), "{run:#?}");
+}
+
+#[tokio::test]
+async fn check_on_an_untrusted_key_or_without_an_echo_service_exits_with_their_codes() {
+    let (_local, remote) = scratch_dir("check-bad");
+    let echo = testkit::EchoServer::start(std::net::Ipv4Addr::LOCALHOST);
+    let url = echo.url();
+    let mut partner = partner_json(&remote);
+    partner["TrustedHostKeys"] = json!([OTHER_KEY]);
+    let (_dir, untrusted) = secret_file(&partner);
+    let run = sftp_forward(&[
+        "check",
+        "--secret-file",
+        &untrusted,
+        "--echo-url",
+        &url,
+        "--expect-ip",
+        "127.0.0.1",
+    ])
+    .await;
+    assert_eq!(run.code, 6, "{run:#?}");
+    assert!(run.stdout.contains("login        skipped"), "{run:#?}");
+
+    // Nothing listens on the echo URL: transient, exit 4, the URL named.
+    let closed = testkit::echo::closed_url();
+    let (_dir, file) = secret_file(&partner_json(&remote));
+    let run = sftp_forward(&[
+        "check",
+        "--secret-file",
+        &file,
+        "--echo-url",
+        &closed,
+        "--expect-ip",
+        "127.0.0.1",
+    ])
+    .await;
+    assert_eq!(run.code, 4, "{run:#?}");
+    assert!(run.stderr.contains(&closed), "{run:#?}");
+
+    // A URL that is not http(s) is a usage error.
+    let run = sftp_forward(&["check", "--secret-file", &file, "--echo-url", "ftp://x/"]).await;
+    assert_eq!(run.code, 2, "{run:#?}");
+}

@@ -1,6 +1,7 @@
-//! One module per command, in the order an operator meets them: onboard a partner, send a file,
-//! replay a prefix after an outage, redrive the dead-letter queue.
+//! One module per command, in the order an operator meets them: onboard a partner (and check
+//! its egress path), send a file, replay a prefix after an outage, redrive the dead-letter queue.
 
+pub mod check;
 pub mod redrive;
 pub mod replay;
 pub mod send;
