@@ -11,7 +11,7 @@ mod util;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -36,11 +36,9 @@ fn world() -> &'static World {
     })
 }
 
-/// One test at a time: they change the shared network.
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// One test at a time: they change the shared network. (A tokio mutex: its guard is held across
+/// the tests' awaits, and a failed test must not poison it for the next.)
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The function, running in private subnet `subnet`'s namespace, driven over its Runtime API.
 struct Function {
@@ -102,15 +100,6 @@ fn partner_log_during(f: impl FnOnce()) -> String {
     partner.log()[before..].to_owned()
 }
 
-/// Source addresses of the logins in `log` (`Accepted publickey for U from A port P`).
-fn login_sources(log: &str, user: &str) -> Vec<String> {
-    let marker = format!("Accepted publickey for {user} from ");
-    log.lines()
-        .filter_map(|l| l.split_once(&marker))
-        .filter_map(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
-        .collect()
-}
-
 /// An S3 object, a secret for the namespaced partner, and where the file will land.
 struct Delivery {
     bucket: String,
@@ -145,7 +134,7 @@ fn log_path(hint: &str) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_private_subnet_reaches_the_partner_from_its_own_nats_eip() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let w = world();
     let aws = aws().await;
     for (subnet, eip) in [(1u8, EIPS[0]), (2, EIPS[1])] {
@@ -173,7 +162,7 @@ async fn each_private_subnet_reaches_the_partner_from_its_own_nats_eip() {
             "the bytes on the partner's disk"
         );
         assert_eq!(
-            login_sources(&sshd_log, &w.partner.user),
+            w.partner.login_sources(&sshd_log),
             [eip.to_string()],
             "private subnet {subnet} must reach the partner from NAT {subnet}'s EIP; sshd log:\n{sshd_log}"
         );
@@ -183,7 +172,7 @@ async fn each_private_subnet_reaches_the_partner_from_its_own_nats_eip() {
 
 #[test]
 fn a_host_outside_the_nats_is_refused_by_the_partners_allowlist() {
-    let _serial = serial();
+    let _serial = SERIAL.blocking_lock();
     let w = world();
     let connect = |port: u16| {
         w.testbed
@@ -219,7 +208,7 @@ fn a_host_outside_the_nats_is_refused_by_the_partners_allowlist() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_nat_one_down_subnet_two_delivers_and_subnet_one_retries_until_rerouted() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let w = world();
     let aws = aws().await;
     let d1 = delivery(&aws, "az-one").await;
@@ -286,7 +275,7 @@ async fn with_nat_one_down_subnet_two_delivers_and_subnet_one_retries_until_rero
     );
     assert_eq!(std::fs::read(d1.local_dir.join(&d1.key)).unwrap(), d1.body);
     assert_eq!(
-        login_sources(&sshd_log, &w.partner.user),
+        w.partner.login_sources(&sshd_log),
         [EIPS[1].to_string()],
         "rerouted through NAT two: {sshd_log}"
     );
@@ -296,7 +285,7 @@ async fn with_nat_one_down_subnet_two_delivers_and_subnet_one_retries_until_rero
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_check_invocation_reports_each_subnets_eip_and_fails_loudly_on_a_mismatch() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let w = world();
     let aws = aws().await;
     let (_, remote) = w.partner.scratch_dir("egress-check");

@@ -160,6 +160,21 @@ impl Sshd {
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
+    /// Source addresses of the logins in `log` (a part of [`Sshd::log`]), oldest first, from
+    /// sshd's `Accepted publickey for USER from ADDRESS port P` lines.
+    pub fn login_sources(&self, log: &str) -> Vec<String> {
+        let marker = format!("Accepted publickey for {} from ", self.user);
+        log.lines()
+            .filter_map(|l| l.split_once(&marker))
+            .filter_map(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
+            .collect()
+    }
+
+    /// Where [`Sshd::log`] reads from.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     /// `SIGKILL`s every per-connection process of the daemon (all its descendants), leaving the
     /// listening daemon alive: the server dies mid-transfer, and new connections still work.
     ///

@@ -52,6 +52,22 @@ impl Moto {
         ]
     }
 
+    /// The standard AWS SDK config pointed at this server (endpoint, region, static keys).
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                ACCESS_KEY_ID,
+                SECRET_ACCESS_KEY,
+                None,
+                None,
+                "testkit-moto",
+            ))
+            .load()
+            .await
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.pid

@@ -20,19 +20,7 @@ pub struct Aws {
 
 /// Clients configured only through standard settings (endpoint, region, credentials).
 pub async fn aws() -> Aws {
-    let m = moto();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&m.endpoint)
-        .region(aws_config::Region::new(testkit::moto::REGION))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            testkit::moto::ACCESS_KEY_ID,
-            testkit::moto::SECRET_ACCESS_KEY,
-            None,
-            None,
-            "testkit",
-        ))
-        .load()
-        .await;
+    let config = moto().sdk_config().await;
     Aws {
         s3: S3Store::client(&config),
         secrets: aws_sdk_secretsmanager::Client::new(&config),

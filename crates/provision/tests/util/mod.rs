@@ -5,8 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_ec2::config::Credentials;
+use aws_config::SdkConfig;
 use provision::context::{Ctx, Mode};
 use provision::{apply, Clients, RawConfig, Report, Spec, STACK_TAG};
 
@@ -15,19 +14,7 @@ pub const PARTNER_IP: &str = "198.51.100.7";
 
 /// The standard SDK config pointed at this binary's moto server (endpoint, region, static keys).
 pub async fn sdk_config() -> SdkConfig {
-    let moto = testkit::moto();
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(&moto.endpoint)
-        .region(Region::new(testkit::moto::REGION))
-        .credentials_provider(Credentials::new(
-            testkit::moto::ACCESS_KEY_ID,
-            testkit::moto::SECRET_ACCESS_KEY,
-            None,
-            None,
-            "moto",
-        ))
-        .load()
-        .await
+    testkit::moto().sdk_config().await
 }
 
 /// Clients for moto, as the binary builds them.

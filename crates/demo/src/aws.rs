@@ -1,0 +1,78 @@
+//! `--aws`: the smoke test an operator runs after `deploy/provision apply` on real AWS. Lambda's
+//! own event source mapping delivers; this only uploads, waits for the receipt and asks the
+//! function for its egress self-check.
+
+use anyhow::Context;
+use aws_sdk_lambda::primitives::Blob;
+use serde_json::Value;
+use sftp_forward_lambda::source::S3Store;
+
+use crate::job::{self, Sample};
+use crate::Args;
+
+pub async fn run(args: &Args) -> anyhow::Result<bool> {
+    let repo = crate::offline::repo();
+    println!(
+        "sftp-forward demo against real AWS: stack {:?} (AWS config of this shell)",
+        args.stack
+    );
+    let stack = job::outputs(&repo, &["--stack", &args.stack], &[])?;
+    println!(
+        "   Elastic IPs (the partner's allowlist): {}",
+        stack.elastic_ips.join(", ")
+    );
+    let config = aws_config::load_from_env().await;
+    let s3 = S3Store::client(&config);
+
+    println!("\n1. Deliver a sample through the real pipeline (S3 → SQS → Lambda → NAT → partner)");
+    let sample = Sample::new("smoke", 2000);
+    job::upload(&s3, &stack.bucket, &sample).await?;
+    let delivered = job::wait_for_receipt(
+        &s3,
+        &stack.bucket,
+        &sample.key,
+        std::time::Duration::from_secs(args.wait_secs),
+    )
+    .await;
+    if let Err(e) = &delivered {
+        println!("   NOT DELIVERED: {e:#}");
+    }
+
+    println!(
+        "\n2. Egress self-check (invoke {} with {{\"check\": true}})",
+        stack.function
+    );
+    let lambda = aws_sdk_lambda::Client::new(&config);
+    let answer = invoke_check(&lambda, &stack.function).await?;
+    let check_ok = job::print_check("function", &answer);
+    Ok(delivered.is_ok() && check_ok)
+}
+
+/// The check invocation: the report, or the function error's message.
+async fn invoke_check(
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+) -> anyhow::Result<Result<Value, String>> {
+    let out = lambda
+        .invoke()
+        .function_name(function)
+        .payload(Blob::new(br#"{"check": true}"#.to_vec()))
+        .send()
+        .await
+        .with_context(|| format!("invoke {function}"))?;
+    let body: Value = out
+        .payload()
+        .map(|b| serde_json::from_slice(b.as_ref()))
+        .transpose()
+        .context("the function's answer is not JSON")?
+        .unwrap_or(Value::Null);
+    Ok(match out.function_error() {
+        None => Ok(body),
+        Some(kind) => Err(format!(
+            "{kind}: {}",
+            body["errorMessage"]
+                .as_str()
+                .map_or_else(|| body.to_string(), str::to_owned)
+        )),
+    })
+}
