@@ -60,12 +60,18 @@ async fn invoke_check(
         .send()
         .await
         .with_context(|| format!("invoke {function}"))?;
-    let body: Value = out
-        .payload()
-        .map(|b| serde_json::from_slice(b.as_ref()))
-        .transpose()
-        .context("the function's answer is not JSON")?
-        .unwrap_or(Value::Null);
+    let raw = out.payload().map(|b| b.as_ref()).unwrap_or_default();
+    let body: Value = match serde_json::from_slice(raw) {
+        Ok(v) => v,
+        Err(_) => {
+            let text = String::from_utf8_lossy(raw);
+            let shown: String = text.chars().take(200).collect();
+            return Ok(Err(format!(
+                "the function answered something that is not JSON (is the stack's code this \
+                 version's deploy/package zip?): {shown:?}"
+            )));
+        }
+    };
     Ok(match out.function_error() {
         None => Ok(body),
         Some(kind) => Err(format!(
