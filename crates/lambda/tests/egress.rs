@@ -53,6 +53,17 @@ impl Function {
 
     /// With `SFTP_FORWARD_EXPECTED_EGRESS_IPS` = `expected` and the testbed's echo service.
     fn start_expecting(subnet: u8, secret: &str, log: &Path, expected: &[Ipv4Addr]) -> Function {
+        Function::start_env(subnet, secret, log, expected, &[])
+    }
+
+    /// As [`Function::start_expecting`], with more environment variables.
+    fn start_env(
+        subnet: u8,
+        secret: &str,
+        log: &Path,
+        expected: &[Ipv4Addr],
+        extra: &[(&str, &str)],
+    ) -> Function {
         let w = world();
         let api = RuntimeApi::start_on(PLATFORM_IP);
         let out = std::fs::File::create(log).unwrap();
@@ -72,6 +83,7 @@ impl Function {
                     .collect::<Vec<_>>()
                     .join(","),
             )
+            .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out);
@@ -322,5 +334,127 @@ async fn the_check_invocation_reports_each_subnets_eip_and_fails_loudly_on_a_mis
             answer.body
         );
     }
+    std::fs::remove_file(&log).ok();
+}
+
+/// iptables rules in the partner's namespace that drop every packet to and from NAT one's EIP:
+/// a blackholed path (no reset, no ICMP). Removed when dropped.
+struct Blackhole<'a>(&'a Testbed);
+
+impl<'a> Blackhole<'a> {
+    const RULES: [[&'static str; 5]; 2] = [
+        ["INPUT", "-s", "203.0.113.10", "-j", "DROP"],
+        ["OUTPUT", "-d", "203.0.113.10", "-j", "DROP"],
+    ];
+
+    fn on(testbed: &'a Testbed) -> Blackhole<'a> {
+        assert_eq!(Self::RULES[0][2], EIPS[0].to_string());
+        for rule in Self::RULES {
+            let out = testbed
+                .command("partner", "iptables")
+                .args(["-w", "-I"])
+                .args(rule)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Blackhole(testbed)
+    }
+}
+
+impl Drop for Blackhole<'_> {
+    fn drop(&mut self) {
+        for rule in Self::RULES {
+            let _ = self
+                .0
+                .command("partner", "iptables")
+                .args(["-w", "-D"])
+                .args(rule)
+                .status();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_blackholed_mid_transfer_fails_within_the_request_bound_not_at_the_deadline() {
+    let _serial = SERIAL.lock().await;
+    let w = world();
+    let aws = aws().await;
+    let bucket = aws.bucket("blackhole").await;
+    let key = "outbound/blackhole.bin";
+    let data: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    aws.put(&bucket, key, &data).await;
+    let (local, remote) = w.partner.scratch_dir("blackhole");
+    let secret = aws.secret(&w.partner.partner_json(&remote)).await;
+    let log = log_path("egress-blackhole");
+    let function = Function::start_env(
+        1,
+        &secret,
+        &log,
+        &EIPS,
+        &[
+            ("SFTP_FORWARD_REQUEST_TIMEOUT_SECS", "3"),
+            ("SFTP_FORWARD_MIN_TIME_LEFT_SECS", "5"),
+        ],
+    );
+    let batch = sqs_event(&[("m-bh".to_owned(), s3_body(&bucket, key))]);
+    let deadline = Duration::from_secs(60);
+
+    // Once 1 MiB has reached the partner's disk, its firewall starts dropping NAT one's packets.
+    let watch = testkit::Watch::start(&local, key, data.len() as u64);
+    let (answer, cut_at, answered_at) = std::thread::scope(|scope| {
+        let cut = scope.spawn(|| {
+            assert!(
+                watch.wait_for_temp_bytes(1 << 20, Duration::from_secs(60)),
+                "the transfer never started"
+            );
+            (Blackhole::on(&w.testbed), std::time::Instant::now())
+        });
+        let text = batch.to_string();
+        let answer = function
+            .api
+            .invoke(&text, deadline, deadline + Duration::from_secs(30));
+        let answered_at = std::time::Instant::now();
+        let (blackhole, cut_at) = cut.join().unwrap();
+        drop(blackhole);
+        (answer, cut_at, answered_at)
+    });
+    let fn_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let answer = answer.unwrap_or_else(|e| panic!("{e}\n{fn_log}"));
+    let took = answered_at.duration_since(cut_at);
+    assert!(answer.ok, "{answer:?}\n{fn_log}");
+    let response: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(failures(&response), ["m-bh"], "{fn_log}");
+    assert!(fn_log.contains("transient"), "{fn_log}");
+    assert!(
+        took < Duration::from_secs(20),
+        "failed {took:?} after the path went dark: bounded by the 3 s request timeout, not the {deadline:?} deadline\n{fn_log}"
+    );
+    eprintln!("blackhole: failed {took:?} after the path went dark");
+
+    // The path is back: SQS redelivers and the retry delivers the whole file.
+    let retry = function.invoke(&batch);
+    let response: Value = serde_json::from_str(&retry.body).unwrap();
+    assert!(
+        retry.ok && failures(&response).is_empty(),
+        "{retry:?}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let seen = watch.stop();
+    assert!(
+        seen.partial.is_empty(),
+        "partial file under the final name: {:?}",
+        seen.partial
+    );
+    assert!(
+        std::fs::read(local.join(key)).unwrap() == data,
+        "bytes differ"
+    );
     std::fs::remove_file(&log).ok();
 }

@@ -44,6 +44,8 @@ pub mod runtime_api;
 pub use runtime_api::{Invocation, RuntimeApi};
 pub mod echo;
 pub use echo::EchoServer;
+pub mod watch;
+pub use watch::Watch;
 
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Read, Write};

@@ -268,3 +268,56 @@ impl Drop for Running {
         let _ = self.0.wait();
     }
 }
+
+/// The compiled `bootstrap` with its own Runtime API endpoint and JSON logs captured in a file
+/// (removed when dropped), configured by [`lambda_env`] plus `extra`.
+pub struct Bootstrap {
+    pub api: testkit::RuntimeApi,
+    pub log: std::path::PathBuf,
+    _process: Running,
+}
+
+impl Bootstrap {
+    pub fn start(secret: &str, extra: &[(&str, &str)]) -> Bootstrap {
+        let api = testkit::RuntimeApi::start();
+        let log = std::env::temp_dir().join(format!("{}.log", unique("bootstrap")));
+        let out = std::fs::File::create(&log).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bootstrap"));
+        cmd.env_clear()
+            .envs(lambda_env(&api.address(), secret))
+            .envs(extra.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        let process = Running(cmd.spawn().expect("start bootstrap"));
+        Bootstrap {
+            api,
+            log,
+            _process: process,
+        }
+    }
+
+    /// One invocation with `deadline` of time (blocks this worker thread: multi-thread runtime).
+    pub fn invoke(&self, payload: &Value, deadline: std::time::Duration) -> testkit::Invocation {
+        let text = payload.to_string();
+        tokio::task::block_in_place(|| {
+            self.api.invoke(
+                &text,
+                deadline,
+                deadline + std::time::Duration::from_secs(30),
+            )
+        })
+        .unwrap_or_else(|e| panic!("{e}\nfunction log:\n{}", self.log_text()))
+    }
+
+    /// Everything the function printed so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Bootstrap {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.log).ok();
+    }
+}
