@@ -79,6 +79,9 @@ pub struct Partner {
     pub trusted_host_keys: TrustedHostKeys,
     /// Directory on the server under which every file is published (no trailing slash; `.` = login dir).
     pub remote_directory: String,
+    /// Most SFTP channels that write one large file at once (`Parallelism`, 1..=16); unset: the
+    /// publisher's default (`Tuning::stripes`).
+    pub parallelism: Option<usize>,
 }
 
 impl fmt::Debug for Partner {
@@ -94,6 +97,7 @@ impl fmt::Debug for Partner {
             )
             .field("trusted_host_keys", &self.trusted_host_keys)
             .field("remote_directory", &self.remote_directory)
+            .field("parallelism", &self.parallelism)
             .finish()
     }
 }
@@ -107,6 +111,7 @@ const KNOWN: &[&str] = &[
     "PrivateKeyPassphrase",
     "TrustedHostKeys",
     "RemoteDirectory",
+    "Parallelism",
 ];
 
 impl Partner {
@@ -195,6 +200,18 @@ impl Partner {
                 }
             };
         let remote_directory = normalise_remote_directory(optional_str(obj, "RemoteDirectory")?)?;
+        let parallelism = match obj.get("Parallelism") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|k| (1..=16).contains(&k)) => {
+                n.as_u64().map(|k| k as usize)
+            }
+            Some(_) => {
+                return Err(field(
+                    "Parallelism",
+                    "must be a whole number from 1 to 16 (SFTP channels per large file)",
+                ))
+            }
+        };
         Ok(Partner {
             host,
             port,
@@ -203,6 +220,7 @@ impl Partner {
             private_key,
             trusted_host_keys,
             remote_directory,
+            parallelism,
         })
     }
 

@@ -21,6 +21,6 @@ pub mod session;
 pub use config::{ConfigError, Partner};
 pub use error::{Error, ErrorClass};
 pub use hostkey::{Fingerprint, TrustedHostKeys};
-pub use publish::{Overwrite, PublishOutcome, Published};
+pub use publish::{FileRanges, Overwrite, PublishOutcome, Published, RangeSource};
 pub use route::{RemotePath, Route, RouteError};
 pub use session::{scan_host_key, Connector, Session, Tuning};

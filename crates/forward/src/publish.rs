@@ -8,14 +8,25 @@
 //!   → posix-rename (atomic replace) | rename → done
 //! on any error: close + remove the temporary file (best effort)
 //! ```
+//!
+//! A source that can be read by byte range ([`RangeSource`]: an S3 object, a local file) is
+//! written in stripes: K SFTP channels of the one SSH connection each open the same temporary
+//! file and write their own range at its offsets, so a WAN transfer is no longer capped by one
+//! channel's window / RTT. K = min(`Parallelism`, size / `stripe_min_bytes`, what the server
+//! grants); the size check and the rename are the same as for one stream.
 
+use std::future::Future;
+use std::ops::Range;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use russh_sftp::client::error::Error as SftpError;
+use russh_sftp::client::RawSftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -71,7 +82,95 @@ pub struct Published {
     pub elapsed: Duration,
 }
 
+/// A source that can be read by byte range, so that several channels can write one file.
+pub trait RangeSource: Sync {
+    /// What [`RangeSource::open`] returns.
+    type Reader: AsyncRead + Unpin + Send + 'static;
+    /// Total length in bytes.
+    fn len(&self) -> u64;
+    /// Whether there are no bytes at all.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// A reader of exactly the bytes `range` (end exclusive).
+    fn open(&self, range: Range<u64>)
+        -> impl Future<Output = std::io::Result<Self::Reader>> + Send;
+}
+
+/// A local file as a [`RangeSource`] (the CLI's `send ./file`, the benchmarks).
+#[derive(Clone, Debug)]
+pub struct FileRanges {
+    path: PathBuf,
+    len: u64,
+}
+
+impl FileRanges {
+    /// The file at `path`, with its current length.
+    pub async fn new(path: impl Into<PathBuf>) -> std::io::Result<FileRanges> {
+        let path = path.into();
+        let len = tokio::fs::metadata(&path).await?.len();
+        Ok(FileRanges { path, len })
+    }
+}
+
+impl RangeSource for FileRanges {
+    type Reader = tokio::io::Take<tokio::fs::File>;
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    async fn open(&self, range: Range<u64>) -> std::io::Result<Self::Reader> {
+        let mut file = tokio::fs::File::open(&self.path).await?;
+        file.seek(std::io::SeekFrom::Start(range.start)).await?;
+        Ok(file.take(range.end - range.start))
+    }
+}
+
+/// What [`Session::publish_at`] writes: one stream, or a range source.
+enum Payload<'a, R, S> {
+    Stream {
+        source: R,
+        expected_len: Option<u64>,
+    },
+    Ranges(&'a S),
+}
+
+/// The `Payload` type parameter of a plain stream publish.
+struct NoRanges;
+
+impl RangeSource for NoRanges {
+    type Reader = tokio::io::Empty;
+    fn len(&self) -> u64 {
+        0
+    }
+    async fn open(&self, _: Range<u64>) -> std::io::Result<Self::Reader> {
+        Ok(tokio::io::empty())
+    }
+}
+
+impl<R, S: RangeSource> Payload<'_, R, S> {
+    fn expected_len(&self) -> Option<u64> {
+        match self {
+            Payload::Stream { expected_len, .. } => *expected_len,
+            Payload::Ranges(s) => Some(s.len()),
+        }
+    }
+}
+
 impl Connector {
+    /// Publish `source` (readable by range) as `path`, in stripes over several SFTP channels
+    /// when it is large; see the module doc. Otherwise as [`Connector::publish`].
+    pub async fn publish_ranges<S: RangeSource>(
+        &mut self,
+        source: &S,
+        path: &RemotePath,
+        policy: Overwrite,
+    ) -> Result<Published, Error> {
+        let payload: Payload<'_, tokio::io::Empty, S> = Payload::Ranges(source);
+        self.publish_payload(payload, path, policy).await
+    }
+
     /// Publish `source` as `path` under the partner's `RemoteDirectory`, over the kept
     /// connection (opened or re-opened as needed). A connection broken by the attempt is
     /// dropped so the next call starts afresh.
@@ -82,8 +181,21 @@ impl Connector {
         path: &RemotePath,
         policy: Overwrite,
     ) -> Result<Published, Error> {
+        let payload: Payload<'_, R, NoRanges> = Payload::Stream {
+            source,
+            expected_len,
+        };
+        self.publish_payload(payload, path, policy).await
+    }
+
+    async fn publish_payload<R: AsyncRead + Unpin, S: RangeSource>(
+        &mut self,
+        payload: Payload<'_, R, S>,
+        path: &RemotePath,
+        policy: Overwrite,
+    ) -> Result<Published, Error> {
         let result = match self.session().await {
-            Ok(session) => session.publish(source, expected_len, path, policy).await,
+            Ok(session) => session.publish_payload(payload, path, policy).await,
             Err(e) => Err(e),
         };
         if let Err(e) = &result {
@@ -94,32 +206,32 @@ impl Connector {
 }
 
 impl Session {
-    /// Publish `source` as `path` under `RemoteDirectory`; see the module doc for the steps.
-    pub async fn publish<R: AsyncRead + Unpin>(
+    /// Publish a payload as `path` under `RemoteDirectory`; see the module doc for the steps.
+    async fn publish_payload<R: AsyncRead + Unpin, S: RangeSource>(
         &mut self,
-        source: R,
-        expected_len: Option<u64>,
+        payload: Payload<'_, R, S>,
         path: &RemotePath,
         policy: Overwrite,
     ) -> Result<Published, Error> {
         let dir = self.join(path.parent());
         let final_path = join2(&dir, path.file_name());
+        let expected_len = payload.expected_len();
         let span = tracing::info_span!("publish", remote_path = %final_path, expected_len);
-        self.publish_at(source, expected_len, path, &dir, final_path, policy)
+        self.publish_at(payload, path, &dir, final_path, policy)
             .instrument(span)
             .await
     }
 
-    async fn publish_at<R: AsyncRead + Unpin>(
+    async fn publish_at<R: AsyncRead + Unpin, S: RangeSource>(
         &mut self,
-        source: R,
-        expected_len: Option<u64>,
+        payload: Payload<'_, R, S>,
         path: &RemotePath,
         dir: &str,
         final_path: String,
         policy: Overwrite,
     ) -> Result<Published, Error> {
         let started = Instant::now();
+        let expected_len = payload.expected_len();
         if policy != Overwrite::Overwrite {
             if let Some(existing) = self.size_of(&final_path).await? {
                 match policy {
@@ -159,15 +271,16 @@ impl Session {
             other => other?,
         };
 
+        // Stripes: one per `stripe_min_bytes`, at most the partner's parallelism.
+        let channels = match &payload {
+            Payload::Ranges(s) => {
+                let k = (s.len() / self.stripe_min_bytes).clamp(1, self.stripes as u64) as usize;
+                self.sftp_channels(k).await
+            }
+            Payload::Stream { .. } => vec![self.sftp.clone()],
+        };
         let written = self
-            .upload_and_rename(
-                source,
-                expected_len,
-                &handle,
-                &temp_path,
-                &final_path,
-                policy,
-            )
+            .upload_and_rename(payload, &channels, &handle, &temp_path, &final_path, policy)
             .await;
         match written {
             Ok(bytes) => {
@@ -191,18 +304,29 @@ impl Session {
         }
     }
 
-    async fn upload_and_rename<R: AsyncRead + Unpin>(
+    async fn upload_and_rename<R: AsyncRead + Unpin, S: RangeSource>(
         &self,
-        source: R,
-        expected_len: Option<u64>,
+        payload: Payload<'_, R, S>,
+        channels: &[Arc<RawSftpSession>],
         handle: &str,
         temp_path: &str,
         final_path: &str,
         policy: Overwrite,
     ) -> Result<u64, Error> {
-        let sent = self
-            .stream_writes(source, expected_len, handle, temp_path)
-            .await?;
+        let lane = Lane {
+            sftp: self.sftp.clone(),
+            handle: handle.to_owned(),
+            chunk_size: self.chunk_size,
+            writes_in_flight: self.writes_in_flight,
+            temp_path: temp_path.to_owned(),
+        };
+        let sent = match payload {
+            Payload::Stream {
+                source,
+                expected_len,
+            } => lane.write(source, 0, expected_len).await?,
+            Payload::Ranges(source) => self.striped_writes(source, channels, lane).await?,
+        };
         let remote = self
             .sftp
             .fstat(handle)
@@ -226,56 +350,86 @@ impl Session {
         Ok(sent)
     }
 
-    /// Read the source in `chunk_size` pieces and keep up to `writes_in_flight` WRITEs
-    /// outstanding, each at its own offset. Memory: at most (in flight + 1) chunks.
-    async fn stream_writes<R: AsyncRead + Unpin>(
+    /// Writes `source` over `channels` (the first is `main`'s): every extra channel opens the
+    /// temporary file too, each lane writes its own chunk-aligned byte range, read from its own
+    /// reader. A channel that cannot open the file only means fewer stripes.
+    async fn striped_writes<S: RangeSource>(
         &self,
-        mut source: R,
-        expected_len: Option<u64>,
-        handle: &str,
-        temp_path: &str,
+        source: &S,
+        channels: &[Arc<RawSftpSession>],
+        main: Lane,
     ) -> Result<u64, Error> {
-        let mut in_flight: JoinSet<Result<(), SftpError>> = JoinSet::new();
-        let mut offset = 0u64;
-        loop {
-            let mut chunk = vec![0u8; self.chunk_size];
-            let n = read_full(&mut source, &mut chunk)
+        let len = source.len();
+        let mut lanes = vec![main];
+        for sftp in channels.iter().skip(1) {
+            let temp_path = &lanes[0].temp_path;
+            match sftp
+                .open(temp_path, OpenFlags::WRITE, FileAttributes::empty())
                 .await
-                .map_err(|source| Error::Source {
-                    sent: offset,
-                    source,
-                })?;
-            if n == 0 {
-                break;
-            }
-            chunk.truncate(n);
-            if let Some(expected) = expected_len {
-                if offset + n as u64 > expected {
-                    return Err(Error::LengthMismatch {
-                        expected,
-                        got: offset + n as u64,
-                    });
+            {
+                Ok(h) => lanes.push(Lane {
+                    sftp: sftp.clone(),
+                    handle: h.handle,
+                    ..lanes[0].clone()
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a second channel could not open the temporary file; fewer stripes");
+                    break;
                 }
             }
-            while in_flight.len() >= self.writes_in_flight {
-                settle(in_flight.join_next().await, temp_path)?;
+        }
+        let ranges = stripe_ranges(len, lanes.len(), self.chunk_size as u64);
+        if lanes.len() > 1 {
+            tracing::debug!(stripes = ranges.len(), len, "striped upload");
+        }
+        let mut tasks: JoinSet<Result<u64, Error>> = JoinSet::new();
+        let mut result = Ok(());
+        for (lane, range) in lanes.iter().zip(ranges) {
+            match source.open(range.clone()).await {
+                Ok(reader) => {
+                    let lane = lane.clone();
+                    tasks.spawn(async move {
+                        lane.write(reader, range.start, Some(range.end - range.start))
+                            .await
+                    });
+                }
+                Err(e) => {
+                    result = Err(Error::Source {
+                        sent: range.start,
+                        source: e,
+                    });
+                    break;
+                }
             }
-            let sftp = self.sftp.clone();
-            let handle = handle.to_owned();
-            let at = offset;
-            in_flight.spawn(async move { sftp.write(handle, at, chunk).await.map(|_| ()) });
-            offset += n as u64;
         }
-        while let Some(done) = in_flight.join_next().await {
-            settle(Some(done), temp_path)?;
+        let mut sent = 0;
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Ok(n)) => sent += n,
+                Ok(Err(e)) if result.is_ok() => {
+                    result = Err(e);
+                    tasks.abort_all();
+                }
+                Err(join) if result.is_ok() && !join.is_cancelled() => {
+                    result = Err(Error::sftp(
+                        "write",
+                        &lanes[0].temp_path,
+                        SftpError::UnexpectedBehavior(format!("stripe task failed: {join}")),
+                    ));
+                    tasks.abort_all();
+                }
+                _ => {}
+            }
         }
-        match expected_len {
-            Some(expected) if expected != offset => Err(Error::LengthMismatch {
-                expected,
-                got: offset,
-            }),
-            _ => Ok(offset),
+        // The extra lanes' handles; the main one is closed (or removed) by the caller.
+        for lane in lanes.iter().skip(1) {
+            if let Err(e) = lane.sftp.close(lane.handle.as_str()).await {
+                if result.is_ok() {
+                    result = Err(Error::sftp("close", &lane.temp_path, e));
+                }
+            }
         }
+        result.map(|()| sent)
     }
 
     async fn rename_into_place(
@@ -437,6 +591,85 @@ impl Session {
     }
 }
 
+/// One channel's handle on the temporary file, and how it writes.
+#[derive(Clone)]
+struct Lane {
+    sftp: Arc<RawSftpSession>,
+    handle: String,
+    chunk_size: usize,
+    writes_in_flight: usize,
+    temp_path: String,
+}
+
+impl Lane {
+    /// Reads `source` in `chunk_size` pieces and keeps up to `writes_in_flight` WRITEs
+    /// outstanding, starting at offset `start`. Memory: at most (in flight + 1) chunks.
+    /// Returns the bytes written; more or fewer than `expected_len` is an error.
+    async fn write<R: AsyncRead + Unpin>(
+        &self,
+        mut source: R,
+        start: u64,
+        expected_len: Option<u64>,
+    ) -> Result<u64, Error> {
+        let mut in_flight: JoinSet<Result<(), SftpError>> = JoinSet::new();
+        let mut written = 0u64;
+        loop {
+            let mut chunk = vec![0u8; self.chunk_size];
+            let n = read_full(&mut source, &mut chunk)
+                .await
+                .map_err(|source| Error::Source {
+                    sent: start + written,
+                    source,
+                })?;
+            if n == 0 {
+                break;
+            }
+            chunk.truncate(n);
+            if let Some(expected) = expected_len {
+                if written + n as u64 > expected {
+                    return Err(Error::LengthMismatch {
+                        expected,
+                        got: written + n as u64,
+                    });
+                }
+            }
+            while in_flight.len() >= self.writes_in_flight {
+                settle(in_flight.join_next().await, &self.temp_path)?;
+            }
+            let sftp = self.sftp.clone();
+            let handle = self.handle.clone();
+            let at = start + written;
+            in_flight.spawn(async move { sftp.write(handle, at, chunk).await.map(|_| ()) });
+            written += n as u64;
+        }
+        while let Some(done) = in_flight.join_next().await {
+            settle(Some(done), &self.temp_path)?;
+        }
+        match expected_len {
+            Some(expected) if expected != written => Err(Error::LengthMismatch {
+                expected,
+                got: written,
+            }),
+            _ => Ok(written),
+        }
+    }
+}
+
+/// `len` bytes cut into at most `k` consecutive ranges whose boundaries are multiples of
+/// `align` (so every WRITE but the last is a full chunk); never an empty range, except the
+/// single one of an empty file.
+fn stripe_ranges(len: u64, k: usize, align: u64) -> Vec<Range<u64>> {
+    let align = align.max(1);
+    let per = len.div_ceil(k.max(1) as u64).div_ceil(align) * align;
+    if per == 0 {
+        return std::iter::once(0..0).collect();
+    }
+    (0..len)
+        .step_by(per as usize)
+        .map(|start| start..(start + per).min(len))
+        .collect()
+}
+
 fn join2(dir: &str, name: &str) -> String {
     match dir {
         "." | "" => name.to_owned(),
@@ -505,6 +738,29 @@ mod tests {
             .parse::<Overwrite>()
             .unwrap_err()
             .contains("overwrite, fail-if-exists"));
+    }
+
+    #[test]
+    fn stripes_cover_the_file_once_on_chunk_boundaries() {
+        for (len, k, align) in [
+            (0u64, 4, 10u64),
+            (1, 4, 10),
+            (100, 4, 10),
+            (101, 4, 10),
+            (39, 4, 10),
+            (1 << 30, 8, 255 * 1024),
+        ] {
+            let r = stripe_ranges(len, k, align);
+            assert!(!r.is_empty() && r.len() <= k, "{len} {k}: {r:?}");
+            assert_eq!(r[0].start, 0);
+            assert_eq!(r.last().unwrap().end, len);
+            for w in r.windows(2) {
+                assert_eq!(w[0].end, w[1].start);
+                assert_eq!(w[0].end % align, 0);
+                assert!(w[0].start < w[0].end);
+            }
+        }
+        assert_eq!(stripe_ranges(39, 4, 10), [0..10, 10..20, 20..30, 30..39]);
     }
 
     #[test]

@@ -37,6 +37,12 @@ pub struct Tuning {
     /// WRITE requests in flight per channel. `chunk_size × writes_in_flight` ≈ the
     /// server's channel window (2 MiB for OpenSSH) is enough; more only queues in memory.
     pub writes_in_flight: usize,
+    /// Most SFTP channels (on the one SSH connection) that write one file at once, each its
+    /// own byte range: over a WAN one channel is capped at the server's window / RTT. The
+    /// partner JSON's `Parallelism` overrides it; fewer are used when the server refuses more.
+    pub stripes: usize,
+    /// A file gets one stripe per this many bytes (up to `stripes`): small files use one channel.
+    pub stripe_min_bytes: u64,
 }
 
 impl Default for Tuning {
@@ -49,6 +55,8 @@ impl Default for Tuning {
             probe_idle_after: Duration::from_secs(20),
             chunk_size: 255 * 1024,
             writes_in_flight: 8,
+            stripes: 4,
+            stripe_min_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -162,6 +170,14 @@ pub struct Session {
     /// Bytes per WRITE after applying the server's limits.
     pub(crate) chunk_size: usize,
     pub(crate) writes_in_flight: usize,
+    /// Most channels per file (the partner's `Parallelism`, else `Tuning::stripes`).
+    pub(crate) stripes: usize,
+    pub(crate) stripe_min_bytes: u64,
+    /// SFTP channels opened besides `sftp`, kept for the next striped file.
+    extra: Vec<Arc<RawSftpSession>>,
+    /// Set once the server refused a channel: never ask for more than this many again.
+    channel_cap: Option<usize>,
+    request_timeout: Duration,
     /// Directories known to exist, so a batch of files does not re-check them.
     pub(crate) known_dirs: std::collections::HashSet<String>,
     host_key: Fingerprint,
@@ -232,47 +248,7 @@ impl Session {
         )
         .await?;
 
-        let sftp = bounded(
-            tuning.request_timeout,
-            "opening the SFTP channel",
-            &addr,
-            async {
-                let ssh_err = |step, source| Error::Ssh {
-                    step,
-                    addr: addr.clone(),
-                    source,
-                };
-                let channel = ssh
-                    .channel_open_session()
-                    .await
-                    .map_err(|e| ssh_err("channel open", e))?;
-                channel
-                    .request_subsystem(true, "sftp")
-                    .await
-                    .map_err(|e| ssh_err("sftp subsystem request", e))?;
-                let mut sftp = RawSftpSession::new_with_config(
-                    channel.into_stream(),
-                    russh_sftp::client::Config {
-                        request_timeout_secs: tuning.request_timeout.as_secs().max(1),
-                        ..Default::default()
-                    },
-                );
-                let version = sftp.init().await.map_err(|e| Error::sftp("init", "", e))?;
-                let has = |name: &str| version.extensions.contains_key(name);
-                let mut limits = None;
-                if has("limits@openssh.com") {
-                    let l = Limits::from(
-                        sftp.limits()
-                            .await
-                            .map_err(|e| Error::sftp("limits", "", e))?,
-                    );
-                    sftp.set_limits(l);
-                    limits = Some(l);
-                }
-                Ok((sftp, has("posix-rename@openssh.com"), limits))
-            },
-        )
-        .await?;
+        let sftp = open_sftp(&ssh, &addr, tuning.request_timeout).await?;
         let (sftp, posix_rename, limits) = sftp;
         // Without the limits extension the protocol only guarantees 32 KiB writes.
         let server_write = limits.and_then(|l| l.write_len).unwrap_or(32 * 1024) as usize;
@@ -287,6 +263,11 @@ impl Session {
             posix_rename,
             chunk_size,
             writes_in_flight: tuning.writes_in_flight.max(1),
+            stripes: partner.parallelism.unwrap_or(tuning.stripes).max(1),
+            stripe_min_bytes: tuning.stripe_min_bytes.max(1),
+            extra: Vec::new(),
+            channel_cap: None,
+            request_timeout: tuning.request_timeout,
             known_dirs: Default::default(),
             host_key,
             local_addr,
@@ -330,6 +311,73 @@ impl Session {
     pub(crate) fn touch(&mut self) {
         self.last_used = Instant::now();
     }
+
+    /// Up to `want` SFTP channels on this connection, the main one first. Extra channels are
+    /// opened as needed and kept; when the server refuses one (sshd's `MaxSessions`), the ones
+    /// that opened are used and no more are asked for on this connection.
+    pub(crate) async fn sftp_channels(&mut self, want: usize) -> Vec<Arc<RawSftpSession>> {
+        let want = want.max(1).min(self.channel_cap.unwrap_or(usize::MAX));
+        while self.extra.len() + 1 < want {
+            match open_sftp(&self.ssh, &self.addr, self.request_timeout).await {
+                Ok((sftp, _, _)) => self.extra.push(Arc::new(sftp)),
+                Err(e) => {
+                    let cap = self.extra.len() + 1;
+                    tracing::warn!(error = %e, channels = cap, "the server refused another SFTP channel; striping over fewer");
+                    self.channel_cap = Some(cap);
+                    break;
+                }
+            }
+        }
+        let mut all = vec![self.sftp.clone()];
+        all.extend(self.extra.iter().take(want - 1).cloned());
+        all
+    }
+}
+
+/// Opens one SFTP channel: session channel, `sftp` subsystem, version negotiation, and the
+/// server's `limits@openssh.com` applied. Returns it with whether `posix-rename@openssh.com` is
+/// offered and the limits.
+async fn open_sftp(
+    ssh: &client::Handle<Pinned>,
+    addr: &str,
+    request_timeout: Duration,
+) -> Result<(RawSftpSession, bool, Option<Limits>), Error> {
+    bounded(request_timeout, "opening an SFTP channel", addr, async {
+        let ssh_err = |step, source| Error::Ssh {
+            step,
+            addr: addr.to_owned(),
+            source,
+        };
+        let channel = ssh
+            .channel_open_session()
+            .await
+            .map_err(|e| ssh_err("channel open", e))?;
+        channel
+            .request_subsystem(true, "sftp")
+            .await
+            .map_err(|e| ssh_err("sftp subsystem request", e))?;
+        let mut sftp = RawSftpSession::new_with_config(
+            channel.into_stream(),
+            russh_sftp::client::Config {
+                request_timeout_secs: request_timeout.as_secs().max(1),
+                ..Default::default()
+            },
+        );
+        let version = sftp.init().await.map_err(|e| Error::sftp("init", "", e))?;
+        let has = |name: &str| version.extensions.contains_key(name);
+        let mut limits = None;
+        if has("limits@openssh.com") {
+            let l = Limits::from(
+                sftp.limits()
+                    .await
+                    .map_err(|e| Error::sftp("limits", "", e))?,
+            );
+            sftp.set_limits(l);
+            limits = Some(l);
+        }
+        Ok((sftp, has("posix-rename@openssh.com"), limits))
+    })
+    .await
 }
 
 async fn authenticate(

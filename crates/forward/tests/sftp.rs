@@ -540,3 +540,112 @@ fn config_errors_name_the_field_and_never_echo_secrets() {
     let p = partner(&v);
     assert_eq!((p.port, p.remote_directory.as_str()), (22, "."));
 }
+
+/// A local file of `len` noise bytes (seed `seed`) in a fresh temp dir, with its sha256.
+fn noise_file(seed: u64, len: u64) -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("source.bin");
+    let mut out = std::fs::File::create(&file).unwrap();
+    std::io::copy(&mut Noise::new(seed, len), &mut out).unwrap();
+    (dir, file, sha256_of_reader(Noise::new(seed, len)))
+}
+
+/// The sessions (SFTP channels: the user's ForceCommand is internal-sftp) sshd started for the
+/// connection from local `port`.
+fn sftp_channels_from_port(port: u16) -> usize {
+    testkit::sshd()
+        .log()
+        .lines()
+        .filter(|l| l.contains("Starting session:") && l.contains(&format!(" port {port} id ")))
+        .count()
+}
+
+#[tokio::test]
+async fn a_large_file_is_written_in_stripes_over_several_channels_and_arrives_intact() {
+    const LEN: u64 = 40 * 1024 * 1024 + 12_345;
+    let (local, remote) = scratch_dir("striped");
+    let (_tmp, file, expected) = noise_file(7, LEN);
+    let tuning = Tuning {
+        stripes: 4,
+        stripe_min_bytes: 8 * 1024 * 1024,
+        ..Tuning::default()
+    };
+    let mut c = Connector::new(partner(&partner_json(&remote)), tuning);
+    let source = forward::FileRanges::new(&file).await.unwrap();
+    let done = c
+        .publish_ranges(&source, &path("in/striped.bin"), Overwrite::Overwrite)
+        .await
+        .unwrap();
+    assert_eq!(done.bytes, LEN);
+    let on_disk = sha256_of_reader(std::fs::File::open(local.join("in/striped.bin")).unwrap());
+    assert_eq!(on_disk, expected);
+    assert_eq!(
+        files_under(&local),
+        ["in/striped.bin"],
+        "no temporary file left"
+    );
+    let port = c.session().await.unwrap().local_addr().port();
+    assert_eq!(
+        sftp_channels_from_port(port),
+        4,
+        "four SFTP channels on one connection"
+    );
+
+    // A small file on the same connection: one stripe, no new channel.
+    let (_tmp2, small, small_sha) = noise_file(8, 100_000);
+    let source = forward::FileRanges::new(&small).await.unwrap();
+    c.publish_ranges(&source, &path("in/small.bin"), Overwrite::Overwrite)
+        .await
+        .unwrap();
+    assert_eq!(
+        sha256_of_reader(std::fs::File::open(local.join("in/small.bin")).unwrap()),
+        small_sha
+    );
+    assert_eq!(sftp_channels_from_port(port), 4, "channels are reused");
+    assert_eq!(c.connections_opened(), 1);
+}
+
+#[tokio::test]
+async fn when_the_server_refuses_more_channels_the_file_still_arrives_over_fewer() {
+    // testkit's sshd allows MaxSessions 16 per connection; ask for 24.
+    const LEN: u64 = 24 * 1024 * 1024;
+    let (local, remote) = scratch_dir("refused");
+    let (_tmp, file, expected) = noise_file(9, LEN);
+    let tuning = Tuning {
+        stripes: 24,
+        stripe_min_bytes: 1024 * 1024,
+        ..Tuning::default()
+    };
+    let mut c = Connector::new(partner(&partner_json(&remote)), tuning);
+    let source = forward::FileRanges::new(&file).await.unwrap();
+    let done = c
+        .publish_ranges(&source, &path("refused.bin"), Overwrite::Overwrite)
+        .await
+        .unwrap();
+    assert_eq!(done.bytes, LEN);
+    assert_eq!(
+        sha256_of_reader(std::fs::File::open(local.join("refused.bin")).unwrap()),
+        expected
+    );
+    let port = c.session().await.unwrap().local_addr().port();
+    assert_eq!(sftp_channels_from_port(port), 16, "as many as sshd grants");
+}
+
+#[test]
+fn parallelism_in_the_partner_json_is_checked() {
+    let mut v = partner_json("upload");
+    v["Parallelism"] = serde_json::json!(8);
+    assert_eq!(partner(&v).parallelism, Some(8));
+    for bad in [
+        serde_json::json!(0),
+        serde_json::json!(17),
+        serde_json::json!("four"),
+    ] {
+        v["Parallelism"] = bad;
+        let err = Partner::from_json(&v.to_string()).unwrap_err().to_string();
+        assert!(
+            err.contains("Parallelism") && err.contains("1 to 16"),
+            "{err}"
+        );
+    }
+}
