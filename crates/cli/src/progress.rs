@@ -1,7 +1,6 @@
 //! Feedback on stderr while work runs: a progress bar (bytes, rate, ETA; or objects done) when
-//! stderr is a terminal, plain log lines otherwise. Results go to stdout, never here.
+//! stderr is a terminal that can draw one, plain log lines otherwise. Results go to stdout, never here.
 
-use std::io::IsTerminal;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,16 +33,15 @@ impl Feedback {
     }
 
     fn new(len: u64, template: &str) -> Feedback {
-        let tty = std::io::stderr().is_terminal();
-        let bar = if tty {
-            let bar = ProgressBar::new(len);
+        // indicatif hides the bar when stderr is not a terminal and also when `TERM` is unset or
+        // `dumb`; a hidden bar drops `println`, so log lines are printed plainly in both cases.
+        let bar = ProgressBar::new(len);
+        let tty = !bar.is_hidden();
+        if tty {
             if let Ok(style) = ProgressStyle::with_template(template) {
                 bar.set_style(style.progress_chars("=> "));
             }
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
+        }
         Feedback { bar, tty }
     }
 

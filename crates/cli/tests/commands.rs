@@ -154,6 +154,67 @@ async fn send_delivers_an_s3_object_and_a_local_file() {
 }
 
 #[tokio::test]
+async fn send_draws_a_progress_bar_on_a_terminal_and_plain_lines_elsewhere() {
+    let (local, remote) = scratch_dir("send-tty");
+    let (dir, file) = secret_file(&partner_json(&remote));
+    // Big enough that the transfer spans several frames of the bar (20 a second).
+    let body: Vec<u8> = (0..16u32 << 20).map(|i| (i % 253) as u8).collect();
+    let path = dir.path().join("big.bin");
+    std::fs::write(&path, &body).unwrap();
+    let args = ["send", path.to_str().unwrap(), "--secret-file", &file];
+
+    // What the operator sees: the log line, the bar mid-transfer
+    // (`[=====>    ] 5.25 MiB/16.00 MiB 7.58 MiB/s ETA 1s`), then the result.
+    let assert_bar = |run: &Run| {
+        assert_eq!(run.code, 0, "{run:#?}");
+        let screen = screen_lines(&run.stdout);
+        assert!(
+            screen.iter().any(|l| l.contains("[=")
+                && l.contains("/16.00 MiB ")
+                && !l.contains(" 16.00 MiB/")
+                && l.contains("B/s ETA ")),
+            "no bar with bytes, rate and ETA mid-transfer: {screen:#?}"
+        );
+        assert!(
+            screen.iter().any(|l| l.starts_with("sending ")),
+            "{screen:#?}"
+        );
+        assert!(screen.iter().any(|l| l.starts_with("sent ")), "{screen:#?}");
+    };
+    assert_bar(&sftp_forward_tty(&args, "xterm").await);
+    assert_eq!(std::fs::read(local.join("big.bin")).unwrap(), body);
+
+    // The same for an S3 object, metered as it streams from S3.
+    let aws = aws().await;
+    let bucket = aws.bucket("send-tty").await;
+    aws.put(&bucket, "big.bin", &body).await;
+    std::fs::remove_file(local.join("big.bin")).unwrap();
+    let url = format!("s3://{bucket}/big.bin");
+    assert_bar(&sftp_forward_tty(&["send", &url, "--secret-file", &file], "xterm").await);
+    assert_eq!(std::fs::read(local.join("big.bin")).unwrap(), body);
+
+    // A terminal that cannot draw a bar (TERM=dumb): the same plain lines, nothing lost.
+    let run = sftp_forward_tty(&args, "dumb").await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let screen = screen_lines(&run.stdout);
+    assert!(
+        screen.iter().any(|l| l.starts_with("sending ")),
+        "{screen:#?}"
+    );
+    assert!(!run.stdout.contains("ETA"), "{run:#?}");
+
+    // Not a terminal: plain log lines on stderr, no bar and no control sequences.
+    let run = sftp_forward(&args).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stderr.starts_with("sending "), "{run:#?}");
+    assert!(run.stdout.starts_with("sent "), "{run:#?}");
+    for out in [&run.stdout, &run.stderr] {
+        assert!(!out.contains('\x1b') && !out.contains('\r'), "{run:#?}");
+        assert!(!out.contains("ETA"), "{run:#?}");
+    }
+}
+
+#[tokio::test]
 async fn replay_skips_delivered_objects_and_sends_the_rest() {
     let aws = aws().await;
     let bucket = aws.bucket("replay").await;

@@ -52,6 +52,72 @@ pub async fn sftp_forward(args: &[&str]) -> Run {
     run
 }
 
+/// Run `sftp-forward ARGS` as an operator at a terminal does: its stdout and stderr are a
+/// pseudo-terminal (util-linux `script`), with `TERM` as given. Returns the terminal transcript
+/// (both streams, control sequences included) in `stdout`. Bounded to two minutes.
+pub async fn sftp_forward_tty(args: &[&str], term: &str) -> Run {
+    let line = std::iter::once(env!("CARGO_BIN_EXE_sftp-forward"))
+        .chain(args.iter().copied())
+        .map(shell_quote)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = tokio::process::Command::new("script");
+    cmd.args([
+        "--quiet",
+        "--return",
+        "--flush",
+        "--command",
+        &line,
+        "/dev/null",
+    ])
+    .envs(moto().env())
+    .env("TERM", term)
+    .stdin(std::process::Stdio::null())
+    .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("script {line:?} did not finish within 2 minutes"))
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `s` as one word for `sh -c`.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The lines a terminal showed, in order: the transcript split at carriage returns and line
+/// feeds, with ANSI control sequences (cursor moves, line clears) removed.
+pub fn screen_lines(transcript: &str) -> Vec<String> {
+    let mut plain = String::new();
+    let mut chars = transcript.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            plain.push(c);
+            continue;
+        }
+        // ESC [ parameters final-byte (CSI), or ESC and one more character.
+        if chars.next_if_eq(&'[').is_some() {
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            chars.next();
+        }
+    }
+    plain
+        .split(['\r', '\n'])
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 // AWS clients on moto, buckets, secrets, the partner JSON and S3 notification bodies: the same
 // helpers the Lambda tests use, not a copy of them.
 #[path = "../../../lambda/tests/util/mod.rs"]
