@@ -15,7 +15,7 @@ use crate::event::{decode, Invocation, Item, ObjectRef, Work};
 use crate::receipt::{now_rfc3339, Receipt};
 use crate::secret::SecretSource;
 use crate::settings::Settings;
-use crate::source::{ObjectStore, StoreError};
+use crate::source::{ObjectStore, Ranges, StoreError};
 
 /// How one record ended. Every record ends in exactly one of these.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -245,14 +245,23 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
                 }
             }
             let overwrite = self.settings.overwrite;
-            let connector = match self.connector().await {
-                Ok(c) => c,
-                Err(outcome) => return outcome,
+            if let Err(outcome) = self.connector().await {
+                return outcome;
+            }
+            // (Field by field: the store is read while the connector is in use.)
+            let connector = &mut self.partner.as_mut().expect("set by connector()").connector;
+            let store = &self.store;
+            let opened_etag = opened.etag.clone();
+            // Large objects go in stripes, each read by its own ranged GET of the same ETag.
+            let published = if store.can_read_ranges() && opened.etag.is_some() {
+                let ranges = Ranges::new(store, obj, opened).expect("has an ETag");
+                connector.publish_ranges(&ranges, &path, overwrite).await
+            } else {
+                connector
+                    .publish(opened.body, Some(opened.len), &path, overwrite)
+                    .await
             };
-            match connector
-                .publish(opened.body, Some(opened.len), &path, overwrite)
-                .await
-            {
+            match published {
                 Ok(done) if done.outcome == PublishOutcome::SkippedSameSize => {
                     return Outcome::Skipped {
                         reason: format!(
@@ -262,8 +271,7 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
                     }
                 }
                 Ok(done) => {
-                    let etag = opened
-                        .etag
+                    let etag = opened_etag
                         .clone()
                         .or_else(|| obj.etag.clone())
                         .unwrap_or_default();

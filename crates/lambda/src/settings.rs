@@ -98,9 +98,19 @@ impl Settings {
                 )
             })?,
         };
+        let stripes = match get("SFTP_FORWARD_PARALLELISM") {
+            None => Tuning::default().stripes,
+            Some(v) => v.parse().ok().filter(|k| (1..=16).contains(k)).ok_or_else(|| {
+                err(
+                    "SFTP_FORWARD_PARALLELISM",
+                    format!("{v:?} is not a whole number from 1 to 16 (SFTP channels per large file)"),
+                )
+            })?,
+        };
         let tuning = Tuning {
             connect_timeout: secs("SFTP_FORWARD_CONNECT_TIMEOUT_SECS", 10)?,
             request_timeout: secs("SFTP_FORWARD_REQUEST_TIMEOUT_SECS", 30)?,
+            stripes,
             ..Tuning::default()
         };
         Ok(Settings {
@@ -158,6 +168,8 @@ mod tests {
             ("SFTP_FORWARD_OVERWRITE", "clobber"),
             ("SFTP_FORWARD_REMOTE_PATH_TEMPLATE", "{nope}"),
             ("SFTP_FORWARD_SECRET_TTL_SECS", "soon"),
+            ("SFTP_FORWARD_PARALLELISM", "0"),
+            ("SFTP_FORWARD_PARALLELISM", "many"),
             ("SFTP_FORWARD_EXPECTED_EGRESS_IPS", "203.0.113.7, nat-two"),
             ("SFTP_FORWARD_EGRESS_ECHO_URL", "checkip.amazonaws.com"),
             ("SFTP_FORWARD_EGRESS_ECHO_URL", "ftp://example.com/ip"),

@@ -2,11 +2,14 @@
 //! the handler is generic over; [`S3Store`] is the real one.
 
 use std::future::Future;
+use std::ops::Range;
+use std::sync::Mutex;
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{Tag, Tagging};
-use tokio::io::AsyncRead;
+use forward::RangeSource;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::event::ObjectRef;
 
@@ -65,6 +68,76 @@ pub trait ObjectStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Start reading the object (the version named by the event, if any).
     fn open(&self, obj: &ObjectRef) -> impl Future<Output = Result<Opened, StoreError>> + Send;
+    /// Whether [`ObjectStore::open_range`] works, so that large objects can be sent in stripes
+    /// (each read by its own ranged GET). Without it an object is sent as one stream.
+    fn can_read_ranges(&self) -> bool {
+        false
+    }
+    /// Read the bytes `range` (end exclusive) of the object, only while its ETag is still `etag`.
+    fn open_range(
+        &self,
+        obj: &ObjectRef,
+        etag: &str,
+        range: Range<u64>,
+    ) -> impl Future<Output = Result<Body, StoreError>> + Send {
+        let _ = (etag, range);
+        let err = StoreError::Failed {
+            op: "ranged GetObject",
+            bucket: obj.bucket.clone(),
+            key: obj.key.clone(),
+            message: "this store cannot read byte ranges".into(),
+            transient: false,
+        };
+        async { Err(err) }
+    }
+}
+
+/// A streamed object body.
+pub type Body = Box<dyn AsyncRead + Send + Unpin>;
+
+/// An opened object as a [`RangeSource`] for the striped publish: the first stripe continues the
+/// body already opened, the others are ranged GETs of the same ETag (a changed object fails the
+/// read, and the whole file is retried).
+pub struct Ranges<'a, S> {
+    store: &'a S,
+    obj: &'a ObjectRef,
+    etag: String,
+    len: u64,
+    first: Mutex<Option<Body>>,
+}
+
+impl<'a, S: ObjectStore> Ranges<'a, S> {
+    /// `opened` must have an ETag (S3 always sends one).
+    pub fn new(store: &'a S, obj: &'a ObjectRef, opened: Opened) -> Option<Ranges<'a, S>> {
+        Some(Ranges {
+            store,
+            obj,
+            etag: opened.etag?,
+            len: opened.len,
+            first: Mutex::new(Some(opened.body)),
+        })
+    }
+}
+
+impl<S: ObjectStore> RangeSource for Ranges<'_, S> {
+    type Reader = Body;
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    async fn open(&self, range: Range<u64>) -> std::io::Result<Body> {
+        if range.start == 0 {
+            let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(body) = first {
+                return Ok(Box::new(body.take(range.end)));
+            }
+        }
+        self.store
+            .open_range(self.obj, &self.etag, range)
+            .await
+            .map_err(std::io::Error::other)
+    }
 }
 
 /// The real store: one `aws_sdk_s3::Client`, built once per process.
@@ -77,6 +150,18 @@ impl S3Store {
     /// Wrap a client.
     pub fn new(client: aws_sdk_s3::Client) -> Self {
         S3Store { client }
+    }
+
+    /// A GetObject of the object (the version named by the event, if any).
+    fn get(
+        &self,
+        obj: &ObjectRef,
+    ) -> aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder {
+        self.client
+            .get_object()
+            .bucket(&obj.bucket)
+            .key(&obj.key)
+            .set_version_id(obj.version_id.clone())
     }
 
     /// An S3 client from the standard AWS configuration. A custom endpoint (`AWS_ENDPOINT_URL`:
@@ -191,11 +276,7 @@ impl ObjectStore for S3Store {
 
     async fn open(&self, obj: &ObjectRef) -> Result<Opened, StoreError> {
         let out = self
-            .client
-            .get_object()
-            .bucket(&obj.bucket)
-            .key(&obj.key)
-            .set_version_id(obj.version_id.clone())
+            .get(obj)
             .send()
             .await
             .map_err(|e| classify("GetObject", obj, e))?;
@@ -207,5 +288,42 @@ impl ObjectStore for S3Store {
             etag: out.e_tag().map(|e| e.trim_matches('"').to_owned()),
             body: Box::new(out.body.into_async_read()),
         })
+    }
+
+    fn can_read_ranges(&self) -> bool {
+        true
+    }
+
+    async fn open_range(
+        &self,
+        obj: &ObjectRef,
+        etag: &str,
+        range: Range<u64>,
+    ) -> Result<Body, StoreError> {
+        let out = self
+            .get(obj)
+            .if_match(format!("\"{etag}\""))
+            .range(format!(
+                "bytes={}-{}",
+                range.start,
+                range.end.saturating_sub(1)
+            ))
+            .send()
+            .await
+            .map_err(|e| classify("GetObject (range)", obj, e))?;
+        let got = out.content_length().and_then(|l| u64::try_from(l).ok());
+        if got != Some(range.end - range.start) {
+            return Err(StoreError::Failed {
+                op: "GetObject (range)",
+                bucket: obj.bucket.clone(),
+                key: obj.key.clone(),
+                message: format!(
+                    "asked for bytes {}..{}, S3 announced {got:?} bytes",
+                    range.start, range.end
+                ),
+                transient: true,
+            });
+        }
+        Ok(Box::new(out.body.into_async_read()))
     }
 }
