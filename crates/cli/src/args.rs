@@ -101,7 +101,8 @@ pub enum Command {
         /// `s3://bucket/prefix` (`s3://bucket` for the whole bucket).
         prefix: S3Url,
         /// Only objects modified at or after this time: RFC 3339 (2026-11-25T08:00:00Z), a date
-        /// (2026-11-25, UTC midnight) or an age (90m, 6h, 2d).
+        /// (2026-11-25, UTC midnight) or an age back from now (45s, 90m, 6h, 2d). Older objects
+        /// are counted as not selected.
         #[arg(long, value_name = "TIME")]
         since: Option<Since>,
         /// Parallel SSH connections to the partner (each sends one file at a time).

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use time::format_description::well_known::Rfc3339;
 
@@ -63,29 +63,50 @@ impl FromStr for Source {
     }
 }
 
-/// `--since`: a moment, as seconds since the Unix epoch.
+/// `--since`: a moment, to the nanosecond (an RFC 3339 time keeps its fraction).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Since(pub i64);
+pub struct Since(pub time::OffsetDateTime);
+
+impl Since {
+    /// Nanoseconds since the Unix epoch, as S3 times compare.
+    pub fn unix_nanos(&self) -> i128 {
+        self.0.unix_timestamp_nanos()
+    }
+}
 
 impl FromStr for Since {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
         if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
-            return Ok(Since(t.unix_timestamp()));
+            return Ok(Since(t));
         }
         if let Some(date) = parse_date(s) {
-            return Ok(Since(date.midnight().assume_utc().unix_timestamp()));
+            return Ok(Since(date.midnight().assume_utc()));
         }
         if let Some(age) = parse_age(s) {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            return Ok(Since(now.saturating_sub(age).as_secs() as i64));
+            let now = time::OffsetDateTime::now_utc();
+            return now
+                .checked_sub(
+                    age.try_into()
+                        .map_err(|_| format!("{s:?} is too long ago"))?,
+                )
+                .map(Since)
+                .ok_or_else(|| format!("{s:?} is too long ago"));
         }
         Err(format!(
-            "{s:?} is not a time: use RFC 3339 (2026-11-25T08:00:00Z), a date (2026-11-25) or an age (90m, 6h, 2d)"
+            "{s:?} is not a time: use RFC 3339 (2026-11-25T08:00:00Z), a date (2026-11-25, UTC midnight) or an age (45s, 90m, 6h, 2d)"
         ))
+    }
+}
+
+impl std::fmt::Display for Since {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let utc = self.0.to_offset(time::UtcOffset::UTC);
+        match utc.format(&Rfc3339) {
+            Ok(text) => f.write_str(&text),
+            Err(_) => write!(f, "{} s after the Unix epoch", utc.unix_timestamp()),
+        }
     }
 }
 
@@ -134,13 +155,16 @@ mod tests {
             "2026-11-25T00:00:00Z".parse::<Since>().unwrap(),
             "2026-11-25".parse::<Since>().unwrap()
         );
+        // An offset and a fraction are kept, and shown in UTC.
+        let t: Since = "2026-11-25T08:00:00.25+01:00".parse().unwrap();
+        assert_eq!(t.to_string(), "2026-11-25T07:00:00.25Z");
+        assert_eq!(t.unix_nanos() % 1_000_000_000, 250_000_000);
         let two_hours = "2h".parse::<Since>().unwrap().0;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        assert!((now - 7200 - two_hours).abs() <= 2);
+        let expected = time::OffsetDateTime::now_utc() - Duration::from_secs(7200);
+        assert!((expected - two_hours).abs() <= time::Duration::seconds(2));
+        assert!("45s".parse::<Since>().is_ok());
         assert!("yesterday".parse::<Since>().is_err());
         assert!("2026-13-01".parse::<Since>().is_err());
+        assert!("99999999999d".parse::<Since>().is_err());
     }
 }

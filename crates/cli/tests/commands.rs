@@ -101,10 +101,7 @@ async fn test_connection_on_an_untrusted_key_shows_it_and_exits_6_without_loggin
 
 #[tokio::test]
 async fn send_delivers_an_s3_object_and_a_local_file() {
-    let aws = aws().await;
-    let bucket = aws.bucket("send").await;
-    let (local, remote) = scratch_dir("send");
-    let secret = aws.secret(&partner_json(&remote)).await;
+    let (aws, bucket, local, remote, secret) = setup("send").await;
     let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     aws.put(&bucket, "in/report 1.csv", &body).await;
 
@@ -216,10 +213,7 @@ async fn send_draws_a_progress_bar_on_a_terminal_and_plain_lines_elsewhere() {
 
 #[tokio::test]
 async fn replay_skips_delivered_objects_and_sends_the_rest() {
-    let aws = aws().await;
-    let bucket = aws.bucket("replay").await;
-    let (local, remote) = scratch_dir("replay");
-    let secret = aws.secret(&partner_json(&remote)).await;
+    let (aws, bucket, local, _, secret) = setup("replay").await;
     for name in ["a.csv", "b.csv", "c.csv"] {
         aws.put(&bucket, &format!("day/{name}"), name.as_bytes())
             .await;
@@ -272,11 +266,52 @@ async fn replay_skips_delivered_objects_and_sends_the_rest() {
 }
 
 #[tokio::test]
+async fn replay_since_sends_only_objects_modified_at_or_after_the_time() {
+    let (aws, bucket, local, _, secret) = setup("since").await;
+    aws.put(&bucket, "day/early-1.csv", b"e1").await;
+    aws.put(&bucket, "day/early-2.csv", b"e2").await;
+    // S3 times are whole seconds: the cut-off lies more than a second after the early uploads.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let since = now
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    aws.put(&bucket, "day/late-1.csv", b"l1").await;
+    aws.put(&bucket, "day/late-2.csv", b"l2").await;
+
+    let prefix = format!("s3://{bucket}/day/");
+    let base = ["replay", &prefix, "--since", &since, "--secret-id", &secret];
+    let run = sftp_forward(&base).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(std::fs::read(local.join("day/late-1.csv")).unwrap(), b"l1");
+    assert_eq!(std::fs::read(local.join("day/late-2.csv")).unwrap(), b"l2");
+    assert!(!local.join("day/early-1.csv").exists(), "{run:#?}");
+    assert!(!local.join("day/early-2.csv").exists(), "{run:#?}");
+    assert!(!run.stdout.contains("early-"), "{run:#?}");
+    assert!(
+        run.stdout.contains("2 total: 2 sent, 0 skipped, 0 failed"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("2 modified before {since} not selected")),
+        "{run:#?}"
+    );
+
+    // JSON: the count left out, and the later objects now carry receipts.
+    let run = sftp_forward(&[&base[..], &["--dry-run", "--json"]].concat()).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let doc = run.json();
+    assert_eq!(doc["since"], since, "{doc:#}");
+    assert_eq!(doc["not_selected"], 2, "{doc:#}");
+    assert_eq!(doc["skipped"], 2, "{doc:#}");
+}
+
+#[tokio::test]
 async fn replay_dry_run_sends_nothing() {
-    let aws = aws().await;
-    let bucket = aws.bucket("dry").await;
-    let (local, remote) = scratch_dir("dry");
-    let secret = aws.secret(&partner_json(&remote)).await;
+    let (aws, bucket, local, _, secret) = setup("dry").await;
     aws.put(&bucket, "one.csv", b"1").await;
     aws.put(&bucket, "two.csv", b"2").await;
     let prefix = format!("s3://{bucket}");
@@ -298,10 +333,7 @@ async fn replay_dry_run_sends_nothing() {
 
 #[tokio::test]
 async fn redrive_empties_the_dlq_except_the_permanently_failing_message() {
-    let aws = aws().await;
-    let bucket = aws.bucket("redrive").await;
-    let (local, remote) = scratch_dir("redrive");
-    let secret = aws.secret(&partner_json(&remote)).await;
+    let (aws, bucket, local, _, secret) = setup("redrive").await;
     aws.put(&bucket, "good.csv", b"good").await;
     aws.put(&bucket, "bad/../escape.csv", b"bad").await;
     let bad = s3_body(&bucket, "bad/../escape.csv");

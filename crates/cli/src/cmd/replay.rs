@@ -34,12 +34,20 @@ pub struct Replay<'a> {
 pub async fn run(r: Replay<'_>, as_json: bool) -> anyhow::Result<Exit> {
     let config = setup::aws_config().await;
     let store = setup::s3(&config);
-    let objects = list(&S3Store::client(&config), r.prefix, r.since).await?;
+    let Listed { objects, older } = list(&S3Store::client(&config), r.prefix, r.since).await?;
+    // Objects modified before --since are left out: not in the table, only counted.
+    let left_out = r
+        .since
+        .map(|t| format!("{older} modified before {t} not selected"));
     let feedback = Feedback::items(objects.len() as u64);
     feedback.log(format!(
-        "{} objects under {}{}",
+        "{} objects under {}{}{}",
         objects.len(),
         r.prefix,
+        left_out
+            .as_ref()
+            .map(|l| format!(" ({l})"))
+            .unwrap_or_default(),
         if r.dry_run { " (dry run)" } else { "" }
     ));
     let mut rows = if r.dry_run {
@@ -56,12 +64,26 @@ pub async fn run(r: Replay<'_>, as_json: bool) -> anyhow::Result<Exit> {
     rows.sort_by(|a, b| a.item.cmp(&b.item));
 
     if as_json {
-        let fields = json!({ "prefix": r.prefix.to_string(), "dry_run": r.dry_run });
+        let fields = json!({
+            "prefix": r.prefix.to_string(),
+            "since": r.since.map(|t| t.to_string()),
+            "not_selected": older,
+            "dry_run": r.dry_run,
+        });
         report::print_json(&rows, fields);
     } else {
         report::print_table(&rows, r.dry_run);
+        if let Some(line) = left_out {
+            println!("{line}");
+        }
     }
     Ok(report::totals(&rows).exit)
+}
+
+/// The objects to replay, and how many were left out as modified before `--since`.
+struct Listed {
+    objects: Vec<ObjectRef>,
+    older: usize,
 }
 
 /// Every object under the prefix modified at or after `since`, in key order.
@@ -69,21 +91,22 @@ async fn list(
     client: &aws_sdk_s3::Client,
     prefix: &S3Url,
     since: Option<Since>,
-) -> anyhow::Result<Vec<ObjectRef>> {
+) -> anyhow::Result<Listed> {
     let mut pages = client
         .list_objects_v2()
         .bucket(&prefix.bucket)
         .prefix(&prefix.key)
         .into_paginator()
         .send();
-    let mut out = Vec::new();
+    let (mut out, mut older) = (Vec::new(), 0);
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| exit::aws(e, format!("listing {prefix}")))?;
         for o in page.contents() {
             let (Some(key), Some(modified)) = (o.key(), o.last_modified()) else {
                 continue;
             };
-            if since.is_some_and(|Since(t)| modified.secs() < t) {
+            if since.is_some_and(|t| modified.as_nanos() < t.unix_nanos()) {
+                older += 1;
                 continue;
             }
             out.push(ObjectRef {
@@ -95,7 +118,10 @@ async fn list(
             });
         }
     }
-    Ok(out)
+    Ok(Listed {
+        objects: out,
+        older,
+    })
 }
 
 fn url(obj: &ObjectRef) -> String {

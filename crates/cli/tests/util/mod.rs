@@ -124,6 +124,17 @@ pub fn screen_lines(transcript: &str) -> Vec<String> {
 mod shared;
 pub use shared::{aws, partner_json, s3_body, unique, Aws};
 
+/// What a test that moves objects needs: AWS clients, a fresh bucket, a fresh directory on the
+/// partner (on this machine's disk, and as the secret names it) and a secret for it:
+/// `(aws, bucket, local, remote, secret)`.
+pub async fn setup(hint: &str) -> (Aws, String, std::path::PathBuf, String, String) {
+    let aws = aws().await;
+    let bucket = aws.bucket(hint).await;
+    let (local, remote) = testkit::scratch_dir(hint);
+    let secret = aws.secret(&partner_json(&remote)).await;
+    (aws, bucket, local, remote, secret)
+}
+
 /// `value` written to a file in a fresh temporary directory (kept alive by the returned guard).
 pub fn secret_file(value: &Value) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
