@@ -555,12 +555,14 @@ impl Session {
     }
 
     /// Best effort: close the handle and delete the temporary file, bounded in time.
-    async fn remove_temp(&self, handle: &str, temp_path: &str, cause: &Error) {
+    async fn remove_temp(&mut self, handle: &str, temp_path: &str, cause: &Error) {
         if cause.connection_lost() {
             tracing::warn!(
                 temp_path,
-                "connection lost; the temporary file stays (never under the final name)"
+                "connection lost; the temporary file stays until the next connection removes it \
+                 (never under the final name)"
             );
+            self.orphans.push(temp_path.to_owned());
             return;
         }
         let cleanup = async {

@@ -177,6 +177,8 @@ pub struct Session {
     extra: Vec<Arc<RawSftpSession>>,
     /// Set once the server refused a channel: never ask for more than this many again.
     channel_cap: Option<usize>,
+    /// Temporary files this connection could not remove because it broke mid-publish.
+    pub(crate) orphans: Vec<String>,
     request_timeout: Duration,
     /// Directories known to exist, so a batch of files does not re-check them.
     pub(crate) known_dirs: std::collections::HashSet<String>,
@@ -267,6 +269,7 @@ impl Session {
             stripe_min_bytes: tuning.stripe_min_bytes.max(1),
             extra: Vec::new(),
             channel_cap: None,
+            orphans: Vec::new(),
             request_timeout: tuning.request_timeout,
             known_dirs: Default::default(),
             host_key,
@@ -451,6 +454,8 @@ pub struct Connector {
     tuning: Tuning,
     live: Option<Session>,
     opened: u64,
+    /// Temporary files left by broken connections, removed by the next one.
+    orphans: Vec<String>,
 }
 
 impl Connector {
@@ -461,6 +466,7 @@ impl Connector {
             tuning,
             live: None,
             opened: 0,
+            orphans: Vec::new(),
         }
     }
 
@@ -484,12 +490,14 @@ impl Connector {
                         .is_err());
             if stale {
                 tracing::info!(addr = %s.addr, "kept connection is gone; reconnecting");
-                self.live = None;
+                self.drop_live();
             }
         }
         if self.live.is_none() {
-            self.live = Some(Session::open(&self.partner, &self.tuning).await?);
+            let session = Session::open(&self.partner, &self.tuning).await?;
             self.opened += 1;
+            self.remove_orphans(&session).await;
+            self.live = Some(session);
         }
         Ok(self.live.as_mut().expect("just set"))
     }
@@ -497,7 +505,41 @@ impl Connector {
     /// Forget the kept session after an error that broke the connection.
     pub fn discard_if_broken(&mut self, err: &Error) {
         if err.connection_lost() {
-            self.live = None;
+            self.drop_live();
+        }
+    }
+
+    fn drop_live(&mut self) {
+        if let Some(s) = self.live.take() {
+            self.orphans.extend(s.orphans);
+        }
+    }
+
+    /// Best effort, bounded: delete the temporary files that broken connections left behind
+    /// (their writers are gone with the connection). Each is tried once.
+    async fn remove_orphans(&mut self, session: &Session) {
+        for path in std::mem::take(&mut self.orphans) {
+            let removed = bounded(
+                self.tuning.request_timeout,
+                "removing a left-over temporary file",
+                &session.addr,
+                async {
+                    session
+                        .sftp
+                        .remove(&path)
+                        .await
+                        .map_err(|e| Error::sftp("remove", &path, e))
+                },
+            )
+            .await;
+            match removed {
+                Ok(_) => {
+                    tracing::info!(temp_path = %path, "removed a temporary file left by a broken connection")
+                }
+                Err(e) => {
+                    tracing::warn!(temp_path = %path, error = %e, "could not remove a left-over temporary file")
+                }
+            }
         }
     }
 

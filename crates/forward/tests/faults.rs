@@ -44,7 +44,13 @@ async fn sshd_killed_mid_transfer_is_transient_and_leaves_no_final_file() {
         "no file under the final name"
     );
 
-    // The connector notices the dead connection and opens a new one.
+    assert!(
+        files_under(&local).iter().any(|f| f.ends_with(".part")),
+        "the broken connection could not remove its temporary file"
+    );
+
+    // The connector notices the dead connection and opens a new one, which removes the
+    // temporary file the broken one left.
     publish_bytes(&mut c, "after.txt", b"reconnected")
         .await
         .unwrap();
@@ -53,4 +59,5 @@ async fn sshd_killed_mid_transfer_is_transient_and_leaves_no_final_file() {
         b"reconnected"
     );
     assert_eq!(c.connections_opened(), 2);
+    assert_eq!(files_under(&local), ["after.txt"], "no temporary file left");
 }
