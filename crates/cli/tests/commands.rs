@@ -164,19 +164,24 @@ async fn send_draws_a_progress_bar_on_a_terminal_and_plain_lines_elsewhere() {
     // (`[=====>    ] 5.25 MiB/16.00 MiB 7.58 MiB/s ETA 1s`), then the result.
     let assert_bar = |run: &Run| {
         assert_eq!(run.code, 0, "{run:#?}");
-        let screen = screen_lines(&run.stdout);
         assert!(
-            screen.iter().any(|l| l.contains("[=")
+            run.showed(|l| l.contains("[=")
                 && l.contains("/16.00 MiB ")
                 && !l.contains(" 16.00 MiB/")
                 && l.contains("B/s ETA ")),
-            "no bar with bytes, rate and ETA mid-transfer: {screen:#?}"
+            "no bar with bytes, rate and ETA mid-transfer: {:#?}",
+            run.screen()
         );
         assert!(
-            screen.iter().any(|l| l.starts_with("sending ")),
-            "{screen:#?}"
+            run.showed(|l| l.starts_with("sending ")),
+            "{:#?}",
+            run.screen()
         );
-        assert!(screen.iter().any(|l| l.starts_with("sent ")), "{screen:#?}");
+        assert!(
+            run.showed(|l| l.starts_with("sent ")),
+            "{:#?}",
+            run.screen()
+        );
     };
     assert_bar(&sftp_forward_tty(&args, "xterm").await);
     assert_eq!(std::fs::read(local.join("big.bin")).unwrap(), body);
@@ -193,11 +198,7 @@ async fn send_draws_a_progress_bar_on_a_terminal_and_plain_lines_elsewhere() {
     // A terminal that cannot draw a bar (TERM=dumb): the same plain lines, nothing lost.
     let run = sftp_forward_tty(&args, "dumb").await;
     assert_eq!(run.code, 0, "{run:#?}");
-    let screen = screen_lines(&run.stdout);
-    assert!(
-        screen.iter().any(|l| l.starts_with("sending ")),
-        "{screen:#?}"
-    );
+    assert!(run.showed(|l| l.starts_with("sending ")), "{run:#?}");
     assert!(!run.stdout.contains("ETA"), "{run:#?}");
 
     // Not a terminal: plain log lines on stderr, no bar and no control sequences.
@@ -212,12 +213,14 @@ async fn send_draws_a_progress_bar_on_a_terminal_and_plain_lines_elsewhere() {
 }
 
 #[tokio::test]
-async fn replay_skips_delivered_objects_and_sends_the_rest() {
-    let (aws, bucket, local, _, secret) = setup("replay").await;
+async fn replay_skips_delivered_objects_sends_the_rest_and_tables_the_failures() {
+    let (aws, bucket, local, remote, secret) = setup("replay").await;
     for name in ["a.csv", "b.csv", "c.csv"] {
         aws.put(&bucket, &format!("day/{name}"), name.as_bytes())
             .await;
     }
+    // A key the route refuses: a permanent failure, with its reason in the table.
+    aws.put(&bucket, "day/bad/../x.csv", b"x").await;
     aws.put(&bucket, "other/x.csv", b"x").await;
     // a.csv was delivered before (receipt on the object); its copy at the partner was since
     // picked up, so a re-send would show up on disk.
@@ -231,21 +234,24 @@ async fn replay_skips_delivered_objects_and_sends_the_rest() {
     std::fs::remove_file(local.join("day/a.csv")).unwrap();
 
     let prefix = format!("s3://{bucket}/day/");
-    let run = sftp_forward(&[
-        "replay",
-        &prefix,
-        "--secret-id",
-        &secret,
-        "--concurrency",
-        "2",
-        "--json",
-    ])
-    .await;
-    assert_eq!(run.code, 0, "{run:#?}");
+    let base = ["replay", &prefix, "--secret-id", &secret];
+    let run = sftp_forward(&[&base[..], &["--concurrency", "2", "--json"]].concat()).await;
+    assert_eq!(run.code, 5, "a permanent failure: {run:#?}");
     let doc = run.json();
-    assert_eq!(
-        (doc["sent"].clone(), doc["skipped"].clone()),
-        (json!(2), json!(1)),
+    let counts = |doc: &serde_json::Value| {
+        [&doc["sent"], &doc["skipped"], &doc["failed"]].map(|v| v.as_u64())
+    };
+    assert_eq!(counts(&doc), [Some(2), Some(1), Some(1)], "{doc:#}");
+    let bad = format!("s3://{bucket}/day/bad/../x.csv");
+    let failed = doc["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["item"] == bad.as_str())
+        .unwrap_or_else(|| panic!("{doc:#}"));
+    assert_eq!(failed["class"], "permanent", "{doc:#}");
+    assert!(
+        failed["reason"].as_str().unwrap().contains("'..'"),
         "{doc:#}"
     );
     assert!(
@@ -254,14 +260,39 @@ async fn replay_skips_delivered_objects_and_sends_the_rest() {
     );
     assert_eq!(std::fs::read(local.join("day/b.csv")).unwrap(), b"b.csv");
     assert_eq!(std::fs::read(local.join("day/c.csv")).unwrap(), b"c.csv");
+    assert!(
+        !local.join("day/x.csv").exists(),
+        "the refused key wrote nothing"
+    );
     assert!(!local.join("other").exists(), "only the prefix is replayed");
 
-    // The text summary table names each object.
-    let run = sftp_forward(&["replay", &prefix, "--secret-id", &secret]).await;
-    assert_eq!(run.code, 0, "{run:#?}");
+    // The text summary table: one row per object with its outcome and reason, then the counts.
+    let run = sftp_forward(&base).await;
+    assert_eq!(run.code, 5, "{run:#?}");
+    let row = |item: &str| run.row(&format!("{prefix}{item}")).to_owned();
+    assert!(row("a.csv").starts_with("skipped "), "{run:#?}");
     assert!(
-        run.stdout.contains("3 total: 0 sent, 3 skipped, 0 failed"),
+        row("a.csv").contains(&format!("already delivered to {remote}/day/a.csv at ")),
         "{run:#?}"
+    );
+    assert!(row("bad/../x.csv").starts_with("failed "), "{run:#?}");
+    assert!(
+        row("bad/../x.csv").contains("permanent: ")
+            && row("bad/../x.csv").contains("contains a '..' segment"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout.contains("4 total: 0 sent, 3 skipped, 1 failed"),
+        "{run:#?}"
+    );
+
+    // On a terminal, the overall bar counts objects: `[=====>   ] 2/4 objects ETA 0s`.
+    let run = sftp_forward_tty(&base, "xterm").await;
+    assert_eq!(run.code, 5, "{run:#?}");
+    assert!(
+        run.showed(|l| l.contains("] 2/4 objects ETA ")),
+        "no overall bar: {:#?}",
+        run.screen()
     );
 }
 
@@ -311,23 +342,45 @@ async fn replay_since_sends_only_objects_modified_at_or_after_the_time() {
 
 #[tokio::test]
 async fn replay_dry_run_sends_nothing() {
-    let (aws, bucket, local, _, secret) = setup("dry").await;
+    let (aws, bucket, local, remote, secret) = setup("dry").await;
     aws.put(&bucket, "one.csv", b"1").await;
     aws.put(&bucket, "two.csv", b"2").await;
+    let one = format!("s3://{bucket}/one.csv");
+    let run = sftp_forward(&["send", &one, "--secret-id", &secret]).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    std::fs::remove_file(local.join("one.csv")).unwrap();
+
+    // A partner nobody listens for: a dry run that connected would fail.
+    let mut partner = partner_json(&remote);
+    partner["Port"] = json!(1);
+    let (_dir, file) = secret_file(&partner);
     let prefix = format!("s3://{bucket}");
-    for force in [false, true] {
-        let mut args = vec!["replay", &prefix, "--secret-id", &secret, "--dry-run"];
-        if force {
-            args.push("--force");
-        }
-        let run = sftp_forward(&args).await;
-        assert_eq!(run.code, 0, "{run:#?}");
-        assert!(run.stdout.contains("would send"), "{run:#?}");
-        assert!(run.stdout.contains("2 total: 2 would be sent"), "{run:#?}");
-    }
+    let base = ["replay", &prefix, "--secret-file", &file, "--dry-run"];
+    let run = sftp_forward(&base).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let row = |name: &str| run.row(&format!("{prefix}/{name}")).to_owned();
+    assert!(row("one.csv").starts_with("would skip "), "{run:#?}");
+    assert!(row("two.csv").starts_with("would send "), "{run:#?}");
+    assert!(
+        row("two.csv").contains("→ two.csv under RemoteDirectory (1 bytes)"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout
+            .contains("2 total: 1 would be sent, 1 would be skipped, 0 failed"),
+        "{run:#?}"
+    );
+    let run = sftp_forward(&[&base[..], &["--force"]].concat()).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stdout.contains("2 total: 2 would be sent"), "{run:#?}");
+
     assert!(
         std::fs::read_dir(&local).unwrap().next().is_none(),
         "nothing sent"
+    );
+    assert!(
+        aws.tags(&bucket, "two.csv").await.is_empty(),
+        "no receipt written"
     );
 }
 
@@ -348,6 +401,21 @@ async fn redrive_empties_the_dlq_except_the_permanently_failing_message() {
     assert_eq!(doc["remaining"], 1, "{doc:#}");
     assert_eq!(std::fs::read(local.join("good.csv")).unwrap(), b"good");
     assert_eq!(aws.bodies(&dlq).await, [bad], "only the bad message stays");
+
+    // Again, as text: the failure with its reason, and what remains in the queue.
+    let run = sftp_forward(&["redrive", "--dlq", &dlq, "--secret-id", &secret]).await;
+    assert_eq!(run.code, 5, "{run:#?}");
+    let row = run.row(&format!("s3://{bucket}/bad/../escape.csv"));
+    assert!(
+        row.starts_with("failed ") && row.contains("permanent: ") && row.contains("'..'"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout.ends_with(&format!(
+            "1 messages read, 0 deleted, 1 kept; 1 remain in {dlq}\n"
+        )),
+        "{run:#?}"
+    );
 }
 
 #[tokio::test]

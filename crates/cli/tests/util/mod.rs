@@ -22,6 +22,25 @@ impl Run {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
     }
+
+    /// The summary table's row for `item` (an `s3://` URL), from stdout.
+    pub fn row(&self, item: &str) -> &str {
+        let padded = format!(" {item} ");
+        self.stdout
+            .lines()
+            .find(|l| l.contains(&padded))
+            .unwrap_or_else(|| panic!("no row for {item}: {self:#?}"))
+    }
+
+    /// The lines a terminal showed for a [`sftp_forward_tty`] run: see [`screen_lines`].
+    pub fn screen(&self) -> Vec<String> {
+        screen_lines(&self.stdout)
+    }
+
+    /// Whether the terminal showed a line for which `pred` holds.
+    pub fn showed(&self, pred: impl Fn(&str) -> bool) -> bool {
+        self.screen().iter().any(|l| pred(l))
+    }
 }
 
 /// Run `sftp-forward ARGS` with moto's environment (endpoint, region, credentials) and nothing
