@@ -100,6 +100,52 @@ async fn test_connection_on_an_untrusted_key_shows_it_and_exits_6_without_loggin
 }
 
 #[tokio::test]
+async fn test_connection_with_a_rejected_login_exits_7() {
+    let (_local, remote) = scratch_dir("tc-rejected");
+    let mut partner = partner_json(&remote);
+    partner.as_object_mut().unwrap().remove("PrivateKey");
+    partner["Password"] = json!("not-the-password");
+    let (_dir, file) = secret_file(&partner);
+    let run = sftp_forward(&["test-connection", "--secret-file", &file, "--json"]).await;
+    assert_eq!(run.code, 7, "{run:#?}");
+    assert_eq!(run.json()["trusted"], true, "{run:#?}");
+    assert!(!run.stdout.contains("not-the-password"), "{run:#?}");
+    assert!(!run.stderr.contains("not-the-password"), "{run:#?}");
+}
+
+#[tokio::test]
+async fn help_lists_the_commands_and_the_documented_exit_codes() {
+    let run = sftp_forward(&["--help"]).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    for command in ["test-connection", "check", "send", "replay", "redrive"] {
+        assert!(run.stdout.contains(&format!("  {command} ")), "{run:#?}");
+    }
+    // Every row of docs/CLI.md's exit code table is in --help with its code.
+    let docs = include_str!("../../../docs/CLI.md");
+    let table = docs.split("## Exit codes").nth(1).unwrap();
+    let codes: Vec<&str> = table
+        .lines()
+        .filter_map(|l| l.strip_prefix("| ")?.split(' ').next())
+        .filter(|c| c.parse::<u8>().is_ok())
+        .collect();
+    assert_eq!(codes.len(), 10, "{table}");
+    for code in codes {
+        assert!(
+            run.stdout.contains(&format!("\n  {code}  ")),
+            "exit {code}: {run:#?}"
+        );
+    }
+
+    // A usage error exits 2; an unreadable partner secret is configuration, exit 3, also as JSON.
+    assert_eq!(sftp_forward(&["send", "--no-such-flag"]).await.code, 2);
+    let missing = "/nonexistent/partner.json";
+    let run = sftp_forward(&["test-connection", "--secret-file", missing, "--json"]).await;
+    assert_eq!(run.code, 3, "{run:#?}");
+    assert_eq!(run.json()["exit_code"], 3, "{run:#?}");
+    assert!(run.stderr.contains(missing), "{run:#?}");
+}
+
+#[tokio::test]
 async fn send_delivers_an_s3_object_and_a_local_file() {
     let (aws, bucket, local, remote, secret) = setup("send").await;
     let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
@@ -294,6 +340,14 @@ async fn replay_skips_delivered_objects_sends_the_rest_and_tables_the_failures()
         "no overall bar: {:#?}",
         run.screen()
     );
+
+    // --force sends what receipts say was delivered.
+    let run = sftp_forward(&[&base[..], &["--force"]].concat()).await;
+    assert!(
+        run.stdout.contains("4 total: 3 sent, 0 skipped, 1 failed"),
+        "{run:#?}"
+    );
+    assert_eq!(std::fs::read(local.join("day/a.csv")).unwrap(), b"a.csv");
 }
 
 #[tokio::test]

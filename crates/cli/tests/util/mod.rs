@@ -58,6 +58,7 @@ pub async fn sftp_forward(args: &[&str]) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
+    assert_no_key_material(&run);
     // `SFTP_FORWARD_TEST_ECHO=1 cargo test -p cli -- --nocapture` shows every run, for debugging.
     if std::env::var_os("SFTP_FORWARD_TEST_ECHO").is_some() {
         eprintln!(
@@ -97,10 +98,28 @@ pub async fn sftp_forward_tty(args: &[&str], term: &str) -> Run {
         .await
         .unwrap_or_else(|_| panic!("script {line:?} did not finish within 2 minutes"))
         .unwrap();
-    Run {
+    let run = Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_no_key_material(&run);
+    run
+}
+
+/// Secrets are never printed: no line of the partner's private key (every test secret holds the
+/// test sshd's client key) appears in anything a run printed.
+fn assert_no_key_material(run: &Run) {
+    for line in sshd()
+        .keys
+        .ed25519
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+    {
+        assert!(
+            !run.stdout.contains(line) && !run.stderr.contains(line),
+            "a line of the private key was printed: {run:#?}"
+        );
     }
 }
 
