@@ -36,6 +36,7 @@
 //! `127.0.0.1:0` and releasing it; if sshd then logs "Address already in use" (someone took the port
 //! in between), it is started again on a new port, a few times.
 
+pub mod delay;
 pub mod testbed;
 pub use testbed::Testbed;
 pub mod moto;
