@@ -1,0 +1,186 @@
+//! Our side of each case, run as a child process of the harness (`bench child MODE ...`) so that
+//! its wall time, CPU and peak RSS are measured like `sftp`'s and `rclone`'s. Each mode prints
+//! one JSON line: `{"bytes": N, "files": F, "vmhwm_kib": K}`.
+//!
+//! - `publish PARTNER_JSON STRIPES SOURCE NAME`: one `Connector::publish_ranges`; SOURCE is a
+//!   file path or `gen:BYTES` (generated, nothing on disk: the 8 GiB RSS case);
+//! - `publish-dir PARTNER_JSON DIR`: every file of DIR over one `Connector` (connection reuse);
+//! - `forward-s3 BUCKET KEY NAME`: the Lambda path (`Forwarder::forward_with` on `S3Store`),
+//!   configured by the environment like `bootstrap` (`SFTP_FORWARD_SECRET_ID`, `AWS_*`).
+
+use std::io;
+use std::ops::Range;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use anyhow::{bail, Context};
+use forward::{Connector, FileRanges, Overwrite, Partner, RangeSource, RemotePath, Tuning};
+use sftp_forward_lambda::event::ObjectRef;
+use sftp_forward_lambda::secret::SecretsManager;
+use sftp_forward_lambda::source::S3Store;
+use sftp_forward_lambda::{ForwardOptions, Forwarder, Outcome, Settings};
+use tokio::io::{AsyncRead, ReadBuf};
+
+/// Runs one child mode with its arguments.
+pub async fn run(args: &[String]) -> anyhow::Result<()> {
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (bytes, files) = match strs.as_slice() {
+        ["publish", partner, stripes, source, name] => {
+            let mut connector = connector(partner, stripes.parse().context("STRIPES")?)?;
+            let path = RemotePath::parse(name)?;
+            let published = match source.strip_prefix("gen:") {
+                Some(len) => {
+                    let source = Generated::new(len.parse().context("gen:BYTES")?);
+                    connector
+                        .publish_ranges(&source, &path, Overwrite::Overwrite)
+                        .await?
+                }
+                None => {
+                    let source = FileRanges::new(source).await?;
+                    connector
+                        .publish_ranges(&source, &path, Overwrite::Overwrite)
+                        .await?
+                }
+            };
+            (published.bytes, 1)
+        }
+        ["publish-dir", partner, dir] => {
+            let mut connector = connector(partner, Tuning::default().stripes)?;
+            let mut names: Vec<_> = std::fs::read_dir(dir)?
+                .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect::<Result<_, _>>()?;
+            names.sort();
+            let mut bytes = 0;
+            for name in &names {
+                let source = FileRanges::new(Path::new(dir).join(name)).await?;
+                let path = RemotePath::parse(name)?;
+                bytes += connector
+                    .publish_ranges(&source, &path, Overwrite::Overwrite)
+                    .await?
+                    .bytes;
+            }
+            (bytes, names.len())
+        }
+        ["forward-s3", bucket, key, name] => (forward_s3(bucket, key, name).await?, 1),
+        _ => bail!("unknown child mode {args:?}"),
+    };
+    println!(
+        "{}",
+        serde_json::json!({"bytes": bytes, "files": files, "vmhwm_kib": vm_hwm_kib()})
+    );
+    Ok(())
+}
+
+fn connector(partner_file: &str, stripes: usize) -> anyhow::Result<Connector> {
+    let text =
+        std::fs::read_to_string(partner_file).with_context(|| format!("read {partner_file}"))?;
+    let tuning = Tuning {
+        stripes,
+        ..Tuning::default()
+    };
+    Ok(Connector::new(Partner::from_json(&text)?, tuning))
+}
+
+/// The Lambda's own path for one object, forced (a receipt from an earlier run does not skip it).
+async fn forward_s3(bucket: &str, key: &str, name: &str) -> anyhow::Result<u64> {
+    let settings = Settings::from_env(|k| std::env::var(k).ok())?;
+    let config = aws_config::load_from_env().await;
+    let mut forwarder = Forwarder::new(
+        S3Store::new(S3Store::client(&config)),
+        SecretsManager::new(aws_sdk_secretsmanager::Client::new(&config)),
+        settings,
+    );
+    let obj = ObjectRef {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        version_id: None,
+        etag: None,
+        size: None,
+    };
+    let options = ForwardOptions {
+        force: true,
+        remote_path: Some(RemotePath::parse(name)?),
+    };
+    match forwarder.forward_with(&obj, None, &options).await {
+        Outcome::Delivered { bytes, .. } => Ok(bytes),
+        other => bail!("s3://{bucket}/{key} not delivered: {other:?}"),
+    }
+}
+
+/// This process's peak resident set (`VmHWM` in /proc/self/status), KiB.
+fn vm_hwm_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Size of the block that [`Generated`] repeats.
+const BLOCK: usize = 1 << 20;
+
+/// `len` bytes of generated data readable by range: a 1 MiB pseudo-random block repeated, so an
+/// 8 GiB stream costs 1 MiB of memory and no disk.
+struct Generated {
+    len: u64,
+    block: Arc<[u8]>,
+}
+
+impl Generated {
+    fn new(len: u64) -> Generated {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let block = (0..BLOCK)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        Generated { len, block }
+    }
+}
+
+impl RangeSource for Generated {
+    type Reader = GeneratedReader;
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    async fn open(&self, range: Range<u64>) -> io::Result<GeneratedReader> {
+        Ok(GeneratedReader {
+            block: self.block.clone(),
+            pos: range.start,
+            end: range.end,
+        })
+    }
+}
+
+/// The bytes `pos..end` of a [`Generated`] source.
+struct GeneratedReader {
+    block: Arc<[u8]>,
+    pos: u64,
+    end: u64,
+}
+
+impl AsyncRead for GeneratedReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let offset = (self.pos % BLOCK as u64) as usize;
+        let n = (BLOCK - offset)
+            .min(buf.remaining())
+            .min((self.end - self.pos) as usize);
+        buf.put_slice(&self.block[offset..offset + n]);
+        self.pos += n as u64;
+        Poll::Ready(Ok(()))
+    }
+}
