@@ -57,7 +57,9 @@ fn alternate(
     for round in 1..=runs {
         for (c, out) in contenders.iter().zip(&mut samples) {
             bed.clean()?;
-            let sample = measure::run((c.job)()?).with_context(|| c.label.clone())?;
+            let busy = measure::others_busy();
+            let mut sample = measure::run((c.job)()?).with_context(|| c.label.clone())?;
+            sample.overlapped = busy || measure::others_busy();
             let landed = bed.landed_bytes()?;
             if landed != bytes {
                 bail!(
@@ -95,10 +97,8 @@ fn throughput(
         let rates = mbps(s);
         let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = rates.iter().copied().fold(0.0, f64::max);
-        let cpu: Vec<f64> = s
-            .iter()
-            .map(|s| s.cpu.as_secs_f64() / (bytes as f64 / GIB as f64))
-            .collect();
+        let per_gib = |d: Duration| d.as_secs_f64() / (bytes as f64 / GIB as f64);
+        let cpu: Vec<f64> = s.iter().map(|s| per_gib(s.cpu)).collect();
         table.row(vec![
             c.label.clone(),
             num(median(&rates), 0),
@@ -107,6 +107,17 @@ fn throughput(
             num(reference / median(&rates), 2),
         ]);
     }
+    overlap_note(table, samples);
+}
+
+/// Says how many runs overlapped someone else's build or test.
+fn overlap_note(table: &mut Table, samples: &[Vec<Sample>]) {
+    let all: Vec<&Sample> = samples.iter().flatten().collect();
+    let busy = all.iter().filter(|s| s.overlapped).count();
+    table.note(format!(
+        "Runs with another build or test running at their start or end: {busy} of {}.",
+        all.len()
+    ));
 }
 
 const THROUGHPUT_HEADER: &[&str] = &[
@@ -201,7 +212,7 @@ pub fn loopback(bed: &Bed, plan: &Plan) -> anyhow::Result<Table> {
     );
     table.note(format!(
         "Ours negotiates {OUR_CIPHER}; CPU is the client process tree's user+system time \
-         (`wait4` rusage), sshd's is not counted. rclone: {}.",
+         (`wait4` rusage); sshd's is not counted. rclone: {}.",
         RCLONE_FLAGS.join(" ")
     ));
     Ok(table)
@@ -345,6 +356,7 @@ pub fn small_files(bed: &Bed, plan: &Plan) -> anyhow::Result<Table> {
             num(ours / rate(s), 2),
         ]);
     }
+    overlap_note(&mut table, &samples);
     table.note(format!(
         "Wall time from process start to exit (connect and login included for everyone). Ours \
          publishes each file atomically (temp name, size check, rename); `sftp` and rclone write \

@@ -31,6 +31,8 @@ pub struct Sample {
     pub max_rss_kib: u64,
     /// Its stdout (ours prints one JSON line).
     pub stdout: String,
+    /// Another build or test was running at its start or end (set by the caller).
+    pub overlapped: bool,
 }
 
 /// Runs `job` to completion; an exit other than 0 is an error carrying its stderr.
@@ -73,6 +75,7 @@ pub fn run(job: Job) -> anyhow::Result<Sample> {
         cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
         max_rss_kib: usage.ru_maxrss as u64,
         stdout,
+        overlapped: false,
     })
 }
 
@@ -99,4 +102,24 @@ pub fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Whether a build or test of anyone's is running now (`rustc`, `cargo `, a debug test binary):
+/// runs that overlap one are counted in the tables' notes.
+pub fn others_busy() -> bool {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()) && n != me)
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .any(|raw| {
+            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            cmd.contains("rustc") || cmd.contains("cargo ") || cmd.contains("/debug/deps/")
+        })
 }
