@@ -84,7 +84,7 @@ pub enum Error {
     },
 
     /// An SFTP request failed with a status from the server, or the SFTP channel broke.
-    #[error("SFTP {op} of {path:?} failed: {source}")]
+    #[error("SFTP {op} of {path:?} failed: {source}{}", failure_hint(op, source))]
     Sftp {
         op: &'static str,
         path: String,
@@ -200,5 +200,19 @@ fn sftp_class(e: &russh_sftp::client::error::Error) -> ErrorClass {
         E::IO(_) | E::Timeout | E::UnexpectedPacket | E::UnexpectedBehavior(_) => {
             ErrorClass::Transient
         }
+    }
+}
+
+/// OpenSSH answers a write it cannot complete with a bare `SSH_FX_FAILURE`: say what it usually means.
+fn failure_hint(op: &str, source: &russh_sftp::client::error::Error) -> &'static str {
+    match source {
+        russh_sftp::client::error::Error::Status(s)
+            if s.status_code == russh_sftp::protocol::StatusCode::Failure
+                && matches!(op, "write" | "fstat" | "close") =>
+        {
+            " (the server gave no reason; on a write this is usually a full disk or an exceeded \
+             quota on the partner)"
+        }
+        _ => "",
     }
 }

@@ -202,11 +202,9 @@ async fn a_full_partner_disk_fails_the_record_as_transient_and_leaves_no_temp_fi
     );
 }
 
-/// Guards the wording: OpenSSH answers ENOSPC/EDQUOT with a bare SSH_FX_FAILURE ("Failure"), so the
-/// operator reads "failed: Failure: Failure". Needs a change in crates/forward (see
-/// docs/RELIABILITY.md); run with `--ignored` to see it fail until then.
+/// Guards the wording: OpenSSH answers ENOSPC/EDQUOT with a bare SSH_FX_FAILURE ("Failure"), so
+/// the error must say what that usually means.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs crates/forward to explain SSH_FX_FAILURE on write (disk full or quota)"]
 async fn a_full_partner_disk_error_says_the_disk_or_quota_may_be_full() {
     let _serial = SERIAL.lock().await;
     let (err, _, _) = two_records_onto_a_full_disk().await;
