@@ -282,7 +282,12 @@ impl Bootstrap {
         let api = testkit::RuntimeApi::start();
         let log = std::env::temp_dir().join(format!("{}.log", unique("bootstrap")));
         let out = std::fs::File::create(&log).unwrap();
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bootstrap"));
+        // option_env!: the CLI's tests include this module too, and Cargo names the binary only
+        // for the lambda package's own tests.
+        let Some(bin) = option_env!("CARGO_BIN_EXE_bootstrap") else {
+            panic!("Bootstrap is for the lambda package's tests, which have the bootstrap binary")
+        };
+        let mut cmd = std::process::Command::new(bin);
         cmd.env_clear()
             .envs(lambda_env(&api.address(), secret))
             .envs(extra.iter().copied())
