@@ -58,7 +58,9 @@ fn alternate(
         for (c, out) in contenders.iter().zip(&mut samples) {
             bed.clean()?;
             let busy = measure::others_busy();
+            let machine_before = measure::machine_busy();
             let mut sample = measure::run((c.job)()?).with_context(|| c.label.clone())?;
+            sample.machine_cpu = measure::machine_busy() - machine_before;
             sample.overlapped = busy || measure::others_busy();
             let landed = bed.landed_bytes()?;
             if landed != bytes {
@@ -99,11 +101,13 @@ fn throughput(
         let hi = rates.iter().copied().fold(0.0, f64::max);
         let per_gib = |d: Duration| d.as_secs_f64() / (bytes as f64 / GIB as f64);
         let cpu: Vec<f64> = s.iter().map(|s| per_gib(s.cpu)).collect();
+        let machine: Vec<f64> = s.iter().map(|s| per_gib(s.machine_cpu)).collect();
         table.row(vec![
             c.label.clone(),
             num(median(&rates), 0),
             format!("{}–{}", num(lo, 0), num(hi, 0)),
             num(median(&cpu), 2),
+            num(median(&machine), 2),
             num(reference / median(&rates), 2),
         ]);
     }
@@ -125,6 +129,7 @@ const THROUGHPUT_HEADER: &[&str] = &[
     "median MB/s",
     "range MB/s",
     "client CPU s/GiB",
+    "machine CPU s/GiB",
     "ours (default K) / contender",
 ];
 
@@ -212,7 +217,7 @@ pub fn loopback(bed: &Bed, plan: &Plan) -> anyhow::Result<Table> {
     );
     table.note(format!(
         "Ours negotiates {OUR_CIPHER}; CPU is the client process tree's user+system time \
-         (`wait4` rusage); sshd's is not counted. rclone: {}.",
+         (`wait4` rusage); machine CPU is every CPU's busy time during the run (/proc/stat: client, sshd, kernel, and anything else running). rclone: {}.",
         RCLONE_FLAGS.join(" ")
     ));
     Ok(table)
@@ -289,7 +294,7 @@ pub fn s3(bed: &Bed, plan: &Plan, rt: &tokio::runtime::Runtime) -> anyhow::Resul
     table.note(format!(
         "Ours: `Forwarder::forward_with` on `S3Store` as `bootstrap` runs it (tags, GetObject, \
          ranged GETs per stripe, publish, receipt tag), K = {} (SFTP_FORWARD_PARALLELISM unset). \
-         rclone: s3 backend on moto (path style, AWS_CA_BUNDLE unset), {}. moto's CPU is not counted.",
+         rclone: s3 backend on moto (path style, AWS_CA_BUNDLE unset), {}. moto's CPU is in the machine column only.",
         Tuning::default().stripes,
         RCLONE_FLAGS.join(" ")
     ));
@@ -462,7 +467,7 @@ pub fn wan(bed: &Bed, plan: &Plan) -> anyhow::Result<Vec<Table>> {
             );
             table.note(format!(
                 "Each direction delayed {} ms by testkit::delay (userspace, in the harness process; \
-                 its copying CPU is not in the client column). sftp with {OUR_CIPHER} (our cipher); \
+                 its copying CPU is in the machine column only). sftp with {OUR_CIPHER} (our cipher); \
                  rclone: {}.",
                 rtt_ms as f64 / 2.0,
                 RCLONE_FLAGS.join(" ")

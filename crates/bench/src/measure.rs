@@ -31,6 +31,8 @@ pub struct Sample {
     pub max_rss_kib: u64,
     /// Its stdout (ours prints one JSON line).
     pub stdout: String,
+    /// Busy CPU of the whole machine during the run (set by the caller; see [`machine_busy`]).
+    pub machine_cpu: Duration,
     /// Another build or test was running at its start or end (set by the caller).
     pub overlapped: bool,
 }
@@ -75,6 +77,7 @@ pub fn run(job: Job) -> anyhow::Result<Sample> {
         cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
         max_rss_kib: usage.ru_maxrss as u64,
         stdout,
+        machine_cpu: Duration::ZERO,
         overlapped: false,
     })
 }
@@ -122,4 +125,26 @@ pub fn others_busy() -> bool {
             let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
             cmd.contains("rustc") || cmd.contains("cargo ") || cmd.contains("/debug/deps/")
         })
+}
+
+/// CPU time the whole machine has spent busy so far (all CPUs, from /proc/stat): around a run on
+/// a quiet machine, the client's plus sshd's plus the kernel's share.
+pub fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: everything but idle and iowait.
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| ticks.get(i))
+        .sum();
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(busy * 1000 / hz)
 }
