@@ -308,3 +308,78 @@ async fn a_batch_of_300_small_objects_is_delivered_with_none_lost() {
         N as f64 / elapsed.as_secs_f64()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_partner_gets_what_fits_before_the_deadline_and_the_rest_is_left_for_retry() {
+    const N: usize = 6;
+    let _serial = SERIAL.lock().await;
+    let aws = aws().await;
+    let bucket = aws.bucket("slow").await;
+    let (local, remote) = scratch_dir("slow");
+    // The partner 200 ms of round trip away: every SFTP step costs at least that.
+    let wan = testkit::delay::DelayProxy::start(
+        (sshd().host, sshd().port).into(),
+        Duration::from_millis(100),
+    );
+    let mut partner = partner_json(&remote);
+    partner["Port"] = serde_json::json!(wan.addr().port());
+    let secret = aws.secret(&partner).await;
+    let data = body(1 << 20);
+    for i in 0..N {
+        aws.put(&bucket, &format!("slow/{i}.bin"), &data).await;
+    }
+    let batch: Vec<(String, String)> = (0..N)
+        .map(|i| (format!("m-{i}"), s3_body(&bucket, &format!("slow/{i}.bin"))))
+        .collect();
+    let mut f = aws.forwarder(&secret, &[("SFTP_FORWARD_MIN_TIME_LEFT_SECS", "4")]);
+
+    // 8 s of invocation time, and no record is started with less than 4 s left.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let response = f.handle(&sqs_event(&batch), Some(deadline)).await.unwrap();
+    assert!(
+        Instant::now() <= deadline,
+        "the invocation must end before its deadline"
+    );
+    let failed = failures(&response);
+    let delivered: Vec<usize> = (0..N)
+        .filter(|i| local.join(format!("slow/{i}.bin")).exists())
+        .collect();
+    assert!(
+        !delivered.is_empty() && !failed.is_empty(),
+        "some fit, some are left: delivered {delivered:?}, failed {failed:?}"
+    );
+    assert_eq!(delivered.len() + failed.len(), N, "none lost: {failed:?}");
+    eprintln!(
+        "slow partner: {} delivered within the 8 s invocation, {} left for retry",
+        delivered.len(),
+        failed.len()
+    );
+    for i in &delivered {
+        assert!(
+            std::fs::read(local.join(format!("slow/{i}.bin"))).unwrap() == data,
+            "slow/{i}.bin differs"
+        );
+        assert!(!failed.contains(&format!("m-{i}")));
+    }
+
+    // SQS redelivers what was left; with time enough, all of it arrives.
+    let retry: Vec<(String, String)> = batch
+        .iter()
+        .filter(|(id, _)| failed.contains(id))
+        .cloned()
+        .collect();
+    let response = f
+        .handle(
+            &sqs_event(&retry),
+            Some(Instant::now() + Duration::from_secs(120)),
+        )
+        .await
+        .unwrap();
+    assert!(failures(&response).is_empty(), "{response}");
+    for i in 0..N {
+        assert!(
+            std::fs::read(local.join(format!("slow/{i}.bin"))).unwrap() == data,
+            "slow/{i}.bin differs after the retry"
+        );
+    }
+}
