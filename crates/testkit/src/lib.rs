@@ -76,7 +76,7 @@ const PORT_ATTEMPTS: u32 = 5;
 /// panics with the same message rather than trying again.
 pub fn sshd() -> &'static Sshd {
     static SSHD: OnceLock<Result<Sshd, String>> = OnceLock::new();
-    match SSHD.get_or_init(|| start(None)) {
+    match SSHD.get_or_init(|| start(None, Limits::default())) {
         Ok(sshd) => sshd,
         Err(e) => panic!("testkit: could not start sshd: {e}"),
     }
@@ -86,11 +86,43 @@ pub fn sshd() -> &'static Sshd {
 /// `ip netns exec`), listening on `addr:port` there. Not shared: the caller keeps it; it is stopped
 /// (and its user removed) when the process ends, like the shared one. The egress testbed's partner.
 pub fn sshd_in_netns(netns: &str, addr: Ipv4Addr, port: u16) -> Result<Sshd, String> {
-    start(Some(Netns {
-        name: netns.to_owned(),
-        addr,
-        port,
-    }))
+    start(
+        Some(Netns {
+            name: netns.to_owned(),
+            addr,
+            port,
+        }),
+        Limits::default(),
+    )
+}
+
+/// Another sshd on 127.0.0.1 like [`sshd()`], not shared, with its own `MaxSessions` (channels
+/// per connection) and `MaxStartups` (e.g. `"3:100:3"`: beyond 3 connections that have not
+/// logged in yet, every new one is dropped): a partner that protects itself under load.
+pub fn sshd_limited(max_sessions: u32, max_startups: &str) -> Result<Sshd, String> {
+    start(
+        None,
+        Limits {
+            max_sessions,
+            max_startups: max_startups.to_owned(),
+        },
+    )
+}
+
+/// sshd's per-connection and per-server limits.
+struct Limits {
+    max_sessions: u32,
+    max_startups: String,
+}
+
+impl Default for Limits {
+    /// Generous: tests open several channels per connection and many connections at once.
+    fn default() -> Self {
+        Limits {
+            max_sessions: 16,
+            max_startups: "100:30:200".into(),
+        }
+    }
 }
 
 /// Where a namespaced sshd listens.
@@ -257,7 +289,7 @@ impl Sshd {
 }
 
 /// Makes everything and starts sshd; an error says which step failed.
-fn start(netns: Option<Netns>) -> Result<Sshd, String> {
+fn start(netns: Option<Netns>, limits: Limits) -> Result<Sshd, String> {
     if !Path::new(SSHD_BIN).exists() {
         return Err(format!(
             "{SSHD_BIN} is missing: apt-get install openssh-server"
@@ -376,6 +408,7 @@ fn start(netns: Option<Netns>) -> Result<Sshd, String> {
         authorized_dir: &authorized_dir,
         user: &user,
         chroot: &chroot,
+        limits: &limits,
     };
     let (host, port) = match &netns {
         None => (Ipv4Addr::LOCALHOST, launch(&config, &log_path)?),
@@ -419,6 +452,7 @@ struct Config<'a> {
     authorized_dir: &'a Path,
     user: &'a str,
     chroot: &'a Path,
+    limits: &'a Limits,
 }
 
 impl Config<'_> {
@@ -438,9 +472,8 @@ PubkeyAuthentication yes
 KbdInteractiveAuthentication no
 AuthorizedKeysFile {authorized_dir}/%u
 Subsystem sftp internal-sftp -l INFO
-# Tests open several channels per connection and many connections at once.
-MaxSessions 16
-MaxStartups 100:30:200
+MaxSessions {max_sessions}
+MaxStartups {max_startups}
 LogLevel VERBOSE
 PrintMotd no
 
@@ -455,6 +488,8 @@ Match User {user}
             authorized_dir = self.authorized_dir.display(),
             user = self.user,
             chroot = self.chroot.display(),
+            max_sessions = self.limits.max_sessions,
+            max_startups = self.limits.max_startups,
         );
         fs::write(&self.path, text).map_err(|e| format!("write {}: {e}", self.path.display()))
     }
