@@ -105,6 +105,9 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
     let cfg = config_file.to_string_lossy().into_owned();
     job::provision(&repo, &["apply", "--config", &cfg], &moto.env())?;
     let stack = job::outputs(&repo, &["--config", &cfg], &moto.env())?;
+    // The secret now lives in (moto's) Secrets Manager: no private key stays on disk.
+    std::fs::remove_file(&secret_file)
+        .with_context(|| format!("remove {}", secret_file.display()))?;
     println!(
         "   Elastic IPs to give the partner for its allowlist: {} (eip-one), {} (eip-two)",
         stack.elastic_ips[0], stack.elastic_ips[1]
