@@ -360,21 +360,30 @@ impl Session {
         main: Lane,
     ) -> Result<u64, Error> {
         let len = source.len();
-        let mut lanes = vec![main];
+        // Every extra channel opens the temporary file, all at once (round trips add up on a WAN).
+        let mut opening = JoinSet::new();
         for sftp in channels.iter().skip(1) {
-            let temp_path = &lanes[0].temp_path;
-            match sftp
-                .open(temp_path, OpenFlags::WRITE, FileAttributes::empty())
-                .await
-            {
-                Ok(h) => lanes.push(Lane {
-                    sftp: sftp.clone(),
+            let (sftp, temp_path) = (sftp.clone(), main.temp_path.clone());
+            opening.spawn(async move {
+                let opened = sftp
+                    .open(&temp_path, OpenFlags::WRITE, FileAttributes::empty())
+                    .await;
+                (sftp, opened)
+            });
+        }
+        let mut lanes = vec![main];
+        while let Some(done) = opening.join_next().await {
+            match done {
+                Ok((sftp, Ok(h))) => lanes.push(Lane {
+                    sftp,
                     handle: h.handle,
                     ..lanes[0].clone()
                 }),
+                Ok((_, Err(e))) => {
+                    tracing::warn!(error = %e, "a channel could not open the temporary file; fewer stripes")
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "a second channel could not open the temporary file; fewer stripes");
-                    break;
+                    tracing::warn!(error = %e, "opening the temporary file failed; fewer stripes")
                 }
             }
         }

@@ -161,7 +161,8 @@ pub async fn scan_host_key(host: &str, port: u16, tuning: &Tuning) -> Result<Pub
 
 /// An authenticated SSH connection to the partner with one SFTP channel.
 pub struct Session {
-    ssh: client::Handle<Pinned>,
+    /// Shared so that extra SFTP channels can be opened concurrently.
+    ssh: Arc<client::Handle<Pinned>>,
     pub(crate) sftp: Arc<RawSftpSession>,
     pub(crate) addr: String,
     pub(crate) remote_directory: String,
@@ -258,7 +259,7 @@ impl Session {
         tracing::debug!(%addr, %host_key, posix_rename, chunk_size, "connected");
 
         Ok(Session {
-            ssh,
+            ssh: Arc::new(ssh),
             sftp: Arc::new(sftp),
             addr,
             remote_directory: partner.remote_directory.clone(),
@@ -320,16 +321,24 @@ impl Session {
     /// that opened are used and no more are asked for on this connection.
     pub(crate) async fn sftp_channels(&mut self, want: usize) -> Vec<Arc<RawSftpSession>> {
         let want = want.max(1).min(self.channel_cap.unwrap_or(usize::MAX));
-        while self.extra.len() + 1 < want {
-            match open_sftp(&self.ssh, &self.addr, self.request_timeout).await {
-                Ok((sftp, _, _)) => self.extra.push(Arc::new(sftp)),
-                Err(e) => {
-                    let cap = self.extra.len() + 1;
-                    tracing::warn!(error = %e, channels = cap, "the server refused another SFTP channel; striping over fewer");
-                    self.channel_cap = Some(cap);
-                    break;
-                }
+        // All missing channels at once: over a WAN each open costs several round trips.
+        let mut opening = tokio::task::JoinSet::new();
+        for _ in (self.extra.len() + 1)..want {
+            let (ssh, addr, limit) = (self.ssh.clone(), self.addr.clone(), self.request_timeout);
+            opening.spawn(async move { open_sftp(&ssh, &addr, limit).await });
+        }
+        let mut refused = None;
+        while let Some(done) = opening.join_next().await {
+            match done {
+                Ok(Ok((sftp, _, _))) => self.extra.push(Arc::new(sftp)),
+                Ok(Err(e)) => refused = Some(e.to_string()),
+                Err(e) => refused = Some(e.to_string()),
             }
+        }
+        if let Some(error) = refused {
+            let cap = self.extra.len() + 1;
+            tracing::warn!(%error, channels = cap, "the server refused another SFTP channel; striping over fewer");
+            self.channel_cap = Some(cap);
         }
         let mut all = vec![self.sftp.clone()];
         all.extend(self.extra.iter().take(want - 1).cloned());
