@@ -550,14 +550,10 @@ fn noise_file(seed: u64, len: u64) -> (tempfile::TempDir, std::path::PathBuf, St
     (dir, file, sha256_of_reader(Noise::new(seed, len)))
 }
 
-/// The sessions (SFTP channels: the user's ForceCommand is internal-sftp) sshd started for the
-/// connection from local `port`.
+/// The SFTP channels sshd started for the connection from local `port`.
 fn sftp_channels_from_port(port: u16) -> usize {
-    testkit::sshd()
-        .log()
-        .lines()
-        .filter(|l| l.contains("Starting session:") && l.contains(&format!(" port {port} id ")))
-        .count()
+    let s = testkit::sshd();
+    s.sessions_from_port(&s.log(), port)
 }
 
 #[tokio::test]

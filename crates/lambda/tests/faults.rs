@@ -16,19 +16,6 @@ use util::*;
 /// One test at a time: one kills every session of this binary's sshd.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// `len` bytes that differ at every offset (a shifted or truncated copy would not compare equal).
-fn body(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// The function's JSON log lines that carry an `outcome`, as (outcome, class, reason).
 fn outcomes(log: &str) -> Vec<(String, String, String)> {
     log.lines()
@@ -55,7 +42,7 @@ async fn sshd_sessions_killed_mid_transfer_fail_the_item_as_transient_and_the_re
     let aws = aws().await;
     let bucket = aws.bucket("killed").await;
     let key = "big/killed.bin";
-    let data = body(64 << 20);
+    let data = noise(64 << 20);
     aws.put(&bucket, key, &data).await;
     let (local, remote) = scratch_dir("killed");
     let secret = aws.secret(&partner_json(&remote)).await;
@@ -172,7 +159,7 @@ async fn two_records_onto_a_full_disk() -> (String, Vec<(PathBuf, u64)>, PathBuf
     let secret = aws.secret(&partner_json(&format!("{remote}/full"))).await;
     let mut f = aws.forwarder(&secret, &[]);
     aws.put(&bucket, "fits.txt", b"small enough").await;
-    aws.put(&bucket, "too-big.bin", &body(4 << 20)).await;
+    aws.put(&bucket, "too-big.bin", &noise(4 << 20)).await;
     let mut event: Value = serde_json::from_str(&s3_body(&bucket, "too-big.bin")).unwrap();
     let fits: Value = serde_json::from_str(&s3_body(&bucket, "fits.txt")).unwrap();
     event["Records"]
@@ -324,7 +311,7 @@ async fn a_slow_partner_gets_what_fits_before_the_deadline_and_the_rest_is_left_
     let mut partner = partner_json(&remote);
     partner["Port"] = serde_json::json!(wan.addr().port());
     let secret = aws.secret(&partner).await;
-    let data = body(1 << 20);
+    let data = noise(1 << 20);
     for i in 0..N {
         aws.put(&bucket, &format!("slow/{i}.bin"), &data).await;
     }

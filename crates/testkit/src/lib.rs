@@ -198,11 +198,30 @@ impl Sshd {
     /// Source addresses of the logins in `log` (a part of [`Sshd::log`]), oldest first, from
     /// sshd's `Accepted publickey for USER from ADDRESS port P` lines.
     pub fn login_sources(&self, log: &str) -> Vec<String> {
+        self.logins(log).into_iter().map(|(addr, _)| addr).collect()
+    }
+
+    /// `(address, port)` of the client of each login in `log`, oldest first.
+    pub fn logins(&self, log: &str) -> Vec<(String, u16)> {
         let marker = format!("Accepted publickey for {} from ", self.user);
         log.lines()
             .filter_map(|l| l.split_once(&marker))
-            .filter_map(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
+            .filter_map(|(_, rest)| {
+                let mut words = rest.split_whitespace();
+                let addr = words.next()?.to_owned();
+                let port = words.nth(1)?.parse().ok()?; // "<addr> port <port> ssh2..."
+                Some((addr, port))
+            })
             .collect()
+    }
+
+    /// How many sessions (channels: for the test user, each one an SFTP server) sshd started in
+    /// `log` for the connection from client port `port`.
+    pub fn sessions_from_port(&self, log: &str, port: u16) -> usize {
+        let tag = format!(" port {port} id ");
+        log.lines()
+            .filter(|l| l.contains("Starting session:") && l.contains(&tag))
+            .count()
     }
 
     /// Where [`Sshd::log`] reads from.

@@ -119,18 +119,22 @@ impl Aws {
         )
     }
 
-    /// A queue that the bucket notifies on every object creation; the s3:TestEvent is drained.
-    pub async fn notifying_queue(&self, bucket: &str) -> String {
-        use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
-        let url = self
-            .sqs
+    /// A new empty queue named after `hint`; returns its URL.
+    pub async fn queue(&self, hint: &str) -> String {
+        self.sqs
             .create_queue()
-            .queue_name(unique("inbox"))
+            .queue_name(unique(hint))
             .send()
             .await
             .unwrap()
             .queue_url
-            .unwrap();
+            .unwrap()
+    }
+
+    /// A queue that the bucket notifies on every object creation; the s3:TestEvent is drained.
+    pub async fn notifying_queue(&self, bucket: &str) -> String {
+        use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+        let url = self.queue("inbox").await;
         let arn = self
             .sqs
             .get_queue_attributes()
@@ -325,4 +329,18 @@ impl Drop for Bootstrap {
     fn drop(&mut self) {
         std::fs::remove_file(&self.log).ok();
     }
+}
+
+/// `len` pseudo-random bytes (xorshift) that differ at every offset: a shifted, truncated or
+/// misplaced copy never compares equal.
+pub fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
