@@ -3,36 +3,18 @@
 
 mod util;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use testkit::{moto, scratch_dir, RuntimeApi};
+use testkit::{scratch_dir, RuntimeApi};
 use util::*;
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Start `bootstrap` with JSON logs; its stdout and stderr go to `log`.
 fn start_bootstrap(api: &RuntimeApi, secret: &str, log: &std::path::Path) -> Running {
     let out = std::fs::File::create(log).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
     cmd.env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("AWS_LAMBDA_RUNTIME_API", api.address())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "sftp-forward")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/sftp-forward")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-        .env("SFTP_FORWARD_SECRET_ID", secret)
-        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-        .envs(moto().env())
+        .envs(lambda_env(&api.address(), secret))
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
         .stderr(out);

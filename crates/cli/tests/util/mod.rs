@@ -49,16 +49,7 @@ pub async fn sftp_forward(args: &[&str]) -> Run {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sftp-forward"));
     cmd.args(args).envs(moto().env()).kill_on_drop(true);
     cmd.stdin(std::process::Stdio::null());
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("sftp-forward {args:?} did not finish within 2 minutes"))
-        .unwrap();
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert_no_key_material(&run);
+    let run = run_bounded(cmd, &format!("sftp-forward {args:?}")).await;
     // `SFTP_FORWARD_TEST_ECHO=1 cargo test -p cli -- --nocapture` shows every run, for debugging.
     if std::env::var_os("SFTP_FORWARD_TEST_ECHO").is_some() {
         eprintln!(
@@ -94,9 +85,14 @@ pub async fn sftp_forward_tty(args: &[&str], term: &str) -> Run {
     .env("TERM", term)
     .stdin(std::process::Stdio::null())
     .kill_on_drop(true);
+    run_bounded(cmd, &format!("script {line:?}")).await
+}
+
+/// Runs `cmd` to completion (two minutes at most) and checks its output holds no key material.
+async fn run_bounded(mut cmd: tokio::process::Command, what: &str) -> Run {
     let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
         .await
-        .unwrap_or_else(|_| panic!("script {line:?} did not finish within 2 minutes"))
+        .unwrap_or_else(|_| panic!("{what} did not finish within 2 minutes"))
         .unwrap();
     let run = Run {
         code: out.status.code().unwrap_or(-1),
@@ -160,7 +156,7 @@ pub fn screen_lines(transcript: &str) -> Vec<String> {
 // helpers the Lambda tests use, not a copy of them.
 #[path = "../../../lambda/tests/util/mod.rs"]
 mod shared;
-pub use shared::{aws, partner_json, s3_body, unique, Aws};
+pub use shared::{aws, partner_json, s3_body, Aws};
 
 /// What a test that moves objects needs: AWS clients, a fresh bucket, a fresh directory on the
 /// partner (on this machine's disk, and as the secret names it) and a secret for it:
@@ -195,15 +191,7 @@ pub trait DlqExt {
 impl DlqExt for Aws {
     /// A queue holding these message bodies; returns its URL.
     async fn queue_with(&self, bodies: &[String]) -> String {
-        let url = self
-            .sqs
-            .create_queue()
-            .queue_name(unique("dlq"))
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
+        let url = self.queue("dlq").await;
         for body in bodies {
             self.sqs
                 .send_message()
