@@ -14,7 +14,8 @@
 //! and `test-connection`): host key, login, write probe, and the public IP the partner sees.
 
 pub mod check;
-pub mod event;
+/// Event decoding lives in its own crate (the fuzz targets build it without the AWS SDKs).
+pub use sftp_forward_event as event;
 pub mod handler;
 pub mod receipt;
 pub mod secret;

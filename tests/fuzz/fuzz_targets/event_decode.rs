@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sftp_forward_lambda::event::{decode, decode_message_body, Invocation, Work};
+use sftp_forward_event::{decode, decode_message_body, Invocation, Work};
 
 #[path = "safe.rs"]
 mod safe;

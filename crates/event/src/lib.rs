@@ -48,7 +48,7 @@ pub enum Invocation {
     Sqs(Vec<Item>),
     /// An S3 notification or EventBridge event: fail the invocation if any item failed.
     Direct(Vec<Item>),
-    /// `{"check": true}`: run the egress self-check ([`crate::check`]) instead of forwarding.
+    /// `{"check": true}`: run the egress self-check (the function's `check` module) instead of forwarding.
     Check,
 }
 
