@@ -4,7 +4,8 @@
 //!
 //! - `publish PARTNER_JSON STRIPES SOURCE NAME`: one `Connector::publish_ranges`; SOURCE is a
 //!   file path or `gen:BYTES` (generated, nothing on disk: the 8 GiB RSS case);
-//! - `publish-dir PARTNER_JSON DIR`: every file of DIR over one `Connector` (connection reuse);
+//! - `publish-dir PARTNER_JSON DIR`: every file of DIR over one `Connector` (connection reuse),
+//!   with `Connector::publish_all` (several files at once, one SFTP channel each);
 //! - `forward-s3 BUCKET KEY NAME`: the Lambda path (`Forwarder::forward_with` on `S3Store`),
 //!   configured by the environment like `bootstrap` (`SFTP_FORWARD_SECRET_ID`, `AWS_*`).
 
@@ -52,14 +53,19 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
                 .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
                 .collect::<Result<_, _>>()?;
             names.sort();
-            let mut bytes = 0;
+            let mut files = Vec::new();
             for name in &names {
                 let source = FileRanges::new(Path::new(dir).join(name)).await?;
-                let path = RemotePath::parse(name)?;
-                bytes += connector
-                    .publish_ranges(&source, &path, Overwrite::Overwrite)
-                    .await?
-                    .bytes;
+                files.push((source, RemotePath::parse(name)?));
+            }
+            let mut bytes = 0;
+            for (done, name) in connector
+                .publish_all(&files, Overwrite::Overwrite)
+                .await?
+                .into_iter()
+                .zip(&names)
+            {
+                bytes += done.with_context(|| format!("publishing {name}"))?.bytes;
             }
             (bytes, names.len())
         }

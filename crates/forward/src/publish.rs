@@ -4,10 +4,16 @@
 //!
 //! ```text
 //! stat final (policy) → mkdir -p parent → open .name.<rand>.part (exclusive)
-//!   → WRITEs, several in flight → fstat == bytes sent == expected → close
+//!   → WRITEs, several in flight, then FSTAT and CLOSE right behind them
+//!     (one round trip: requests on one file are processed in order)
+//!   → all WRITEs acknowledged, fstat == bytes sent == expected, close ok
 //!   → posix-rename (atomic replace) | rename → done
 //! on any error: close + remove the temporary file (best effort)
 //! ```
+//!
+//! Many files ([`Connector::publish_all`]) share the connection's SFTP channels: each channel
+//! publishes one file at a time, so a batch of small files costs about (files / channels) ×
+//! (open, write + fstat + close, rename) round trips.
 //!
 //! A source that can be read by byte range ([`RangeSource`]: an S3 object, a local file) is
 //! written in stripes: K SFTP channels of the one SSH connection each open the same temporary
@@ -18,21 +24,25 @@
 use std::future::Future;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use rand::Rng;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::client::RawSftpSession;
-use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
+use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, Status, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::error::Error;
 use crate::route::RemotePath;
-use crate::session::{bounded, Connector, Session};
+use crate::session::{bounded, lock, Connector, Session};
 
 /// What to do when the final name already exists on the partner.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -108,8 +118,18 @@ impl FileRanges {
     /// The file at `path`, with its current length.
     pub async fn new(path: impl Into<PathBuf>) -> std::io::Result<FileRanges> {
         let path = path.into();
-        let len = tokio::fs::metadata(&path).await?.len();
-        Ok(FileRanges { path, len })
+        let meta = tokio::fs::metadata(&path).await?;
+        if !meta.is_file() {
+            // A directory or a pipe cannot be read by range (nor be one file on the partner).
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        Ok(FileRanges {
+            path,
+            len: meta.len(),
+        })
     }
 }
 
@@ -188,6 +208,28 @@ impl Connector {
         self.publish_payload(payload, path, policy).await
     }
 
+    /// Publish many files over the kept connection, several at once. Files smaller than
+    /// `stripe_min_bytes` go concurrently, each on its own SFTP channel (as many channels as
+    /// the partner's parallelism and the server allow); larger ones follow one after another,
+    /// each in stripes. Every file is published as by [`Connector::publish_ranges`] (temporary
+    /// name, size check, rename) and has its own result, in the order of `files`. `Err` only
+    /// when no connection could be opened.
+    pub async fn publish_all<S: RangeSource>(
+        &mut self,
+        files: &[(S, RemotePath)],
+        policy: Overwrite,
+    ) -> Result<Vec<Result<Published, Error>>, Error> {
+        let results = self.session().await?.publish_all(files, policy).await;
+        if let Some(lost) = results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .find(|e| e.connection_lost())
+        {
+            self.discard_if_broken(lost);
+        }
+        Ok(results)
+    }
+
     async fn publish_payload<R: AsyncRead + Unpin, S: RangeSource>(
         &mut self,
         payload: Payload<'_, R, S>,
@@ -206,9 +248,76 @@ impl Connector {
 }
 
 impl Session {
-    /// Publish a payload as `path` under `RemoteDirectory`; see the module doc for the steps.
+    /// Publish a payload as `path` under `RemoteDirectory`, striped over as many channels as
+    /// its size calls for; see the module doc for the steps.
     async fn publish_payload<R: AsyncRead + Unpin, S: RangeSource>(
         &mut self,
+        payload: Payload<'_, R, S>,
+        path: &RemotePath,
+        policy: Overwrite,
+    ) -> Result<Published, Error> {
+        // Stripes: one per `stripe_min_bytes`, at most the partner's parallelism.
+        let channels = match &payload {
+            Payload::Ranges(s) => {
+                let k = (s.len() / self.stripe_min_bytes).clamp(1, self.stripes as u64) as usize;
+                self.sftp_channels(k).await
+            }
+            Payload::Stream { .. } => vec![self.sftp.clone()],
+        };
+        self.publish_on(&channels, payload, path, policy).await
+    }
+
+    /// See [`Connector::publish_all`]: the small files shared out among up to `stripes`
+    /// channels (each channel takes the next file when it is done with one), then the large ones.
+    async fn publish_all<S: RangeSource>(
+        &mut self,
+        files: &[(S, RemotePath)],
+        policy: Overwrite,
+    ) -> Vec<Result<Published, Error>> {
+        let (small, large): (Vec<usize>, Vec<usize>) =
+            (0..files.len()).partition(|&i| files[i].0.len() < self.stripe_min_bytes);
+        let mut results: Vec<Option<Result<Published, Error>>> =
+            files.iter().map(|_| None).collect();
+        if !small.is_empty() {
+            let channels = self.sftp_channels(small.len().min(self.stripes)).await;
+            let (this, next) = (&*self, AtomicUsize::new(0));
+            let workers = channels.iter().map(|channel| {
+                let (small, next) = (&small, &next);
+                async move {
+                    let mut done = Vec::new();
+                    while let Some(&i) = small.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let (source, path) = &files[i];
+                        let payload: Payload<'_, tokio::io::Empty, S> = Payload::Ranges(source);
+                        let one = std::slice::from_ref(channel);
+                        done.push((i, this.publish_on(one, payload, path, policy).await));
+                    }
+                    done
+                }
+            });
+            for (i, result) in futures_util::future::join_all(workers)
+                .await
+                .into_iter()
+                .flatten()
+            {
+                results[i] = Some(result);
+            }
+        }
+        for i in large {
+            let (source, path) = &files[i];
+            let payload: Payload<'_, tokio::io::Empty, S> = Payload::Ranges(source);
+            results[i] = Some(self.publish_payload(payload, path, policy).await);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every file was published or failed"))
+            .collect()
+    }
+
+    /// Publish a payload as `path` over `channels` (the first one opens, checks and renames;
+    /// the others only write stripes).
+    async fn publish_on<R: AsyncRead + Unpin, S: RangeSource>(
+        &self,
+        channels: &[Arc<RawSftpSession>],
         payload: Payload<'_, R, S>,
         path: &RemotePath,
         policy: Overwrite,
@@ -217,13 +326,14 @@ impl Session {
         let final_path = join2(&dir, path.file_name());
         let expected_len = payload.expected_len();
         let span = tracing::info_span!("publish", remote_path = %final_path, expected_len);
-        self.publish_at(payload, path, &dir, final_path, policy)
+        self.publish_at(channels, payload, path, &dir, final_path, policy)
             .instrument(span)
             .await
     }
 
     async fn publish_at<R: AsyncRead + Unpin, S: RangeSource>(
-        &mut self,
+        &self,
+        channels: &[Arc<RawSftpSession>],
         payload: Payload<'_, R, S>,
         path: &RemotePath,
         dir: &str,
@@ -231,9 +341,10 @@ impl Session {
         policy: Overwrite,
     ) -> Result<Published, Error> {
         let started = Instant::now();
+        let on = &channels[0];
         let expected_len = payload.expected_len();
         if policy != Overwrite::Overwrite {
-            if let Some(existing) = self.size_of(&final_path).await? {
+            if let Some(existing) = self.size_of(on, &final_path).await? {
                 match policy {
                     Overwrite::FailIfExists => {
                         return Err(Error::AlreadyExists { path: final_path })
@@ -256,31 +367,32 @@ impl Session {
             }
         }
 
-        self.create_dirs(path.parent()).await?;
+        self.create_dirs(on, path.parent()).await?;
         let temp_path = join2(dir, &temp_name(path.file_name()));
-        let handle = match self.open_exclusive(&temp_path).await {
+        let handle = match self.open_exclusive(on, &temp_path).await {
             // The directory may have been removed since we cached it: check once more.
             Err(Error::Sftp {
                 source: SftpError::Status(s),
                 ..
             }) if s.status_code == StatusCode::NoSuchFile => {
-                self.known_dirs.clear();
-                self.create_dirs(path.parent()).await?;
-                self.open_exclusive(&temp_path).await?
+                lock(&self.known_dirs).clear();
+                self.create_dirs(on, path.parent()).await?;
+                self.open_exclusive(on, &temp_path).await?
             }
             other => other?,
         };
 
-        // Stripes: one per `stripe_min_bytes`, at most the partner's parallelism.
-        let channels = match &payload {
-            Payload::Ranges(s) => {
-                let k = (s.len() / self.stripe_min_bytes).clamp(1, self.stripes as u64) as usize;
-                self.sftp_channels(k).await
-            }
-            Payload::Stream { .. } => vec![self.sftp.clone()],
-        };
+        let closed = AtomicBool::new(false);
         let written = self
-            .upload_and_rename(payload, &channels, &handle, &temp_path, &final_path, policy)
+            .upload_and_rename(
+                payload,
+                channels,
+                &handle,
+                &temp_path,
+                &final_path,
+                policy,
+                &closed,
+            )
             .await;
         match written {
             Ok(bytes) => {
@@ -298,12 +410,17 @@ impl Session {
                 })
             }
             Err(e) => {
-                self.remove_temp(&handle, &temp_path, &e).await;
+                let handle = (!closed.load(Ordering::Relaxed)).then_some(handle.as_str());
+                self.remove_temp(on, handle, &temp_path, &e).await;
                 Err(e)
             }
         }
     }
 
+    /// Writes the payload through `channels[0]`'s `handle` (and the other channels' own
+    /// handles when striped), checks the size, closes and renames. Sets `closed` once the
+    /// CLOSE of `handle` is sent.
+    #[allow(clippy::too_many_arguments)]
     async fn upload_and_rename<R: AsyncRead + Unpin, S: RangeSource>(
         &self,
         payload: Payload<'_, R, S>,
@@ -312,25 +429,44 @@ impl Session {
         temp_path: &str,
         final_path: &str,
         policy: Overwrite,
+        closed: &AtomicBool,
     ) -> Result<u64, Error> {
+        let main = &channels[0];
         let lane = Lane {
-            sftp: self.sftp.clone(),
+            sftp: main.clone(),
             handle: handle.to_owned(),
             chunk_size: self.chunk_size,
             writes_in_flight: self.writes_in_flight,
             temp_path: temp_path.to_owned(),
         };
-        let sent = match payload {
+        let (sent, writes) = match payload {
             Payload::Stream {
                 source,
                 expected_len,
-            } => lane.write(source, 0, expected_len).await?,
-            Payload::Ranges(source) => self.striped_writes(source, channels, lane).await?,
+            } => lane.send(source, 0, expected_len).await?,
+            Payload::Ranges(source) if channels.len() == 1 => {
+                let reader = source
+                    .open(0..source.len())
+                    .await
+                    .map_err(|source| Error::Source { sent: 0, source })?;
+                lane.send(reader, 0, Some(source.len())).await?
+            }
+            Payload::Ranges(source) => (
+                self.striped_writes(source, channels, lane.clone()).await?,
+                Replies::default(),
+            ),
         };
-        let remote = self
-            .sftp
-            .fstat(handle)
-            .await
+        // FSTAT and CLOSE go out right behind the last WRITE: a server processes the requests
+        // on one file in the order received (draft-ietf-secsh-filexfer-13, 4.2), so a single
+        // round trip settles the writes, the size and the close. (A server that reorders them
+        // fails the file with a size mismatch or a write error: never a wrong rename.)
+        let fstat = Started::now(Box::pin(main.fstat(handle))).await;
+        let close = Started::now(Box::pin(main.close(handle))).await;
+        closed.store(true, Ordering::Relaxed);
+        let written = writes.drain(temp_path).await;
+        let (remote, close) = (fstat.finish().await, close.finish().await);
+        written?;
+        let remote = remote
             .map_err(|e| Error::sftp("fstat", temp_path, e))?
             .attrs
             .size;
@@ -341,11 +477,8 @@ impl Session {
                 sent,
             });
         }
-        self.sftp
-            .close(handle)
-            .await
-            .map_err(|e| Error::sftp("close", temp_path, e))?;
-        self.rename_into_place(temp_path, final_path, policy)
+        close.map_err(|e| Error::sftp("close", temp_path, e))?;
+        self.rename_into_place(main, temp_path, final_path, policy)
             .await?;
         Ok(sent)
     }
@@ -443,6 +576,7 @@ impl Session {
 
     async fn rename_into_place(
         &self,
+        on: &RawSftpSession,
         temp_path: &str,
         final_path: &str,
         policy: Overwrite,
@@ -455,7 +589,7 @@ impl Session {
                 data.extend_from_slice(&(s.len() as u32).to_be_bytes());
                 data.extend_from_slice(s.as_bytes());
             }
-            return match self.sftp.extended("posix-rename@openssh.com", data).await {
+            return match on.extended("posix-rename@openssh.com", data).await {
                 Ok(Packet::Status(s)) if s.status_code == StatusCode::Ok => Ok(()),
                 Ok(Packet::Status(s)) => Err(Error::sftp(
                     "posix-rename",
@@ -471,10 +605,10 @@ impl Session {
             };
         }
         // Plain SFTP rename never replaces an existing file (OpenSSH links, then unlinks).
-        match self.sftp.rename(temp_path, final_path).await {
+        match on.rename(temp_path, final_path).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                let exists = self.size_of(final_path).await?.is_some();
+                let exists = self.size_of(on, final_path).await?.is_some();
                 match (exists, replace) {
                     (true, false) => Err(Error::AlreadyExists {
                         path: final_path.to_owned(),
@@ -482,12 +616,10 @@ impl Session {
                     (true, true) => {
                         // No atomic replace on this server: remove, then rename. The final
                         // name is briefly absent, but never holds a partial file.
-                        self.sftp
-                            .remove(final_path)
+                        on.remove(final_path)
                             .await
                             .map_err(|e| Error::sftp("remove", final_path, e))?;
-                        self.sftp
-                            .rename(temp_path, final_path)
+                        on.rename(temp_path, final_path)
                             .await
                             .map(|_| ())
                             .map_err(|e| Error::sftp("rename", final_path, e))
@@ -503,7 +635,7 @@ impl Session {
     /// the error says why not (a missing directory or a permission refusal is permanent).
     pub async fn check_writable(&mut self) -> Result<(), Error> {
         let probe = join2(&self.remote_directory, &temp_name("sftp-forward-probe"));
-        let handle = self.open_exclusive(&probe).await?;
+        let handle = self.open_exclusive(&self.sftp, &probe).await?;
         let closed = self.sftp.close(handle).await;
         self.sftp
             .remove(&probe)
@@ -514,18 +646,17 @@ impl Session {
         Ok(())
     }
 
-    async fn open_exclusive(&self, temp_path: &str) -> Result<String, Error> {
+    async fn open_exclusive(&self, on: &RawSftpSession, temp_path: &str) -> Result<String, Error> {
         let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUDE;
-        self.sftp
-            .open(temp_path, flags, FileAttributes::empty())
+        on.open(temp_path, flags, FileAttributes::empty())
             .await
             .map(|h| h.handle)
             .map_err(|e| Error::sftp("open", temp_path, e))
     }
 
     /// Size of `path` if it exists, `None` if it does not.
-    async fn size_of(&self, path: &str) -> Result<Option<u64>, Error> {
-        match self.sftp.stat(path).await {
+    async fn size_of(&self, on: &RawSftpSession, path: &str) -> Result<Option<u64>, Error> {
+        match on.stat(path).await {
             Ok(attrs) => Ok(Some(attrs.attrs.size.unwrap_or(0))),
             Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => Ok(None),
             Err(e) => Err(Error::sftp("stat", path, e)),
@@ -533,13 +664,13 @@ impl Session {
     }
 
     /// `mkdir -p` for the parent segments under `RemoteDirectory` (which must exist).
-    async fn create_dirs(&mut self, parent: &[String]) -> Result<(), Error> {
+    async fn create_dirs(&self, on: &RawSftpSession, parent: &[String]) -> Result<(), Error> {
         for depth in 1..=parent.len() {
             let dir = self.join(&parent[..depth]);
-            if self.known_dirs.contains(&dir) {
+            if lock(&self.known_dirs).contains(&dir) {
                 continue;
             }
-            match self.sftp.stat(&dir).await {
+            match on.stat(&dir).await {
                 Ok(a) if a.attrs.is_dir() => {}
                 Ok(_) => {
                     return Err(Error::sftp(
@@ -549,35 +680,43 @@ impl Session {
                     ))
                 }
                 Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => {
-                    if let Err(e) = self.sftp.mkdir(&dir, FileAttributes::empty()).await {
+                    if let Err(e) = on.mkdir(&dir, FileAttributes::empty()).await {
                         // Another publisher may have created it meanwhile.
-                        if !self.sftp.stat(&dir).await.is_ok_and(|a| a.attrs.is_dir()) {
+                        if !on.stat(&dir).await.is_ok_and(|a| a.attrs.is_dir()) {
                             return Err(Error::sftp("mkdir", &dir, e));
                         }
                     }
                 }
                 Err(e) => return Err(Error::sftp("stat", &dir, e)),
             }
-            self.known_dirs.insert(dir);
+            lock(&self.known_dirs).insert(dir);
         }
         Ok(())
     }
 
-    /// Best effort: close the handle and delete the temporary file, bounded in time.
-    async fn remove_temp(&mut self, handle: &str, temp_path: &str, cause: &Error) {
+    /// Best effort: close the handle (unless its CLOSE was sent already) and delete the
+    /// temporary file, bounded in time.
+    async fn remove_temp(
+        &self,
+        on: &RawSftpSession,
+        handle: Option<&str>,
+        temp_path: &str,
+        cause: &Error,
+    ) {
         if cause.connection_lost() {
             tracing::warn!(
                 temp_path,
                 "connection lost; the temporary file stays until the next connection removes it \
                  (never under the final name)"
             );
-            self.orphans.push(temp_path.to_owned());
+            lock(&self.orphans).push(temp_path.to_owned());
             return;
         }
         let cleanup = async {
-            let _ = self.sftp.close(handle).await;
-            self.sftp
-                .remove(temp_path)
+            if let Some(handle) = handle {
+                let _ = on.close(handle).await;
+            }
+            on.remove(temp_path)
                 .await
                 .map(|_| ())
                 .map_err(|e| Error::sftp("remove", temp_path, e))
@@ -614,15 +753,29 @@ struct Lane {
 
 impl Lane {
     /// Reads `source` in `chunk_size` pieces and keeps up to `writes_in_flight` WRITEs
-    /// outstanding, starting at offset `start`. Memory: at most (in flight + 1) chunks.
-    /// Returns the bytes written; more or fewer than `expected_len` is an error.
+    /// outstanding, starting at offset `start`, until every WRITE is acknowledged. Memory: at
+    /// most (in flight + 1) chunks. Returns the bytes written; more or fewer than
+    /// `expected_len` is an error.
     async fn write<R: AsyncRead + Unpin>(
+        &self,
+        source: R,
+        start: u64,
+        expected_len: Option<u64>,
+    ) -> Result<u64, Error> {
+        let (written, replies) = self.send(source, start, expected_len).await?;
+        replies.drain(&self.temp_path).await?;
+        Ok(written)
+    }
+
+    /// As [`Lane::write`], but returns once the last WRITE is sent, with the replies still
+    /// to come: the caller may send more requests on the handle first.
+    async fn send<R: AsyncRead + Unpin>(
         &self,
         mut source: R,
         start: u64,
         expected_len: Option<u64>,
-    ) -> Result<u64, Error> {
-        let mut in_flight: JoinSet<Result<(), SftpError>> = JoinSet::new();
+    ) -> Result<(u64, Replies), Error> {
+        let mut replies = Replies::default();
         let mut written = 0u64;
         loop {
             let mut chunk = vec![0u8; self.chunk_size];
@@ -644,24 +797,80 @@ impl Lane {
                     });
                 }
             }
-            while in_flight.len() >= self.writes_in_flight {
-                settle(in_flight.join_next().await, &self.temp_path)?;
+            while replies.0.len() >= self.writes_in_flight {
+                replies.next(&self.temp_path).await?;
             }
-            let sftp = self.sftp.clone();
-            let handle = self.handle.clone();
-            let at = start + written;
-            in_flight.spawn(async move { sftp.write(handle, at, chunk).await.map(|_| ()) });
+            let (sftp, handle, at) = (self.sftp.clone(), self.handle.clone(), start + written);
+            let reply: Reply = Box::pin(async move { sftp.write(handle, at, chunk).await });
+            match Started::now(reply).await {
+                Started::Done(result) => settle(result, &self.temp_path)?,
+                Started::Waiting(reply) => replies.0.push(reply),
+            }
             written += n as u64;
-        }
-        while let Some(done) = in_flight.join_next().await {
-            settle(Some(done), &self.temp_path)?;
         }
         match expected_len {
             Some(expected) if expected != written => Err(Error::LengthMismatch {
                 expected,
                 got: written,
             }),
-            _ => Ok(written),
+            _ => Ok((written, replies)),
+        }
+    }
+}
+
+/// The server's answer to one WRITE.
+type Reply = Pin<Box<dyn Future<Output = Result<Status, SftpError>> + Send>>;
+
+/// WRITEs sent and not yet acknowledged.
+#[derive(Default)]
+struct Replies(FuturesUnordered<Reply>);
+
+impl Replies {
+    /// Waits for one acknowledgement (nothing to do when none is outstanding).
+    async fn next(&mut self, temp_path: &str) -> Result<(), Error> {
+        match self.0.next().await {
+            Some(result) => settle(result, temp_path),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for every acknowledgement; the first refusal is the error.
+    async fn drain(mut self, temp_path: &str) -> Result<(), Error> {
+        while !self.0.is_empty() {
+            self.next(temp_path).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A request already on the wire. russh-sftp sends a request when its future is first
+/// polled; polling once here fixes the order in which requests leave.
+enum Started<F: Future + ?Sized> {
+    /// It finished on that first poll (a refusal before sending, such as a closed session).
+    Done(F::Output),
+    /// Sent; the reply is still to come.
+    Waiting(Pin<Box<F>>),
+}
+
+impl<F: Future + ?Sized> Started<F> {
+    async fn now(mut request: Pin<Box<F>>) -> Self {
+        let first = std::future::poll_fn(|cx| {
+            Poll::Ready(match request.as_mut().poll(cx) {
+                Poll::Ready(out) => Some(out),
+                Poll::Pending => None,
+            })
+        })
+        .await;
+        match first {
+            Some(out) => Started::Done(out),
+            None => Started::Waiting(request),
+        }
+    }
+
+    async fn finish(self) -> F::Output {
+        match self {
+            Started::Done(out) => out,
+            Started::Waiting(request) => request.await,
         }
     }
 }
@@ -699,19 +908,10 @@ fn temp_name(file_name: &str) -> String {
     format!(".{}.{tag:08x}.part", &file_name[..end])
 }
 
-fn settle(
-    joined: Option<Result<Result<(), SftpError>, tokio::task::JoinError>>,
-    temp_path: &str,
-) -> Result<(), Error> {
-    match joined {
-        None | Some(Ok(Ok(()))) => Ok(()),
-        Some(Ok(Err(e))) => Err(Error::sftp("write", temp_path, e)),
-        Some(Err(join)) => Err(Error::sftp(
-            "write",
-            temp_path,
-            SftpError::UnexpectedBehavior(format!("write task failed: {join}")),
-        )),
-    }
+fn settle(reply: Result<Status, SftpError>, temp_path: &str) -> Result<(), Error> {
+    reply
+        .map(drop)
+        .map_err(|e| Error::sftp("write", temp_path, e))
 }
 
 /// Fill `buf` from `source`; fewer bytes only at end of input.

@@ -95,7 +95,7 @@ impl client::Handler for Pinned {
             // We never advertise certificate algorithms; a certificate is not a pinned key.
             PublicKeyOrCertificate::Certificate(cert) => (cert.public_key().clone().into(), false),
         };
-        *self.offered.lock().unwrap_or_else(|e| e.into_inner()) = Some(key);
+        *lock(&self.offered) = Some(key);
         Ok(trusted)
     }
 }
@@ -142,7 +142,7 @@ pub async fn scan_host_key(host: &str, port: u16, tuning: &Tuning) -> Result<Pub
             .map(drop))
     })
     .await?;
-    let key = offered.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let key = lock(&offered).take();
     match (key, handshake) {
         (Some(key), _) => Ok(key),
         (None, Err(source)) => Err(Error::Ssh {
@@ -179,13 +179,13 @@ pub struct Session {
     /// Set once the server refused a channel: never ask for more than this many again.
     channel_cap: Option<usize>,
     /// Temporary files this connection could not remove because it broke mid-publish.
-    pub(crate) orphans: Vec<String>,
+    pub(crate) orphans: Mutex<Vec<String>>,
     request_timeout: Duration,
     /// Directories known to exist, so a batch of files does not re-check them.
-    pub(crate) known_dirs: std::collections::HashSet<String>,
+    pub(crate) known_dirs: Mutex<std::collections::HashSet<String>>,
     host_key: Fingerprint,
     local_addr: std::net::SocketAddr,
-    last_used: Instant,
+    last_used: Mutex<Instant>,
 }
 
 impl Session {
@@ -270,12 +270,12 @@ impl Session {
             stripe_min_bytes: tuning.stripe_min_bytes.max(1),
             extra: Vec::new(),
             channel_cap: None,
-            orphans: Vec::new(),
+            orphans: Mutex::default(),
             request_timeout: tuning.request_timeout,
             known_dirs: Default::default(),
             host_key,
             local_addr,
-            last_used: Instant::now(),
+            last_used: Mutex::new(Instant::now()),
         })
     }
 
@@ -312,8 +312,8 @@ impl Session {
             .await;
     }
 
-    pub(crate) fn touch(&mut self) {
-        self.last_used = Instant::now();
+    pub(crate) fn touch(&self) {
+        *lock(&self.last_used) = Instant::now();
     }
 
     /// Up to `want` SFTP channels on this connection, the main one first. Extra channels are
@@ -441,6 +441,11 @@ async fn authenticate(
     })
 }
 
+/// A mutex's guard; a panic elsewhere while it was held leaves plain data, still usable.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Run `work` within `limit`, naming the step if it runs out.
 pub(crate) async fn bounded<T>(
     limit: Duration,
@@ -493,7 +498,7 @@ impl Connector {
     pub async fn session(&mut self) -> Result<&mut Session, Error> {
         if let Some(s) = &self.live {
             let stale = s.is_closed()
-                || (s.last_used.elapsed() > self.tuning.probe_idle_after
+                || (lock(&s.last_used).elapsed() > self.tuning.probe_idle_after
                     && bounded(self.tuning.request_timeout, "probing", &s.addr, s.probe())
                         .await
                         .is_err());
@@ -520,7 +525,8 @@ impl Connector {
 
     fn drop_live(&mut self) {
         if let Some(s) = self.live.take() {
-            self.orphans.extend(s.orphans);
+            self.orphans
+                .extend(s.orphans.into_inner().unwrap_or_else(|e| e.into_inner()));
         }
     }
 

@@ -645,3 +645,61 @@ fn parallelism_in_the_partner_json_is_checked() {
         );
     }
 }
+
+#[tokio::test]
+async fn many_files_go_out_at_once_over_several_channels_each_with_its_own_result() {
+    let (local, remote) = scratch_dir("many");
+    let tmp = tempfile::tempdir().unwrap();
+    let tuning = Tuning {
+        stripes: 4,
+        stripe_min_bytes: 1024 * 1024,
+        ..Tuning::default()
+    };
+    let mut files = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..120u64 {
+        let len = if i == 7 {
+            3 * 1024 * 1024 + 5
+        } else {
+            1000 + i * 37
+        };
+        let file = tmp.path().join(format!("f{i}"));
+        std::io::copy(
+            &mut Noise::new(i, len),
+            &mut std::fs::File::create(&file).unwrap(),
+        )
+        .unwrap();
+        let name = format!("many/{}/f{i:03}.bin", i % 3);
+        files.push((forward::FileRanges::new(&file).await.unwrap(), path(&name)));
+        expected.push((name, sha256_of_reader(Noise::new(i, len))));
+    }
+    // One source shrinks after it was measured: that file fails, alone.
+    std::fs::write(tmp.path().join("f50"), b"short").unwrap();
+
+    let mut c = Connector::new(partner(&partner_json(&remote)), tuning);
+    let results = c.publish_all(&files, Overwrite::Overwrite).await.unwrap();
+    assert_eq!(results.len(), 120);
+    for (i, (result, (name, sha))) in results.iter().zip(&expected).enumerate() {
+        if i == 50 {
+            let e = result.as_ref().unwrap_err();
+            assert_eq!(e.class(), ErrorClass::Transient, "{e}");
+            assert!(!local.join(name).exists(), "no partial file under {name}");
+            continue;
+        }
+        let done = result.as_ref().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(done.remote_path.ends_with(name.as_str()), "{done:?}");
+        assert_eq!(
+            &sha256_of_reader(std::fs::File::open(local.join(name)).unwrap()),
+            sha,
+            "{name}"
+        );
+    }
+    assert_eq!(files_under(&local).len(), 119, "no temporary file left");
+    let port = c.session().await.unwrap().local_addr().port();
+    assert_eq!(c.connections_opened(), 1);
+    assert_eq!(
+        sftp_channels_from_port(port),
+        4,
+        "the small files shared four channels of one connection"
+    );
+}
