@@ -1,14 +1,16 @@
 //! Feedback on stderr while work runs: a progress bar (bytes, rate, ETA; or objects done) when
 //! stderr is a terminal that can draw one, plain log lines otherwise. Results go to stdout, never here.
 
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use forward::RangeSource;
 use indicatif::{ProgressBar, ProgressStyle};
 use sftp_forward_lambda::event::ObjectRef;
-use sftp_forward_lambda::source::{ObjectStore, Opened, StoreError};
+use sftp_forward_lambda::source::{Body, ObjectStore, Opened, StoreError};
 use tokio::io::{AsyncRead, ReadBuf};
 
 const BYTES: &str = "{msg} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}";
@@ -130,6 +132,41 @@ impl<S: ObjectStore> ObjectStore for MeteredStore<S> {
             body: Box::new(Metered::new(opened.body, self.bar.clone())),
             ..opened
         })
+    }
+
+    fn can_read_ranges(&self) -> bool {
+        self.inner.can_read_ranges()
+    }
+
+    async fn open_range(
+        &self,
+        obj: &ObjectRef,
+        etag: &str,
+        range: Range<u64>,
+    ) -> Result<Body, StoreError> {
+        let body = self.note(self.inner.open_range(obj, etag, range).await)?;
+        Ok(Box::new(Metered::new(body, self.bar.clone())))
+    }
+}
+
+/// A [`RangeSource`] whose every stripe moves the same progress bar.
+pub struct MeteredRanges<S> {
+    pub inner: S,
+    pub bar: ProgressBar,
+}
+
+impl<S: RangeSource> RangeSource for MeteredRanges<S> {
+    type Reader = Metered<S::Reader>;
+
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+
+    async fn open(&self, range: Range<u64>) -> std::io::Result<Self::Reader> {
+        Ok(Metered::new(
+            self.inner.open(range).await?,
+            self.bar.clone(),
+        ))
     }
 }
 

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use forward::{Connector, Partner, RemotePath};
+use forward::{Connector, Partner, RangeSource, RemotePath};
 use serde_json::json;
 use sftp_forward_lambda::event::ObjectRef;
 use sftp_forward_lambda::{ForwardOptions, Outcome};
 
 use crate::args::{RouteArgs, SecretArgs};
 use crate::exit::Exit;
-use crate::progress::{Feedback, Metered, MeteredStore};
+use crate::progress::{Feedback, MeteredRanges, MeteredStore};
 use crate::s3url::{S3Url, Source};
 use crate::setup;
 
@@ -121,15 +121,11 @@ async fn send_local(
     route: &RouteArgs,
     feedback: &Feedback,
 ) -> anyhow::Result<Outcome> {
-    let file = tokio::fs::File::open(path)
+    let source = forward::FileRanges::new(path)
         .await
         .with_context(|| format!("opening {}", path.display()))
         .context(crate::exit::Failed(Exit::Permanent))?;
-    let len = file
-        .metadata()
-        .await
-        .with_context(|| format!("reading the size of {}", path.display()))?
-        .len();
+    let len = source.len();
     let settings = setup::settings(&path.display().to_string(), route)?;
     let remote = match remote_path {
         Some(p) => p,
@@ -155,13 +151,13 @@ async fn send_local(
         partner.addr()
     ));
     let mut connector = Connector::new(partner, settings.tuning.clone());
+    // Striped over several SFTP channels when large, like an S3 object in the Lambda.
+    let source = MeteredRanges {
+        inner: source,
+        bar: feedback.bar().clone(),
+    };
     let published = connector
-        .publish(
-            Metered::new(file, feedback.bar().clone()),
-            Some(len),
-            &remote,
-            settings.overwrite,
-        )
+        .publish_ranges(&source, &remote, settings.overwrite)
         .await;
     connector.close().await;
     match published {
