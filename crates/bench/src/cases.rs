@@ -70,15 +70,25 @@ fn alternate(
                 );
             }
             eprintln!(
-                "  run {round}/{runs} {}: {:.2} s",
+                "  run {round}/{runs} {}: {:.2} s{}",
                 c.label,
-                sample.wall.as_secs_f64()
+                sample.wall.as_secs_f64(),
+                phases(&sample.stdout)
             );
             out.push(sample);
         }
     }
     bed.clean()?;
     Ok(samples)
+}
+
+/// Where our child's time went (its `publish_s`), for the progress line.
+fn phases(stdout: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_default();
+    match v["publish_s"].as_f64() {
+        Some(s) => format!(" (connect + login + publish {s:.2} s)"),
+        None => String::new(),
+    }
 }
 
 /// Rows of MB/s, CPU s/GiB and the ratio of `ours` (an index into `contenders`) to each.

@@ -1,6 +1,7 @@
 //! Our side of each case, run as a child process of the harness (`bench child MODE ...`) so that
 //! its wall time, CPU and peak RSS are measured like `sftp`'s and `rclone`'s. Each mode prints
-//! one JSON line: `{"bytes": N, "files": F, "vmhwm_kib": K}`.
+//! one JSON line: `{"bytes": N, "files": F, "vmhwm_kib": K}`, and `publish` also the seconds
+//! its connect, login and publish took (`publish_s`).
 //!
 //! - `publish PARTNER_JSON STRIPES SOURCE NAME`: one `Connector::publish_ranges`; SOURCE is a
 //!   file path or `gen:BYTES` (generated, nothing on disk: the 8 GiB RSS case);
@@ -26,6 +27,8 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 /// Runs one child mode with its arguments.
 pub async fn run(args: &[String]) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let mut phases = serde_json::Map::new();
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (bytes, files) = match strs.as_slice() {
         ["publish", partner, stripes, source, name] => {
@@ -45,6 +48,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
                         .await?
                 }
             };
+            // Connect, login and publish (not split: connecting first would not open at once
+            // the channels K wants); the rest of the wall time is process start and exit.
+            phases.insert("publish_s".into(), started.elapsed().as_secs_f64().into());
             (published.bytes, 1)
         }
         ["publish-dir", partner, dir] => {
@@ -72,10 +78,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         ["forward-s3", bucket, key, name] => (forward_s3(bucket, key, name).await?, 1),
         _ => bail!("unknown child mode {args:?}"),
     };
-    println!(
-        "{}",
-        serde_json::json!({"bytes": bytes, "files": files, "vmhwm_kib": vm_hwm_kib()})
-    );
+    let mut line = serde_json::json!({"bytes": bytes, "files": files, "vmhwm_kib": vm_hwm_kib()});
+    line.as_object_mut().expect("an object").extend(phases);
+    println!("{line}");
     Ok(())
 }
 

@@ -219,7 +219,16 @@ impl Connector {
         files: &[(S, RemotePath)],
         policy: Overwrite,
     ) -> Result<Vec<Result<Published, Error>>, Error> {
-        let results = self.session().await?.publish_all(files, policy).await;
+        let small = files
+            .iter()
+            .filter(|(s, _)| s.len() < self.tuning().stripe_min_bytes)
+            .count();
+        let channels = small.clamp(1, self.parallelism());
+        let results = self
+            .session_for(channels)
+            .await?
+            .publish_all(files, policy)
+            .await;
         if let Some(lost) = results
             .iter()
             .filter_map(|r| r.as_ref().err())
@@ -236,7 +245,13 @@ impl Connector {
         path: &RemotePath,
         policy: Overwrite,
     ) -> Result<Published, Error> {
-        let result = match self.session().await {
+        let channels = match &payload {
+            Payload::Ranges(s) => {
+                stripes_for(s.len(), self.tuning().stripe_min_bytes, self.parallelism())
+            }
+            Payload::Stream { .. } => 1,
+        };
+        let result = match self.session_for(channels).await {
             Ok(session) => session.publish_payload(payload, path, policy).await,
             Err(e) => Err(e),
         };
@@ -259,7 +274,7 @@ impl Session {
         // Stripes: one per `stripe_min_bytes`, at most the partner's parallelism.
         let channels = match &payload {
             Payload::Ranges(s) => {
-                let k = (s.len() / self.stripe_min_bytes).clamp(1, self.stripes as u64) as usize;
+                let k = stripes_for(s.len(), self.stripe_min_bytes, self.stripes);
                 self.sftp_channels(k).await
             }
             Payload::Stream { .. } => vec![self.sftp.clone()],
@@ -873,6 +888,11 @@ impl<F: Future + ?Sized> Started<F> {
             Started::Waiting(request) => request.await,
         }
     }
+}
+
+/// How many stripes a file of `len` bytes gets: one per `min_bytes`, at least 1, at most `max`.
+fn stripes_for(len: u64, min_bytes: u64, max: usize) -> usize {
+    (len / min_bytes.max(1)).clamp(1, max.max(1) as u64) as usize
 }
 
 /// `len` bytes cut into at most `k` consecutive ranges whose boundaries are multiples of

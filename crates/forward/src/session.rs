@@ -55,7 +55,7 @@ impl Default for Tuning {
             probe_idle_after: Duration::from_secs(20),
             chunk_size: 255 * 1024,
             writes_in_flight: 8,
-            stripes: 4,
+            stripes: 8,
             stripe_min_bytes: 8 * 1024 * 1024,
         }
     }
@@ -191,6 +191,16 @@ pub struct Session {
 impl Session {
     /// Connect, check the host key against the pins, log in and open the SFTP channel.
     pub async fn open(partner: &Partner, tuning: &Tuning) -> Result<Session, Error> {
+        Session::open_with_channels(partner, tuning, 1).await
+    }
+
+    /// [`Session::open`] with `channels` SFTP channels opened at once (the extra ones best
+    /// effort): what the first publish of a large file will stripe over.
+    pub(crate) async fn open_with_channels(
+        partner: &Partner,
+        tuning: &Tuning,
+        channels: usize,
+    ) -> Result<Session, Error> {
         let addr = partner.addr();
         let offered = Arc::new(Mutex::new(None));
         let handler = Pinned {
@@ -251,15 +261,23 @@ impl Session {
         )
         .await?;
 
-        let sftp = open_sftp(&ssh, &addr, tuning.request_timeout).await?;
-        let (sftp, posix_rename, limits) = sftp;
+        // The main SFTP channel and any extra ones the first publish will want, all at once.
+        let ssh = Arc::new(ssh);
+        let timeout = tuning.request_timeout;
+        let (main, extra) = tokio::join!(
+            open_sftp(&ssh, &addr, timeout),
+            futures_util::future::join_all((1..channels).map(|_| open_sftp(&ssh, &addr, timeout)))
+        );
+        let (sftp, posix_rename, limits) = main?;
+        let mut extras = Vec::new();
+        let channel_cap = keep_channels(&mut extras, extra.into_iter().map(|r| r.map(|o| o.0)));
         // Without the limits extension the protocol only guarantees 32 KiB writes.
         let server_write = limits.and_then(|l| l.write_len).unwrap_or(32 * 1024) as usize;
         let chunk_size = tuning.chunk_size.clamp(1, server_write);
         tracing::debug!(%addr, %host_key, posix_rename, chunk_size, "connected");
 
         Ok(Session {
-            ssh: Arc::new(ssh),
+            ssh,
             sftp: Arc::new(sftp),
             addr,
             remote_directory: partner.remote_directory.clone(),
@@ -268,8 +286,8 @@ impl Session {
             writes_in_flight: tuning.writes_in_flight.max(1),
             stripes: partner.parallelism.unwrap_or(tuning.stripes).max(1),
             stripe_min_bytes: tuning.stripe_min_bytes.max(1),
-            extra: Vec::new(),
-            channel_cap: None,
+            extra: extras,
+            channel_cap,
             orphans: Mutex::default(),
             request_timeout: tuning.request_timeout,
             known_dirs: Default::default(),
@@ -322,28 +340,40 @@ impl Session {
     pub(crate) async fn sftp_channels(&mut self, want: usize) -> Vec<Arc<RawSftpSession>> {
         let want = want.max(1).min(self.channel_cap.unwrap_or(usize::MAX));
         // All missing channels at once: over a WAN each open costs several round trips.
-        let mut opening = tokio::task::JoinSet::new();
-        for _ in (self.extra.len() + 1)..want {
-            let (ssh, addr, limit) = (self.ssh.clone(), self.addr.clone(), self.request_timeout);
-            opening.spawn(async move { open_sftp(&ssh, &addr, limit).await });
-        }
-        let mut refused = None;
-        while let Some(done) = opening.join_next().await {
-            match done {
-                Ok(Ok((sftp, _, _))) => self.extra.push(Arc::new(sftp)),
-                Ok(Err(e)) => refused = Some(e.to_string()),
-                Err(e) => refused = Some(e.to_string()),
-            }
-        }
-        if let Some(error) = refused {
-            let cap = self.extra.len() + 1;
-            tracing::warn!(%error, channels = cap, "the server refused another SFTP channel; striping over fewer");
+        let opened = futures_util::future::join_all(
+            ((self.extra.len() + 1)..want)
+                .map(|_| open_sftp(&self.ssh, &self.addr, self.request_timeout)),
+        )
+        .await;
+        if let Some(cap) =
+            keep_channels(&mut self.extra, opened.into_iter().map(|r| r.map(|o| o.0)))
+        {
             self.channel_cap = Some(cap);
         }
         let mut all = vec![self.sftp.clone()];
         all.extend(self.extra.iter().take(want - 1).cloned());
         all
     }
+}
+
+/// Adds the channels that opened to `extra`. If the server refused one, says so and returns the
+/// cap to keep: the channels there are now (the main one included).
+fn keep_channels(
+    extra: &mut Vec<Arc<RawSftpSession>>,
+    opened: impl IntoIterator<Item = Result<RawSftpSession, Error>>,
+) -> Option<usize> {
+    let mut refused = None;
+    for result in opened {
+        match result {
+            Ok(sftp) => extra.push(Arc::new(sftp)),
+            Err(e) => refused = Some(e),
+        }
+    }
+    refused.map(|error| {
+        let cap = extra.len() + 1;
+        tracing::warn!(%error, channels = cap, "the server refused another SFTP channel; striping over fewer");
+        cap
+    })
 }
 
 /// Opens one SFTP channel: session channel, `sftp` subsystem, version negotiation, and the
@@ -485,6 +515,20 @@ impl Connector {
     }
 
     /// The partner this connector talks to.
+    /// The timeouts and sizes in use.
+    pub(crate) fn tuning(&self) -> &Tuning {
+        &self.tuning
+    }
+
+    /// The most SFTP channels one file or batch is spread over: the partner's `Parallelism`,
+    /// else the tuning's.
+    pub(crate) fn parallelism(&self) -> usize {
+        self.partner
+            .parallelism
+            .unwrap_or(self.tuning.stripes)
+            .max(1)
+    }
+
     pub fn partner(&self) -> &Partner {
         &self.partner
     }
@@ -496,6 +540,11 @@ impl Connector {
 
     /// A live session: the kept one if it still answers, else a new one.
     pub async fn session(&mut self) -> Result<&mut Session, Error> {
+        self.session_for(1).await
+    }
+
+    /// [`Connector::session`]; a new connection opens `channels` SFTP channels at once.
+    pub(crate) async fn session_for(&mut self, channels: usize) -> Result<&mut Session, Error> {
         if let Some(s) = &self.live {
             let stale = s.is_closed()
                 || (lock(&s.last_used).elapsed() > self.tuning.probe_idle_after
@@ -508,7 +557,8 @@ impl Connector {
             }
         }
         if self.live.is_none() {
-            let session = Session::open(&self.partner, &self.tuning).await?;
+            let session =
+                Session::open_with_channels(&self.partner, &self.tuning, channels).await?;
             self.opened += 1;
             self.remove_orphans(&session).await;
             self.live = Some(session);
