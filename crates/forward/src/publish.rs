@@ -578,12 +578,22 @@ impl Session {
                 _ => {}
             }
         }
-        // The extra lanes' handles; the main one is closed (or removed) by the caller.
-        for lane in lanes.iter().skip(1) {
-            if let Err(e) = lane.sftp.close(lane.handle.as_str()).await {
-                if result.is_ok() {
-                    result = Err(Error::sftp("close", &lane.temp_path, e));
-                }
+        // The extra lanes' handles, all at once; the main one is closed (or removed) by the
+        // caller. Not on a lost connection: each CLOSE would only wait out the request timeout.
+        if result.as_ref().err().is_some_and(Error::connection_lost) {
+            return result.map(|()| sent);
+        }
+        let closes = lanes
+            .iter()
+            .skip(1)
+            .map(|lane| lane.sftp.close(lane.handle.as_str()));
+        for (lane, closed) in lanes
+            .iter()
+            .skip(1)
+            .zip(futures_util::future::join_all(closes).await)
+        {
+            if let (Err(e), Ok(())) = (closed, &result) {
+                result = Err(Error::sftp("close", &lane.temp_path, e));
             }
         }
         result.map(|()| sent)
