@@ -41,9 +41,7 @@ const WORK_DIR: &str = "/run/sftp-forward-demo";
 
 /// The checkout (deploy/provision, tests/egress/testbed).
 pub fn repo() -> PathBuf {
-    std::env::var_os("SFTP_FORWARD_REPO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+    testkit::repo_root()
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<bool> {

@@ -39,10 +39,7 @@ fn the_offline_demo_delivers_both_files_from_their_eips_and_passes_the_egress_ch
         .arg("--bootstrap")
         .arg(bin.join("bootstrap"))
         .env("SFTP_FORWARD_PROVISION_BIN", bin.join("provision"))
-        .env(
-            "SFTP_FORWARD_REPO",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../.."),
-        )
+        .env("SFTP_FORWARD_REPO", testkit::repo_root())
         .output()
         .unwrap();
     std::fs::remove_file(&zip).ok();

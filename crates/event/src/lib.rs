@@ -320,10 +320,9 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Value {
-        let path = format!(
-            "{}/../../fixtures/events/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        // Read at run time: the compiled test may come from another checkout sharing the target dir.
+        let dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test");
+        let path = format!("{dir}/../../fixtures/events/{name}");
         serde_json::from_str(
             &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")),
         )

@@ -707,9 +707,9 @@ async fn bad_input_creates_nothing() {
 fn deploy_provision_end_to_end() {
     let moto = testkit::moto();
     let files = Files::new();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/provision");
+    let script = testkit::repo_root().join("deploy/provision");
     let provision = |args: &[&str]| {
-        let mut cmd = Command::new(script);
+        let mut cmd = Command::new(&script);
         cmd.args(["--stack", "cli"]).args(args);
         cmd.env(
             "SFTP_FORWARD_PROVISION_BIN",

@@ -37,6 +37,22 @@
 //! in between), it is started again on a new port, a few times.
 
 pub mod delay;
+
+/// The checkout being tested: `SFTP_FORWARD_REPO` if set (`deploy/demo` sets it), else two levels
+/// above the package cargo is running (`CARGO_MANIFEST_DIR` at run time), else where testkit was
+/// compiled. Not the compile-time path first: a target dir shared between checkouts (as here and
+/// in CI) can hand one checkout a testkit compiled in another, whose directory may be gone.
+pub fn repo_root() -> PathBuf {
+    let is_repo = |p: &Path| p.join("tests/egress/testbed").is_file();
+    std::env::var_os("SFTP_FORWARD_REPO")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .map(|dir| Path::new(&dir).join("../.."))
+                .filter(|root| is_repo(root))
+        })
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")))
+}
 pub mod testbed;
 pub use testbed::Testbed;
 pub mod moto;

@@ -106,8 +106,5 @@ impl Testbed {
 
 /// `tests/egress/testbed` of this checkout.
 pub fn script() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/egress/testbed"
-    ))
+    crate::repo_root().join("tests/egress/testbed")
 }
