@@ -574,3 +574,46 @@ async fn check_on_an_untrusted_key_or_without_an_echo_service_exits_with_their_c
     let run = sftp_forward(&["check", "--secret-file", &file, "--echo-url", "ftp://x/"]).await;
     assert_eq!(run.code, 2, "{run:#?}");
 }
+
+#[tokio::test]
+async fn replay_opens_no_more_connections_than_its_concurrency() {
+    // An sshd of its own, so that the other tests' logins are not counted.
+    let partner = testkit::sshd_limited(10, "10:30:100").unwrap_or_else(|e| panic!("{e}"));
+    let aws = aws().await;
+    let bucket = aws.bucket("concurrency").await;
+    let (local, remote) = partner.scratch_dir("concurrency");
+    let secret = aws.secret(&partner.partner_json(&remote)).await;
+    for i in 0..8 {
+        aws.put(
+            &bucket,
+            &format!("in/{i}.csv"),
+            format!("file {i}\n").as_bytes(),
+        )
+        .await;
+    }
+    let prefix = format!("s3://{bucket}/in/");
+    let run = sftp_forward(&[
+        "replay",
+        &prefix,
+        "--secret-id",
+        &secret,
+        "--concurrency",
+        "3",
+        "--json",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.json()["sent"], 8, "{run:#?}");
+    for i in 0..8 {
+        assert_eq!(
+            std::fs::read_to_string(local.join(format!("in/{i}.csv"))).unwrap(),
+            format!("file {i}\n")
+        );
+    }
+    let logins = partner.logins(&partner.log()).len();
+    assert!(
+        (1..=3).contains(&logins),
+        "{logins} logins for --concurrency 3 and 8 objects:\n{}",
+        partner.log()
+    );
+}
