@@ -18,7 +18,6 @@
 use std::collections::HashMap;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,8 +138,8 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
         println!(
             "   private-{}: bootstrap (pid {}) in namespace sfe-priv{subnet}, log {}",
             name(subnet),
-            instance.process.0.id(),
-            instance.log.display()
+            instance.function.pid(),
+            instance.function.log.display()
         );
         instances.push(Arc::new(instance));
     }
@@ -294,23 +293,11 @@ fn verify_at_partner(partner: &Sshd, remote_path: &str, sample: &Sample) -> bool
     }
 }
 
-/// Kills the process when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// One execution environment of the function: `bootstrap` in a private namespace, with its own
 /// Runtime API endpoint on the platform address.
 struct Instance {
     subnet: u8,
-    api: RuntimeApi,
-    log: PathBuf,
-    process: Running,
+    function: testkit::Function,
 }
 
 impl Instance {
@@ -324,36 +311,25 @@ impl Instance {
     ) -> anyhow::Result<Instance> {
         let api = RuntimeApi::start_on(PLATFORM_IP);
         let log = work.join(format!("function-private-{}.log", name(subnet)));
-        let out = std::fs::File::create(&log)?;
         let mut cmd = testbed.command(&format!("priv{subnet}"), bootstrap);
         cmd.env_clear()
             .env("PATH", "/usr/bin:/bin")
             .envs(function_env)
-            .env("AWS_LAMBDA_RUNTIME_API", api.address())
             .env("AWS_LAMBDA_FUNCTION_NAME", "sftp-forward-demo")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-            .envs(moto.env())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out);
-        let child = cmd
-            .spawn()
+            .envs(moto.env());
+        let function = testkit::Function::spawn(cmd, api, log)
             .with_context(|| format!("start {}", bootstrap.display()))?;
-        Ok(Instance {
-            subnet,
-            api,
-            log,
-            process: Running(child),
-        })
+        Ok(Instance { subnet, function })
     }
 
     /// One invocation, waited for off the async threads (the endpoint blocks).
     async fn invoke(self: &Arc<Self>, payload: Value) -> anyhow::Result<testkit::Invocation> {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
-            me.api.invoke(
+            me.function.api.invoke(
                 &payload.to_string(),
                 Duration::from_secs(300),
                 Duration::from_secs(330),

@@ -201,9 +201,10 @@ async fn the_bootstrap_answers_a_payload_that_is_not_json_with_an_error_and_keep
     aws.put(&bucket, "after.csv", b"after").await;
     let function = Bootstrap::start(&secret, &[]);
     let deadline = Duration::from_secs(60);
-    let answer =
-        tokio::task::block_in_place(|| function.api.invoke("{\"Records\": [", deadline, deadline))
-            .unwrap();
+    let answer = tokio::task::block_in_place(|| {
+        function.0.api.invoke("{\"Records\": [", deadline, deadline)
+    })
+    .unwrap();
     assert!(!answer.ok, "{answer:?}");
     assert!(
         answer.body.to_lowercase().contains("json") || answer.body.contains("EOF"),

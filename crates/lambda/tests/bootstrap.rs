@@ -6,19 +6,14 @@ mod util;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use testkit::{scratch_dir, RuntimeApi};
+use testkit::{scratch_dir, Function, RuntimeApi};
 use util::*;
 
 /// Start `bootstrap` with JSON logs; its stdout and stderr go to `log`.
-fn start_bootstrap(api: &RuntimeApi, secret: &str, log: &std::path::Path) -> Running {
-    let out = std::fs::File::create(log).unwrap();
+fn start_bootstrap(api: RuntimeApi, secret: &str, log: &std::path::Path) -> Function {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
-    cmd.env_clear()
-        .envs(lambda_env(&api.address(), secret))
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out);
-    Running(cmd.spawn().expect("start bootstrap"))
+    cmd.env_clear().envs(lambda_env(&api.address(), secret));
+    Function::spawn(cmd, api, log).expect("start bootstrap")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,7 +27,7 @@ async fn the_bootstrap_binary_forwards_a_mixed_sqs_batch_over_the_runtime_api() 
 
     let api = RuntimeApi::start();
     let log = std::env::temp_dir().join(format!("{}.log", unique("bootstrap")));
-    let function = start_bootstrap(&api, &secret, &log);
+    let function = start_bootstrap(api, &secret, &log);
     let batch = vec![
         (
             "m-good".to_owned(),
@@ -45,7 +40,7 @@ async fn the_bootstrap_binary_forwards_a_mixed_sqs_batch_over_the_runtime_api() 
         ("m-traversal".to_owned(), s3_body(&bucket, "../outside.csv")),
     ];
     let payload = sqs_event(&batch).to_string();
-    let api_ref = &api;
+    let api_ref = &function.api;
     let answer = tokio::task::block_in_place(|| {
         api_ref.invoke(&payload, Duration::from_secs(60), Duration::from_secs(60))
     })

@@ -41,10 +41,7 @@ fn world() -> &'static World {
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The function, running in private subnet `subnet`'s namespace, driven over its Runtime API.
-struct Function {
-    api: RuntimeApi,
-    _process: Running,
-}
+struct Function(testkit::Function);
 
 impl Function {
     fn start(subnet: u8, secret: &str, log: &Path) -> Function {
@@ -66,7 +63,6 @@ impl Function {
     ) -> Function {
         let w = world();
         let api = RuntimeApi::start_on(PLATFORM_IP);
-        let out = std::fs::File::create(log).unwrap();
         let mut cmd = w
             .testbed
             .command(&format!("priv{subnet}"), env!("CARGO_BIN_EXE_bootstrap"));
@@ -83,21 +79,15 @@ impl Function {
                     .collect::<Vec<_>>()
                     .join(","),
             )
-            .envs(extra.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
-        let process = Running(cmd.spawn().expect("start bootstrap in its namespace"));
-        Function {
-            api,
-            _process: process,
-        }
+            .envs(extra.iter().copied());
+        Function(testkit::Function::spawn(cmd, api, log).expect("start bootstrap in its namespace"))
     }
 
     fn invoke(&self, payload: &Value) -> Invocation {
         let text = payload.to_string();
         tokio::task::block_in_place(|| {
-            self.api
+            self.0
+                .api
                 .invoke(&text, Duration::from_secs(120), Duration::from_secs(90))
         })
         .unwrap_or_else(|e| panic!("{e}"))
@@ -418,6 +408,7 @@ async fn a_path_blackholed_mid_transfer_fails_within_the_request_bound_not_at_th
         });
         let text = batch.to_string();
         let answer = function
+            .0
             .api
             .invoke(&text, deadline, deadline + Duration::from_secs(30));
         let answered_at = std::time::Instant::now();

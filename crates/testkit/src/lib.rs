@@ -58,7 +58,7 @@ pub use testbed::Testbed;
 pub mod moto;
 pub use moto::{moto, moto_on, Moto};
 pub mod runtime_api;
-pub use runtime_api::{Invocation, RuntimeApi};
+pub use runtime_api::{Function, Invocation, RuntimeApi};
 pub mod echo;
 pub use echo::EchoServer;
 pub mod watch;

@@ -670,6 +670,52 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// A function process (the compiled `bootstrap`, perhaps inside a namespace) wired to its own
+/// Runtime API endpoint, its stdout and stderr in a log file; killed when dropped.
+pub struct Function {
+    /// The endpoint it polls.
+    pub api: RuntimeApi,
+    /// Where its output goes.
+    pub log: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl Function {
+    /// Spawns `cmd` with `AWS_LAMBDA_RUNTIME_API` set to `api`'s address, stdin closed and its
+    /// output written to `log` (created or truncated).
+    pub fn spawn(
+        mut cmd: std::process::Command,
+        api: RuntimeApi,
+        log: impl Into<std::path::PathBuf>,
+    ) -> std::io::Result<Function> {
+        let log = log.into();
+        let out = std::fs::File::create(&log)?;
+        cmd.env("AWS_LAMBDA_RUNTIME_API", api.address())
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        let child = cmd.spawn()?;
+        Ok(Function { api, log, child })
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything it printed so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -263,29 +263,14 @@ pub fn lambda_env(runtime_api: &str, secret: &str) -> Vec<(&'static str, String)
     env
 }
 
-/// A running `bootstrap`: killed when dropped.
-pub struct Running(pub std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The compiled `bootstrap` with its own Runtime API endpoint and JSON logs captured in a file
 /// (removed when dropped), configured by [`lambda_env`] plus `extra`.
-pub struct Bootstrap {
-    pub api: testkit::RuntimeApi,
-    pub log: std::path::PathBuf,
-    _process: Running,
-}
+pub struct Bootstrap(pub testkit::Function);
 
 impl Bootstrap {
     pub fn start(secret: &str, extra: &[(&str, &str)]) -> Bootstrap {
         let api = testkit::RuntimeApi::start();
         let log = std::env::temp_dir().join(format!("{}.log", unique("bootstrap")));
-        let out = std::fs::File::create(&log).unwrap();
         // option_env!: the CLI's tests include this module too, and Cargo names the binary only
         // for the lambda package's own tests.
         let Some(bin) = option_env!("CARGO_BIN_EXE_bootstrap") else {
@@ -294,23 +279,15 @@ impl Bootstrap {
         let mut cmd = std::process::Command::new(bin);
         cmd.env_clear()
             .envs(lambda_env(&api.address(), secret))
-            .envs(extra.iter().copied())
-            .stdin(std::process::Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
-        let process = Running(cmd.spawn().expect("start bootstrap"));
-        Bootstrap {
-            api,
-            log,
-            _process: process,
-        }
+            .envs(extra.iter().copied());
+        Bootstrap(testkit::Function::spawn(cmd, api, log).expect("start bootstrap"))
     }
 
     /// One invocation with `deadline` of time (blocks this worker thread: multi-thread runtime).
     pub fn invoke(&self, payload: &Value, deadline: std::time::Duration) -> testkit::Invocation {
         let text = payload.to_string();
         tokio::task::block_in_place(|| {
-            self.api.invoke(
+            self.0.api.invoke(
                 &text,
                 deadline,
                 deadline + std::time::Duration::from_secs(30),
@@ -321,13 +298,13 @@ impl Bootstrap {
 
     /// Everything the function printed so far.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.0.log_text()
     }
 }
 
 impl Drop for Bootstrap {
     fn drop(&mut self) {
-        std::fs::remove_file(&self.log).ok();
+        std::fs::remove_file(&self.0.log).ok();
     }
 }
 
