@@ -262,15 +262,18 @@ impl Session {
         .await?;
 
         // The main SFTP channel and any extra ones the first publish will want, all at once.
+        // The first that opened is the main one (a server that limits sessions may have
+        // refused any of them); only if none opened is the connection unusable.
         let ssh = Arc::new(ssh);
         let timeout = tuning.request_timeout;
-        let (main, extra) = tokio::join!(
-            open_sftp(&ssh, &addr, timeout),
-            futures_util::future::join_all((1..channels).map(|_| open_sftp(&ssh, &addr, timeout)))
-        );
-        let (sftp, posix_rename, limits) = main?;
+        let mut opened = futures_util::future::join_all(
+            (0..channels.max(1)).map(|_| open_sftp(&ssh, &addr, timeout)),
+        )
+        .await;
+        let first = opened.iter().position(Result::is_ok).unwrap_or(0);
+        let (sftp, posix_rename, limits) = opened.remove(first)?;
         let mut extras = Vec::new();
-        let channel_cap = keep_channels(&mut extras, extra.into_iter().map(|r| r.map(|o| o.0)));
+        let channel_cap = keep_channels(&mut extras, opened.into_iter().map(|r| r.map(|o| o.0)));
         // Without the limits extension the protocol only guarantees 32 KiB writes.
         let server_write = limits.and_then(|l| l.write_len).unwrap_or(32 * 1024) as usize;
         let chunk_size = tuning.chunk_size.clamp(1, server_write);

@@ -703,3 +703,34 @@ async fn many_files_go_out_at_once_over_several_channels_each_with_its_own_resul
         "the small files shared four channels of one connection"
     );
 }
+
+#[tokio::test]
+async fn a_server_that_allows_two_sessions_still_takes_a_batch_over_two_channels() {
+    // Its own sshd with MaxSessions 2: the new connection asks for 8 channels at once.
+    let limited = testkit::sshd_limited(2, "10:30:100").unwrap_or_else(|e| panic!("{e}"));
+    let (local, remote) = limited.scratch_dir("two-sessions");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for i in 0..10 {
+        let file = tmp.path().join(format!("f{i}"));
+        std::fs::write(&file, format!("file {i}\n")).unwrap();
+        let source = forward::FileRanges::new(&file).await.unwrap();
+        files.push((source, path(&format!("f{i}.txt"))));
+    }
+    let tuning = Tuning {
+        stripes: 8,
+        ..Tuning::default()
+    };
+    let mut c = Connector::new(partner(&limited.partner_json(&remote)), tuning);
+    let results = c.publish_all(&files, Overwrite::Overwrite).await.unwrap();
+    for (i, r) in results.iter().enumerate() {
+        assert!(r.is_ok(), "f{i}: {r:?}");
+        assert_eq!(
+            std::fs::read_to_string(local.join(format!("f{i}.txt"))).unwrap(),
+            format!("file {i}\n")
+        );
+    }
+    let port = c.session().await.unwrap().local_addr().port();
+    assert_eq!(limited.sessions_from_port(&limited.log(), port), 2);
+    assert_eq!(c.connections_opened(), 1);
+}
