@@ -170,6 +170,15 @@ impl RangeSource for NoRanges {
 }
 
 impl<R, S: RangeSource> Payload<'_, R, S> {
+    /// How many channels it is written over: a range source one per `min_bytes` (see
+    /// [`stripes_for`]), a stream one.
+    fn stripes(&self, min_bytes: u64, max: usize) -> usize {
+        match self {
+            Payload::Ranges(s) => stripes_for(s.len(), min_bytes, max),
+            Payload::Stream { .. } => 1,
+        }
+    }
+
     fn expected_len(&self) -> Option<u64> {
         match self {
             Payload::Stream { expected_len, .. } => *expected_len,
@@ -219,15 +228,12 @@ impl Connector {
         files: &[(S, RemotePath)],
         policy: Overwrite,
     ) -> Result<Vec<Result<Published, Error>>, Error> {
-        let small = files
-            .iter()
-            .filter(|(s, _)| s.len() < self.tuning().stripe_min_bytes)
-            .count();
-        let channels = small.clamp(1, self.parallelism());
+        let (small, large) = by_size(files, self.tuning().stripe_min());
+        let lanes = small.len().clamp(1, self.parallelism());
         let results = self
-            .session_for(channels)
+            .session_for(lanes)
             .await?
-            .publish_all(files, policy)
+            .publish_all(files, &small, &large, lanes, policy)
             .await;
         if let Some(lost) = results
             .iter()
@@ -245,14 +251,13 @@ impl Connector {
         path: &RemotePath,
         policy: Overwrite,
     ) -> Result<Published, Error> {
-        let channels = match &payload {
-            Payload::Ranges(s) => {
-                stripes_for(s.len(), self.tuning().stripe_min_bytes, self.parallelism())
+        let stripes = payload.stripes(self.tuning().stripe_min(), self.parallelism());
+        let result = match self.session_for(stripes).await {
+            Ok(session) => {
+                session
+                    .publish_payload(payload, stripes, path, policy)
+                    .await
             }
-            Payload::Stream { .. } => 1,
-        };
-        let result = match self.session_for(channels).await {
-            Ok(session) => session.publish_payload(payload, path, policy).await,
             Err(e) => Err(e),
         };
         if let Err(e) = &result {
@@ -263,41 +268,37 @@ impl Connector {
 }
 
 impl Session {
-    /// Publish a payload as `path` under `RemoteDirectory`, striped over as many channels as
-    /// its size calls for; see the module doc for the steps.
+    /// Publish a payload as `path` under `RemoteDirectory` over `stripes` channels (what
+    /// [`Payload::stripes`] gave; fewer if the server refuses some); see the module doc.
     async fn publish_payload<R: AsyncRead + Unpin, S: RangeSource>(
         &mut self,
         payload: Payload<'_, R, S>,
+        stripes: usize,
         path: &RemotePath,
         policy: Overwrite,
     ) -> Result<Published, Error> {
-        // Stripes: one per `stripe_min_bytes`, at most the partner's parallelism.
-        let channels = match &payload {
-            Payload::Ranges(s) => {
-                let k = stripes_for(s.len(), self.stripe_min_bytes, self.stripes);
-                self.sftp_channels(k).await
-            }
-            Payload::Stream { .. } => vec![self.sftp.clone()],
-        };
+        let channels = self.sftp_channels(stripes).await;
         self.publish_on(&channels, payload, path, policy).await
     }
 
-    /// See [`Connector::publish_all`]: the small files shared out among up to `stripes`
-    /// channels (each channel takes the next file when it is done with one), then the large ones.
+    /// See [`Connector::publish_all`]: the `small` files (indices into `files`, see [`by_size`])
+    /// shared out among `lanes` channels (each takes the next file when it is done with one),
+    /// then the `large` ones, each striped.
     async fn publish_all<S: RangeSource>(
         &mut self,
         files: &[(S, RemotePath)],
+        small: &[usize],
+        large: &[usize],
+        lanes: usize,
         policy: Overwrite,
     ) -> Vec<Result<Published, Error>> {
-        let (small, large): (Vec<usize>, Vec<usize>) =
-            (0..files.len()).partition(|&i| files[i].0.len() < self.stripe_min_bytes);
         let mut results: Vec<Option<Result<Published, Error>>> =
             files.iter().map(|_| None).collect();
         if !small.is_empty() {
-            let channels = self.sftp_channels(small.len().min(self.stripes)).await;
+            let channels = self.sftp_channels(lanes).await;
             let (this, next) = (&*self, AtomicUsize::new(0));
             let workers = channels.iter().map(|channel| {
-                let (small, next) = (&small, &next);
+                let next = &next;
                 async move {
                     let mut done = Vec::new();
                     while let Some(&i) = small.get(next.fetch_add(1, Ordering::Relaxed)) {
@@ -317,10 +318,11 @@ impl Session {
                 results[i] = Some(result);
             }
         }
-        for i in large {
+        for &i in large {
             let (source, path) = &files[i];
             let payload: Payload<'_, tokio::io::Empty, S> = Payload::Ranges(source);
-            results[i] = Some(self.publish_payload(payload, path, policy).await);
+            let stripes = payload.stripes(self.stripe_min_bytes, self.stripes);
+            results[i] = Some(self.publish_payload(payload, stripes, path, policy).await);
         }
         results
             .into_iter()
@@ -898,6 +900,12 @@ impl<F: Future + ?Sized> Started<F> {
             Started::Waiting(request) => request.await,
         }
     }
+}
+
+/// Indices of `files` smaller than `min_bytes` (published side by side, one channel each) and
+/// of the others (published one after another, striped).
+fn by_size<S: RangeSource>(files: &[(S, RemotePath)], min_bytes: u64) -> (Vec<usize>, Vec<usize>) {
+    (0..files.len()).partition(|&i| files[i].0.len() < min_bytes)
 }
 
 /// How many stripes a file of `len` bytes gets: one per `min_bytes`, at least 1, at most `max`.

@@ -45,6 +45,19 @@ pub struct Tuning {
     pub stripe_min_bytes: u64,
 }
 
+impl Tuning {
+    /// `stripe_min_bytes`, at least 1.
+    pub(crate) fn stripe_min(&self) -> u64 {
+        self.stripe_min_bytes.max(1)
+    }
+}
+
+/// The most SFTP channels one file or batch is spread over: the partner's `Parallelism`, else
+/// the tuning's `stripes`; at least 1.
+pub(crate) fn parallelism(partner: &Partner, tuning: &Tuning) -> usize {
+    partner.parallelism.unwrap_or(tuning.stripes).max(1)
+}
+
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
@@ -287,8 +300,8 @@ impl Session {
             posix_rename,
             chunk_size,
             writes_in_flight: tuning.writes_in_flight.max(1),
-            stripes: partner.parallelism.unwrap_or(tuning.stripes).max(1),
-            stripe_min_bytes: tuning.stripe_min_bytes.max(1),
+            stripes: parallelism(partner, tuning),
+            stripe_min_bytes: tuning.stripe_min(),
             extra: extras,
             channel_cap,
             orphans: Mutex::default(),
@@ -517,21 +530,17 @@ impl Connector {
         }
     }
 
-    /// The partner this connector talks to.
     /// The timeouts and sizes in use.
     pub(crate) fn tuning(&self) -> &Tuning {
         &self.tuning
     }
 
-    /// The most SFTP channels one file or batch is spread over: the partner's `Parallelism`,
-    /// else the tuning's.
+    /// See [`parallelism`].
     pub(crate) fn parallelism(&self) -> usize {
-        self.partner
-            .parallelism
-            .unwrap_or(self.tuning.stripes)
-            .max(1)
+        parallelism(&self.partner, &self.tuning)
     }
 
+    /// The partner this connector talks to.
     pub fn partner(&self) -> &Partner {
         &self.partner
     }
