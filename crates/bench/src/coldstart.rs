@@ -27,18 +27,9 @@ pub fn time_to_next(bootstrap: &Path) -> anyhow::Result<Duration> {
             }
         }
     });
-    let env = [
-        ("PATH", "/usr/bin:/bin".to_owned()),
-        ("AWS_LAMBDA_RUNTIME_API", addr.to_string()),
-        ("AWS_LAMBDA_FUNCTION_NAME", "sftp-forward".to_owned()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".to_owned()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
-        (
-            "AWS_LAMBDA_LOG_GROUP_NAME",
-            "/aws/lambda/sftp-forward".to_owned(),
-        ),
-        ("AWS_LAMBDA_LOG_STREAM_NAME", "bench".to_owned()),
-        ("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()),
+    let mut env =
+        testkit::runtime_api::platform_env(&addr.to_string(), "sftp-forward", 128, "bench");
+    env.extend([
         ("SFTP_FORWARD_SECRET_ID", "bench-partner".to_owned()),
         ("AWS_REGION", testkit::moto::REGION.to_owned()),
         ("AWS_ACCESS_KEY_ID", testkit::moto::ACCESS_KEY_ID.to_owned()),
@@ -47,7 +38,7 @@ pub fn time_to_next(bootstrap: &Path) -> anyhow::Result<Duration> {
             testkit::moto::SECRET_ACCESS_KEY.to_owned(),
         ),
         ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-    ];
+    ]);
     let started = Instant::now();
     let mut child = Command::new(bootstrap)
         .env_clear()

@@ -313,12 +313,13 @@ impl Instance {
         let log = work.join(format!("function-private-{}.log", name(subnet)));
         let mut cmd = testbed.command(&format!("priv{subnet}"), bootstrap);
         cmd.env_clear()
-            .env("PATH", "/usr/bin:/bin")
+            .envs(testkit::runtime_api::platform_env(
+                &api.address(),
+                "sftp-forward-demo",
+                512,
+                &format!("private-{}", name(subnet)),
+            ))
             .envs(function_env)
-            .env("AWS_LAMBDA_FUNCTION_NAME", "sftp-forward-demo")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
             .envs(moto.env());
         let function = testkit::Function::spawn(cmd, api, log)
             .with_context(|| format!("start {}", bootstrap.display()))?;

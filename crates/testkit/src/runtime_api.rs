@@ -670,6 +670,29 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The variables Lambda sets for a function with JSON logs, pointed at the Runtime API at
+/// `api` (`ADDRESS:PORT`): what `bootstrap` reads besides its own settings and AWS credentials.
+pub fn platform_env(
+    api: &str,
+    function: &str,
+    memory_mb: u32,
+    log_stream: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("PATH", "/usr/bin:/bin".to_owned()),
+        ("AWS_LAMBDA_RUNTIME_API", api.to_owned()),
+        ("AWS_LAMBDA_FUNCTION_NAME", function.to_owned()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb.to_string()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{function}"),
+        ),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", log_stream.to_owned()),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()),
+    ]
+}
+
 /// A function process (the compiled `bootstrap`, perhaps inside a namespace) wired to its own
 /// Runtime API endpoint, its stdout and stderr in a log file; killed when dropped.
 pub struct Function {

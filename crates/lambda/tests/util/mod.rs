@@ -245,20 +245,8 @@ pub fn failures(response: &Value) -> Vec<String> {
 /// The environment Lambda gives the `bootstrap` (JSON logs), pointed at `runtime_api`, with the
 /// partner secret and the standard AWS settings for moto.
 pub fn lambda_env(runtime_api: &str, secret: &str) -> Vec<(&'static str, String)> {
-    let mut env = vec![
-        ("PATH", "/usr/bin:/bin".to_owned()),
-        ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_owned()),
-        ("AWS_LAMBDA_FUNCTION_NAME", "sftp-forward".to_owned()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512".to_owned()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
-        (
-            "AWS_LAMBDA_LOG_GROUP_NAME",
-            "/aws/lambda/sftp-forward".to_owned(),
-        ),
-        ("AWS_LAMBDA_LOG_STREAM_NAME", "test".to_owned()),
-        ("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()),
-        ("SFTP_FORWARD_SECRET_ID", secret.to_owned()),
-    ];
+    let mut env = testkit::runtime_api::platform_env(runtime_api, "sftp-forward", 512, "test");
+    env.push(("SFTP_FORWARD_SECRET_ID", secret.to_owned()));
     env.extend(moto().env());
     env
 }
