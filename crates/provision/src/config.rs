@@ -74,7 +74,7 @@ pub struct RawConfig {
     /// The partner's SFTP server: an IPv4 address or a hostname (resolved at plan/apply time).
     /// Without it the function may reach tcp/22 anywhere.
     pub partner_address: Option<String>,
-    /// The inbox bucket; default `<stack>-inbox`.
+    /// The inbox bucket; default `<stack>-<account>-<region>` (bucket names are global).
     pub bucket: Option<String>,
     /// Two distinct AZs of the region; default the existing subnets' AZs, else the first two.
     pub availability_zones: Option<Vec<String>>,
@@ -100,6 +100,8 @@ pub struct RawConfig {
     pub environment: Option<BTreeMap<String, String>>,
     /// How long to wait for each NAT gateway to become available.
     pub nat_wait_seconds: Option<u64>,
+    /// How long the function's log group keeps its logs (a CloudWatch Logs retention value).
+    pub log_retention_days: Option<u32>,
 }
 
 impl RawConfig {
@@ -142,7 +144,8 @@ impl RawConfig {
             function_timeout_seconds,
             function_memory_mb,
             environment,
-            nat_wait_seconds
+            nat_wait_seconds,
+            log_retention_days
         )
     }
 }
@@ -165,10 +168,14 @@ pub struct Spec {
     pub azs: Option<[String; 2]>,
     /// The partner's address, if given.
     pub partner: Option<Partner>,
-    /// The inbox bucket.
+    /// The inbox bucket: as given, or (after [`Spec::for_account`]) the default name.
     pub bucket: String,
+    /// Whether the operator named the bucket (else `destroy`/`outputs` look up what `apply` used).
+    pub bucket_given: bool,
     /// The partner secret's name or ARN.
     pub secret: String,
+    /// Whether the operator named the secret.
+    pub secret_given: bool,
     /// The file to create the secret from.
     pub secret_file: Option<PathBuf>,
     /// The packaged function zip.
@@ -189,7 +196,15 @@ pub struct Spec {
     pub environment: BTreeMap<String, String>,
     /// The bounded wait for each NAT gateway.
     pub nat_wait: Duration,
+    /// The function's log group retention in days.
+    pub log_retention_days: u32,
 }
+
+/// The retention values CloudWatch Logs accepts.
+const LOG_RETENTION_DAYS: &[u32] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
 
 /// Where `deploy/package` writes the zip: `$CARGO_TARGET_DIR/lambda/bootstrap/bootstrap.zip`, with
 /// the target dir `tests/run` and `deploy/` share by default.
@@ -247,8 +262,18 @@ impl Spec {
             .as_deref()
             .map(parse_partner)
             .transpose()?;
-        let bucket = raw.bucket.unwrap_or_else(|| format!("{stack}-inbox"));
-        check_bucket_name(&bucket)?;
+        let bucket_given = raw.bucket.is_some();
+        let bucket = raw.bucket.unwrap_or_default();
+        if bucket_given {
+            check_bucket_name(&bucket)?;
+        }
+        let log_retention_days = raw.log_retention_days.unwrap_or(30);
+        if !LOG_RETENTION_DAYS.contains(&log_retention_days) {
+            return Err(Error::invalid(
+                "log_retention_days",
+                format!("{log_retention_days} is not one CloudWatch Logs accepts: one of {LOG_RETENTION_DAYS:?}"),
+            ));
+        }
         let environment = raw.environment.unwrap_or_default();
         if environment.contains_key(SECRET_ENV) {
             return Err(Error::invalid(
@@ -257,9 +282,12 @@ impl Spec {
             ));
         }
         Ok(Spec {
+            secret_given: raw.secret.is_some(),
             secret: raw
                 .secret
                 .unwrap_or_else(|| format!("sftp-forward/{stack}/partner")),
+            bucket_given,
+            log_retention_days,
             secret_file: raw.secret_file,
             zip: raw.zip.unwrap_or(default_zip),
             max_concurrency: in_range("max_concurrency", raw.max_concurrency, 2, 2, 1000)?,
@@ -289,13 +317,28 @@ impl Spec {
         })
     }
 
+    /// Fills in the default bucket name, `<stack>-<account>-<region>`, unless the operator named
+    /// one: bucket names are global, so a fixed default would clash with another account's.
+    pub fn for_account(mut self, account: &str, region: &str) -> Result<Self> {
+        if !self.bucket_given {
+            self.bucket = format!("{}-{account}-{region}", self.stack);
+            check_bucket_name(&self.bucket)?;
+        }
+        Ok(self)
+    }
+
     /// The function (and its log group `/aws/lambda/<name>`).
     pub fn function_name(&self) -> String {
         format!("{}-forward", self.stack)
     }
-    /// The function's execution role.
-    pub fn role_name(&self) -> String {
-        format!("{}-forward-role", self.stack)
+    /// The function's log group.
+    pub fn log_group(&self) -> String {
+        format!("/aws/lambda/{}", self.function_name())
+    }
+    /// The function's execution role. IAM names are global to the account, so the region is part
+    /// of it: the same stack name in two regions gets two roles.
+    pub fn role_name(&self, region: &str) -> String {
+        format!("{}-forward-{region}", self.stack)
     }
     /// The queue the bucket notifies.
     pub fn queue_name(&self) -> String {
@@ -406,7 +449,10 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(s.bucket, "acme-inbox");
+        assert_eq!(s.bucket, "");
+        let s = s.for_account("123456789012", "eu-west-1").unwrap();
+        assert_eq!(s.bucket, "acme-123456789012-eu-west-1");
+        assert_eq!(s.role_name("eu-west-1"), "acme-forward-eu-west-1");
         assert_eq!(s.secret, "sftp-forward/acme/partner");
         assert_eq!(s.function_name(), "acme-forward");
         assert_eq!(s.max_concurrency, 2);

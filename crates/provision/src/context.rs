@@ -26,8 +26,23 @@ pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     /// Secrets Manager: the partner secret.
     pub secrets: aws_sdk_secretsmanager::Client,
+    /// STS: who the credentials are.
+    pub sts: aws_sdk_sts::Client,
+    /// CloudWatch Logs: the function's log group.
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     /// The region every client talks to.
     pub region: String,
+    /// A custom endpoint (`AWS_ENDPOINT_URL`, an emulator), if any.
+    pub endpoint: Option<String>,
+}
+
+/// The account and principal the credentials belong to (STS `GetCallerIdentity`).
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The 12-digit account id.
+    pub account: String,
+    /// The caller's ARN.
+    pub arn: String,
 }
 
 impl Clients {
@@ -53,9 +68,49 @@ impl Clients {
             s3: aws_sdk_s3::Client::from_conf(s3),
             sqs: aws_sdk_sqs::Client::new(config),
             secrets: aws_sdk_secretsmanager::Client::new(config),
+            sts: aws_sdk_sts::Client::new(config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(config),
             region,
+            endpoint: config.endpoint_url().map(str::to_owned),
         })
     }
+
+    /// Who these credentials are: the account every resource will be created in.
+    pub async fn identity(&self) -> Result<Identity> {
+        let out = self.sts.get_caller_identity().send().await;
+        let out = out.map_err(crate::error::aws(
+            "GetCallerIdentity",
+            format!("the AWS credentials in {}", self.region),
+        ))?;
+        Ok(Identity {
+            account: out.account().unwrap_or_default().to_owned(),
+            arn: out.arn().unwrap_or_default().to_owned(),
+        })
+    }
+
+    /// `account 123456789012 (arn:…), region eu-west-1, endpoint …`: printed before any change.
+    pub fn whereabouts(&self, who: &Identity) -> String {
+        let endpoint = self
+            .endpoint
+            .as_deref()
+            .unwrap_or("AWS (default endpoints)");
+        format!(
+            "account {} ({}), region {}, endpoint {endpoint}",
+            who.account, who.arn, self.region
+        )
+    }
+}
+
+/// Resolves what depends on the account and on earlier runs: the default bucket name (global, so
+/// it includes the account and region), and the bucket and secret `apply` recorded on the stack's
+/// queue when the operator does not name them again.
+pub async fn resolve(clients: &Clients, spec: Spec) -> Result<(Spec, Identity)> {
+    let who = clients.identity().await?;
+    let mut spec = spec.for_account(&who.account, &clients.region)?;
+    let (bucket, secret) = crate::inbox::recorded_names(clients, &spec).await?;
+    spec.bucket = bucket;
+    spec.secret = secret;
+    Ok((spec, who))
 }
 
 /// How a setting compares with what is wanted.
@@ -119,6 +174,7 @@ pub struct Change {
 #[derive(Debug, Default)]
 pub struct Report {
     changes: Mutex<Vec<Change>>,
+    notes: Mutex<Vec<String>>,
     quiet: bool,
 }
 
@@ -156,9 +212,16 @@ impl Report {
 
     /// Prints a note (a warning or a hint) in the report.
     pub(crate) fn note(&self, text: impl fmt::Display) {
+        let text = text.to_string();
         if !self.quiet {
             println!("  ! {text}");
         }
+        self.notes.lock().expect("report lock").push(text);
+    }
+
+    /// Every note (warning or hint) so far.
+    pub fn notes(&self) -> Vec<String> {
+        self.notes.lock().expect("report lock").clone()
     }
 
     /// Every change so far.
@@ -307,47 +370,6 @@ pub fn placeholder(what: &str) -> String {
 /// Whether `id` is a [`placeholder`].
 pub fn is_placeholder(id: &str) -> bool {
     id.starts_with("<new ")
-}
-
-/// Runs `fut` and prints how long it has been waiting for `what` every 15 s.
-pub(crate) async fn with_progress<T>(
-    what: &str,
-    limit: Duration,
-    fut: impl Future<Output = T>,
-) -> T {
-    println!("  … waiting for {what} (at most {}s)", limit.as_secs());
-    tokio::pin!(fut);
-    let start = tokio::time::Instant::now();
-    let mut tick =
-        tokio::time::interval_at(start + Duration::from_secs(15), Duration::from_secs(15));
-    loop {
-        tokio::select! {
-            out = &mut fut => return out,
-            _ = tick.tick() => println!("  … still waiting for {what} ({}s)", start.elapsed().as_secs()),
-        }
-    }
-}
-
-/// Polls `check` every `every` until it returns `Some`, at most `limit`; `None` on timeout.
-pub(crate) async fn poll<T, F, Fut>(
-    limit: Duration,
-    every: Duration,
-    mut check: F,
-) -> Result<Option<T>>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(Some(v));
-        }
-        if tokio::time::Instant::now() + every > deadline {
-            return Ok(None);
-        }
-        tokio::time::sleep(every).await;
-    }
 }
 
 /// Maps a waiter's error: running out of time becomes [`Error::Timeout`], anything else an

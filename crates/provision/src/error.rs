@@ -70,6 +70,14 @@ pub enum Error {
         /// What the operator should do.
         next: String,
     },
+    /// `destroy` stopped on an error; what it lists is still there and billed.
+    #[error("destroy stopped: {cause}; still billed: {}", if billed.is_empty() { "nothing found".to_owned() } else { billed.join(", ") })]
+    GaveUp {
+        /// Why it stopped.
+        cause: Box<Error>,
+        /// What still costs money, with its rate.
+        billed: Vec<String>,
+    },
     /// `destroy` removed what it could but had to keep some resources.
     #[error("destroy incomplete: {}; next: {next}", kept.join(", "))]
     Incomplete {

@@ -9,20 +9,21 @@ use aws_sdk_lambda::client::Waiters;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{
     Architecture, Environment, EventSourceMappingConfiguration, FunctionCode,
-    FunctionConfiguration, FunctionResponseType, Runtime, ScalingConfig, VpcConfig,
+    FunctionConfiguration, FunctionResponseType, LastUpdateStatus, Runtime, ScalingConfig,
+    State as State_, VpcConfig,
 };
 use sha2::{Digest, Sha256};
 
 use crate::config::{EXPECTED_EGRESS_ENV, SECRET_ENV};
-use crate::context::{is_placeholder, poll, waiter_error, Clients, Ctx, State};
+use crate::context::{is_placeholder, waiter_error, Clients, Ctx, State};
 use crate::error::{aws, Error, Result};
+use crate::iam::ROLE_PROPAGATION;
 use crate::network::Network;
+use crate::retry;
 use crate::STACK_TAG;
 
 /// How long to wait for the function to become active or finish an update.
 const FUNCTION_WAIT: Duration = Duration::from_secs(300);
-/// How long a new role may take to become assumable by Lambda (IAM is eventually consistent).
-const ROLE_PROPAGATION: Duration = Duration::from_secs(90);
 
 /// The packaged function: the zip's bytes and Lambda's `CodeSha256` of them.
 #[derive(Clone)]
@@ -218,22 +219,22 @@ pub async fn ensure(
                         .tags(STACK_TAG, &spec.stack)
                         .send()
                 };
-                // A role created seconds ago may not be assumable yet: Lambda says so with
-                // InvalidParameterValueException; retry for a bounded time in that case only.
-                let deadline = tokio::time::Instant::now() + ROLE_PROPAGATION;
-                let out = loop {
-                    match create().await {
-                        Err(e)
-                            if role.1
-                                && tokio::time::Instant::now() < deadline
-                                && e.as_service_error()
-                                    .is_some_and(|e| e.is_invalid_parameter_value_exception()) =>
-                        {
-                            tokio::time::sleep(Duration::from_secs(5)).await
-                        }
-                        other => break other.map_err(aws("CreateFunction", &what))?,
-                    }
+                // A role created moments ago (by this run or another, by its CreateDate) may
+                // not be assumable by Lambda yet: it says so with InvalidParameterValueException.
+                // Retry for a bounded time in that case only.
+                let limit = if role.1 {
+                    ROLE_PROPAGATION
+                } else {
+                    Duration::ZERO
                 };
+                let out = retry::when_codes(
+                    "Lambda to be able to assume the new role",
+                    &["InvalidParameterValueException"],
+                    limit,
+                    create,
+                )
+                .await
+                .map_err(aws("CreateFunction", &what))?;
                 let wait = c
                     .lambda
                     .wait_until_function_active_v2()
@@ -252,6 +253,19 @@ pub async fn ensure(
         .await?;
 
     if let Some(f) = &found {
+        // A function found Failed (e.g. Lambda could not create its network interfaces) is
+        // repaired by writing its configuration again, not reported as unchanged.
+        let failed = f.state() == Some(&State_::Failed)
+            || f.last_update_status() == Some(&LastUpdateStatus::Failed);
+        if failed {
+            ctx.report.note(format!(
+                "function {name} is {} ({}): its configuration is written again to repair it",
+                f.state().map_or("unknown", |s| s.as_str()),
+                f.state_reason()
+                    .or(f.last_update_status_reason())
+                    .unwrap_or("no reason given")
+            ));
+        }
         let code = format!("code of function {name}");
         let same_code = package.is_none_or(|p| f.code_sha256() == Some(p.sha256.as_str()));
         ctx.converge(&code, State::of(true, same_code), || async {
@@ -261,14 +275,16 @@ pub async fn ensure(
                 .update_function_code()
                 .function_name(&name)
                 .zip_file(Blob::new(package.bytes.clone()));
-            req.send().await.map_err(aws("UpdateFunctionCode", &code))?;
-            wait_updated(c, &name, &code).await
+            update(c, &name, "UpdateFunctionCode", &code, || req.clone().send()).await?;
+            wait_ready(c, &name, &code).await
         })
         .await?;
         let config =
             format!("configuration of function {name} (role, environment, VPC, timeout, memory)");
-        ctx.converge(&config, State::of(true, wanted.matches(f)), || async {
-            c.lambda
+        let state = State::of(true, wanted.matches(f) && !failed);
+        ctx.converge(&config, state, || async {
+            let req = c
+                .lambda
                 .update_function_configuration()
                 .function_name(&name)
                 .runtime(Runtime::Providedal2023)
@@ -277,11 +293,12 @@ pub async fn ensure(
                 .environment(wanted.environment())
                 .vpc_config(wanted.vpc())
                 .timeout(wanted.timeout)
-                .memory_size(wanted.memory)
-                .send()
-                .await
-                .map_err(aws("UpdateFunctionConfiguration", &config))?;
-            wait_updated(c, &name, &config).await
+                .memory_size(wanted.memory);
+            update(c, &name, "UpdateFunctionConfiguration", &config, || {
+                req.clone().send()
+            })
+            .await?;
+            wait_ready(c, &name, &config).await
         })
         .await?;
     }
@@ -290,20 +307,76 @@ pub async fn ensure(
     Ok(Function { arn, mapping })
 }
 
-async fn wait_updated(c: &Clients, name: &str, what: &str) -> Result<()> {
-    let wait = c
-        .lambda
-        .wait_until_function_updated_v2()
-        .function_name(name)
-        .wait(FUNCTION_WAIT)
-        .await;
-    wait.map_err(waiter_error(
-        "GetFunction",
-        what.to_owned(),
-        "updated",
+/// Sends an update of the function once it can take one: Lambda refuses any update (409
+/// `ResourceConflictException`) while the function is `Pending` or an earlier update is
+/// `InProgress`, so wait for that first, and retry a refusal (someone else's update) bounded.
+async fn update<T, E, F, Fut>(
+    c: &Clients,
+    name: &str,
+    operation: &'static str,
+    what: &str,
+    send: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static,
+{
+    wait_ready(c, name, what).await?;
+    retry::when_codes(
+        &format!("function {name} to finish its current update"),
+        &["ResourceConflictException"],
         FUNCTION_WAIT,
-    ))?;
-    Ok(())
+        send,
+    )
+    .await
+    .map_err(aws(operation, what))
+}
+
+/// Waits until the function can take an update: not `Pending`, and its last update not
+/// `InProgress`. Polls `GetFunctionConfiguration` (the SDK waiters wait for one of the two only).
+pub(crate) async fn wait_ready(c: &Clients, name: &str, what: &str) -> Result<()> {
+    let waiting = format!("function {name} to be ready for changes");
+    let ready = retry::until(&waiting, FUNCTION_WAIT, || async {
+        let out = c
+            .lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await;
+        let f = match out {
+            Ok(f) => f,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                return Ok(Ok(()))
+            }
+            Err(e) => return Err(aws("GetFunctionConfiguration", what)(e)),
+        };
+        let busy = f.state() == Some(&State_::Pending)
+            || f.last_update_status() == Some(&LastUpdateStatus::InProgress);
+        Ok(if busy {
+            Err(format!(
+                "State {}, LastUpdateStatus {}",
+                f.state().map_or("-", |s| s.as_str()),
+                f.last_update_status().map_or("-", |s| s.as_str())
+            ))
+        } else {
+            Ok(())
+        })
+    })
+    .await?;
+    ready.ok_or_else(|| Error::Timeout {
+        resource: what.to_owned(),
+        state: "ready (Active, no update in progress)",
+        waited: FUNCTION_WAIT,
+        next: "check the function in the Lambda console, then run the command again".into(),
+    })
 }
 
 async fn ensure_mapping(ctx: Ctx<'_>, function: &str, queue_arn: &str) -> Result<String> {
@@ -375,15 +448,19 @@ async fn ensure_mapping(ctx: Ctx<'_>, function: &str, queue_arn: &str) -> Result
 /// Lambda refuses changes meanwhile. The SDK has no waiter for mappings.
 pub(crate) async fn wait_mapping_settled(c: &Clients, uuid: &str, what: &str) -> Result<()> {
     let limit = Duration::from_secs(120);
-    let settled = poll(limit, Duration::from_secs(2), || async {
+    let waiting = format!("{what} to settle");
+    let settled = retry::until(&waiting, limit, || async {
         let out = c.lambda.get_event_source_mapping().uuid(uuid).send().await;
         match out {
-            Ok(m) => Ok(matches!(m.state(), Some("Enabled" | "Disabled") | None).then_some(())),
+            Ok(m) => Ok(match m.state() {
+                Some("Enabled" | "Disabled") | None => Ok(()),
+                Some(other) => Err(other.to_owned()),
+            }),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_resource_not_found_exception()) =>
             {
-                Ok(Some(()))
+                Ok(Ok(()))
             }
             Err(e) => Err(aws("GetEventSourceMapping", what)(e)),
         }

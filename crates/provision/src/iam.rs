@@ -5,10 +5,13 @@
 //! actions Lambda needs to attach the function to the VPC, which AWS does not let one scope
 //! (`ec2:DescribeNetworkInterfaces` only works on `*`; Lambda picks the subnets' ENIs itself).
 
+use std::time::Duration;
+
+use aws_sdk_iam::types::Role;
 use serde_json::{json, Value};
 
 use crate::context::{is_placeholder, Ctx, State};
-use crate::error::{aws, Result};
+use crate::error::{aws, Error, Result};
 use crate::STACK_TAG;
 
 /// The inline policy's name on the role.
@@ -38,6 +41,9 @@ pub struct Scope<'a> {
     pub queue_arn: &'a str,
     /// The function's name (its log group is `/aws/lambda/<name>`).
     pub function: &'a str,
+    /// Customer-managed KMS keys of the secret or the bucket (key ARNs), if any: the function
+    /// may decrypt with them only through Secrets Manager and S3.
+    pub kms_keys: &'a [String],
 }
 
 /// Lets Lambda assume the role.
@@ -62,48 +68,91 @@ pub fn execution_policy(s: &Scope<'_>) -> Value {
         ..
     } = s;
     let log_group = format!("arn:{p}:logs:{r}:{a}:log-group:/aws/lambda/{}", s.function);
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "ReadAndTagInboxObjects",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:GetObjectTagging", "s3:PutObjectTagging"],
-                "Resource": format!("arn:{p}:s3:::{}/*", s.bucket)
-            },
-            {
-                "Sid": "ReadPartnerSecret",
-                "Effect": "Allow",
-                "Action": ["secretsmanager:GetSecretValue"],
-                "Resource": s.secret_arn
-            },
-            {
-                // GetQueueAttributes: the event source mapping checks the queue with the role.
-                "Sid": "ConsumeInboxQueue",
-                "Effect": "Allow",
-                "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
-                "Resource": s.queue_arn
-            },
-            {
-                "Sid": "AttachToVpc",
-                "Effect": "Allow",
-                "Action": ENI_ACTIONS,
-                "Resource": "*"
-            },
-            {
-                "Sid": "ManageVpcInterfaceAddresses",
-                "Effect": "Allow",
-                "Action": ["ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
-                "Resource": format!("arn:{p}:ec2:{r}:{a}:network-interface/*")
-            },
-            {
-                "Sid": "WriteOwnLogs",
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": [log_group.clone(), format!("{log_group}:*")]
-            }
-        ]
-    })
+    let mut statements = vec![
+        json!({
+            // The version actions: events carry a versionId when the bucket is versioned, and
+            // the function reads and tags exactly that version.
+            "Sid": "ReadAndTagInboxObjects",
+            "Effect": "Allow",
+            "Action": [
+                "s3:GetObject",
+                "s3:GetObjectVersion",
+                "s3:GetObjectTagging",
+                "s3:GetObjectVersionTagging",
+                "s3:PutObjectTagging",
+                "s3:PutObjectVersionTagging"
+            ],
+            "Resource": format!("arn:{p}:s3:::{}/*", s.bucket)
+        }),
+        json!({
+            // Without it S3 answers 403 for an object deleted before its event was handled,
+            // where the function needs the 404 that says "gone, nothing to deliver".
+            "Sid": "ListInbox",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": format!("arn:{p}:s3:::{}", s.bucket)
+        }),
+        json!({
+            "Sid": "ReadPartnerSecret",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue"],
+            "Resource": s.secret_arn
+        }),
+        json!({
+            // GetQueueAttributes: the event source mapping checks the queue with the role.
+            "Sid": "ConsumeInboxQueue",
+            "Effect": "Allow",
+            "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+            "Resource": s.queue_arn
+        }),
+        json!({
+            "Sid": "AttachToVpc",
+            "Effect": "Allow",
+            "Action": ENI_ACTIONS,
+            "Resource": "*"
+        }),
+        json!({
+            "Sid": "ManageVpcInterfaceAddresses",
+            "Effect": "Allow",
+            "Action": ["ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
+            "Resource": format!("arn:{p}:ec2:{r}:{a}:network-interface/*")
+        }),
+        json!({
+            // The log group is created by apply (with its retention), not by the function.
+            "Sid": "WriteOwnLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [log_group.clone(), format!("{log_group}:*")]
+        }),
+    ];
+    if !s.kms_keys.is_empty() {
+        statements.push(json!({
+            "Sid": "DecryptSecretAndObjects",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt"],
+            "Resource": s.kms_keys,
+            "Condition": {"StringEquals": {"kms:ViaService": [
+                format!("secretsmanager.{r}.amazonaws.com"),
+                format!("s3.{r}.amazonaws.com")
+            ]}}
+        }));
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// The ARN of a KMS key given as an ARN, a key id or an alias (`alias/…`), or `None` for the AWS
+/// managed keys (`alias/aws/…`), which need no grant in the role.
+pub fn kms_key_arn(key: &str, partition: &str, region: &str, account: &str) -> Option<String> {
+    if key.is_empty() || key.starts_with("alias/aws/") || key.contains(":alias/aws/") {
+        return None;
+    }
+    if key.starts_with("arn:") {
+        return Some(key.to_owned());
+    }
+    // A grant on an alias's ARN does not cover the key behind it: an alias gets the account's
+    // keys, still only through Secrets Manager and S3 (the kms:ViaService condition).
+    let id = if key.starts_with("alias/") { "*" } else { key };
+    Some(format!("arn:{partition}:kms:{region}:{account}:key/{id}"))
 }
 
 /// `(partition, account)` from an ARN such as a role's.
@@ -113,10 +162,14 @@ pub fn partition_and_account(arn: &str) -> (&str, &str) {
     (partition, parts.nth(2).unwrap_or_default())
 }
 
-/// The role's ARN, if it exists.
-pub async fn find_role(c: &crate::Clients, name: &str) -> Result<Option<String>> {
+/// How long after its creation a role may still be unknown to Lambda (IAM is eventually
+/// consistent: "changes may take time to propagate").
+pub const ROLE_PROPAGATION: Duration = Duration::from_secs(120);
+
+/// The role, if it exists.
+pub async fn find_role(c: &crate::Clients, name: &str) -> Result<Option<Role>> {
     match c.iam.get_role().role_name(name).send().await {
-        Ok(out) => Ok(out.role().map(|r| r.arn().to_owned())),
+        Ok(out) => Ok(out.role().cloned()),
         Err(e)
             if e.as_service_error()
                 .is_some_and(|e| e.is_no_such_entity_exception()) =>
@@ -127,27 +180,78 @@ pub async fn find_role(c: &crate::Clients, name: &str) -> Result<Option<String>>
     }
 }
 
+/// The value of the role's [`STACK_TAG`], if any.
+pub fn role_stack(role: &Role) -> Option<&str> {
+    role.tags()
+        .iter()
+        .find(|t| t.key() == STACK_TAG)
+        .map(|t| t.value())
+}
+
+/// Whether the role was created recently enough that Lambda may not be able to assume it yet.
+pub fn is_fresh(role: &Role) -> bool {
+    let created = role.create_date().secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(i64::MAX);
+    now.saturating_sub(created) < ROLE_PROPAGATION.as_secs() as i64
+}
+
+/// Before anything is created: a role of this stack's name that another stack (or someone else)
+/// owns is refused.
+pub async fn check_role(ctx: Ctx<'_>) -> Result<()> {
+    let name = ctx.spec.role_name(&ctx.clients.region);
+    match find_role(ctx.clients, &name).await? {
+        Some(role) => foreign(ctx, &role, &name),
+        None => Ok(()),
+    }
+}
+
+fn foreign(ctx: Ctx<'_>, role: &Role, name: &str) -> Result<()> {
+    if role_stack(role) == Some(ctx.spec.stack.as_str()) {
+        return Ok(());
+    }
+    Err(Error::Conflict {
+        resource: format!("IAM role {name}"),
+        problem: match role_stack(role) {
+            Some(other) => format!("it belongs to stack {other:?}"),
+            None => format!("it exists but is not tagged {STACK_TAG}={}", ctx.spec.stack),
+        },
+        next: "use another --stack, or remove that role if it is a leftover".into(),
+    })
+}
+
 /// Finds or creates the role and brings its inline policy to [`execution_policy`]. Returns the
-/// role's ARN and whether it was created by this run (IAM needs a few seconds before Lambda can
-/// assume a new role).
+/// role's ARN and whether it is fresh (created by this run, or recently by its `CreateDate`):
+/// Lambda may refuse to assume a fresh role for a while. A role of the same name that is not
+/// this stack's is refused, never adopted.
 pub async fn ensure_role(
     ctx: Ctx<'_>,
     secret_arn: &str,
     queue_arn: &str,
+    kms_keys: &[String],
 ) -> Result<(String, bool)> {
     let (c, spec) = (ctx.clients, ctx.spec);
-    let name = spec.role_name();
+    let name = spec.role_name(&c.region);
     let what = format!("IAM role {name}");
     let found = find_role(c, &name).await?;
+    if let Some(role) = &found {
+        foreign(ctx, role, &name)?;
+    }
+    let fresh = found.as_ref().is_none_or(is_fresh);
     let created = found.is_none();
     let arn = ctx
-        .ensure(&what, found, || async {
+        .ensure(&what, found.map(|r| r.arn().to_owned()), || async {
             let out = c
                 .iam
                 .create_role()
                 .role_name(&name)
                 .assume_role_policy_document(trust_policy().to_string())
-                .description(format!("sftp-forward function of stack {}", spec.stack))
+                .description(format!(
+                    "sftp-forward function of stack {} in {}",
+                    spec.stack, c.region
+                ))
                 .tags(
                     aws_sdk_iam::types::Tag::builder()
                         .key(STACK_TAG)
@@ -169,7 +273,7 @@ pub async fn ensure_role(
     {
         ctx.converge(&policy_what, State::Missing, || async { Ok(()) })
             .await?;
-        return Ok((arn, created));
+        return Ok((arn, fresh));
     }
     let (partition, account) = partition_and_account(&arn);
     let function = spec.function_name();
@@ -181,6 +285,7 @@ pub async fn ensure_role(
         secret_arn,
         queue_arn,
         function: &function,
+        kms_keys,
     });
     let current = if created {
         None
@@ -219,7 +324,7 @@ pub async fn ensure_role(
         },
     )
     .await?;
-    Ok((arn, created))
+    Ok((arn, fresh))
 }
 
 /// IAM returns policy documents URL-encoded; emulators may not.
@@ -282,6 +387,7 @@ mod tests {
             secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:sftp-forward/acme/partner-AbCdEf",
             queue_arn: "arn:aws:sqs:us-east-1:123456789012:acme-inbox",
             function: "acme-forward",
+            kms_keys: &[],
         }
     }
 
@@ -301,6 +407,7 @@ mod tests {
             for r in resources {
                 let scoped = r == "*"
                     || r == "arn:aws:s3:::acme-inbox/*"
+                    || r == "arn:aws:s3:::acme-inbox"
                     || r == s.secret_arn
                     || r == s.queue_arn
                     || r == "arn:aws:ec2:us-east-1:123456789012:network-interface/*"
@@ -324,6 +431,8 @@ mod tests {
             "s3:GetObject",
             "s3:GetObjectTagging",
             "s3:PutObjectTagging",
+            "s3:ListBucket",
+            "s3:GetObjectVersion",
             "secretsmanager:GetSecretValue",
             "sqs:ReceiveMessage",
             "sqs:DeleteMessage",
@@ -335,7 +444,7 @@ mod tests {
         assert!(
             !actions
                 .iter()
-                .any(|a| a.starts_with("s3:Put") && *a != "s3:PutObjectTagging"),
+                .any(|a| a.starts_with("s3:Put") && !a.ends_with("Tagging")),
             "{actions:?}"
         );
     }
@@ -347,6 +456,45 @@ mod tests {
             {"Sid": "B", "Effect": "Allow", "Action": ["sqs:ReceiveMessage"], "Resource": "*"}
         ]});
         assert_eq!(least_privilege_violations(&bad).len(), 2);
+    }
+
+    /// Guards issue 13 point 8: a customer-managed key is granted only through Secrets Manager and
+    /// S3; AWS managed keys need no grant.
+    #[test]
+    fn customer_managed_keys_are_decryptable_only_via_the_services() {
+        let keys = [kms_key_arn("1234abcd-12ab", "aws", "us-east-1", "123456789012").unwrap()];
+        assert_eq!(
+            keys[0],
+            "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab"
+        );
+        assert_eq!(
+            kms_key_arn("alias/aws/secretsmanager", "aws", "us-east-1", "1"),
+            None
+        );
+        let policy = execution_policy(&Scope {
+            kms_keys: &keys,
+            ..scope()
+        });
+        assert_eq!(least_privilege_violations(&policy), Vec::<String>::new());
+        let kms = policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|st| st["Sid"] == "DecryptSecretAndObjects")
+            .expect("a kms statement");
+        assert_eq!(kms["Resource"], json!(keys));
+        assert_eq!(
+            kms["Condition"]["StringEquals"]["kms:ViaService"],
+            json!([
+                "secretsmanager.us-east-1.amazonaws.com",
+                "s3.us-east-1.amazonaws.com"
+            ])
+        );
+        assert!(execution_policy(&scope())["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|st| st["Sid"] != "DecryptSecretAndObjects"));
     }
 
     #[test]

@@ -25,6 +25,8 @@ use crate::STACK_TAG;
 const NOTIFICATION_ID: &str = "sftp-forward";
 /// Events that trigger a delivery.
 const EVENT: &str = "s3:ObjectCreated:*";
+/// How long S3 may take to see a queue policy just written.
+const QUEUE_POLICY_PROPAGATION: std::time::Duration = std::time::Duration::from_secs(120);
 /// The dead-letter queue keeps messages for the SQS maximum: 14 days.
 const DLQ_RETENTION_SECONDS: &str = "1209600";
 
@@ -132,6 +134,135 @@ pub async fn check(ctx: Ctx<'_>) -> Result<Option<SecretValue>> {
     Ok(value)
 }
 
+/// The partner's `Host` and `Port` as the secret states them: from the secret file, else from the
+/// existing secret's value. `None` (with a note) when there is neither, or the existing secret
+/// cannot be read with these credentials. The value itself is never printed.
+pub async fn partner_endpoint(
+    ctx: Ctx<'_>,
+    value: Option<&SecretValue>,
+) -> Result<Option<(String, u16)>> {
+    let text = match value {
+        Some(v) => v.0.clone(),
+        None => {
+            let out = ctx
+                .clients
+                .secrets
+                .get_secret_value()
+                .secret_id(&ctx.spec.secret)
+                .send()
+                .await;
+            match out {
+                Ok(out) => out.secret_string().unwrap_or_default().to_owned(),
+                Err(e) => {
+                    ctx.report.note(format!(
+                        "cannot read secret {} ({}): the security group uses partner_address \
+                         and port 22",
+                        ctx.spec.secret,
+                        e.code().unwrap_or("no error code")
+                    ));
+                    return Ok(None);
+                }
+            }
+        }
+    };
+    forward::config::endpoint_from_json(&text)
+        .map(Some)
+        .map_err(|e| Error::invalid("secret_file", format!("the partner JSON: {e}")))
+}
+
+/// The customer-managed KMS keys (as key ARNs) of the secret and the bucket's default
+/// encryption, which the function needs `kms:Decrypt` on. AWS managed keys are left out.
+pub async fn kms_keys(ctx: Ctx<'_>, secret_arn: &str) -> Result<Vec<String>> {
+    let c = ctx.clients;
+    let (partition, account) = crate::iam::partition_and_account(secret_arn);
+    let mut keys = Vec::new();
+    if !is_placeholder(secret_arn) {
+        if let Some(d) = find_secret(c, secret_arn).await? {
+            keys.extend(d.kms_key_id().map(str::to_owned));
+        }
+    }
+    if bucket_exists(c, &ctx.spec.bucket).await? {
+        match c
+            .s3
+            .get_bucket_encryption()
+            .bucket(&ctx.spec.bucket)
+            .send()
+            .await
+        {
+            Ok(out) => keys.extend(
+                out.server_side_encryption_configuration()
+                    .iter()
+                    .flat_map(|c| c.rules())
+                    .filter_map(|r| r.apply_server_side_encryption_by_default())
+                    .filter_map(|d| d.kms_master_key_id().map(str::to_owned)),
+            ),
+            Err(e) if e.code() == Some("ServerSideEncryptionConfigurationNotFoundError") => {}
+            Err(e) => {
+                return Err(aws(
+                    "GetBucketEncryption",
+                    format!("bucket {}", ctx.spec.bucket),
+                )(e))
+            }
+        }
+    }
+    let mut arns: Vec<String> = keys
+        .iter()
+        .filter_map(|k| crate::iam::kms_key_arn(k, partition, &c.region, account))
+        .collect();
+    arns.sort();
+    arns.dedup();
+    Ok(arns)
+}
+
+/// Before anything is created: the bucket name must be free or already this stack's (bucket names
+/// are global: another account may own it).
+pub async fn check_bucket(ctx: Ctx<'_>) -> Result<()> {
+    let (c, spec) = (ctx.clients, ctx.spec);
+    if bucket_exists(c, &spec.bucket).await? {
+        if let Some(other) = bucket_stack_tag(c, &spec.bucket)
+            .await?
+            .filter(|o| *o != spec.stack)
+        {
+            return Err(Error::Conflict {
+                resource: format!("bucket {}", spec.bucket),
+                problem: format!("it belongs to stack {other:?}"),
+                next: "set \"bucket\" in the config to another name".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The tags `apply` records on the stack's queue, so that `destroy`, `outputs` and the demo find a
+/// custom bucket or secret without being told again.
+pub const BUCKET_TAG: &str = "sftp-forward:bucket";
+/// See [`BUCKET_TAG`].
+pub const SECRET_TAG: &str = "sftp-forward:secret";
+
+/// The stack's bucket and secret: as given on the command line or in the config, else as
+/// recorded on the stack's queue by `apply`, else the default names.
+pub async fn recorded_names(c: &Clients, spec: &crate::Spec) -> Result<(String, String)> {
+    let mut bucket = spec.bucket.clone();
+    let mut secret = spec.secret.clone();
+    if spec.bucket_given && spec.secret_given {
+        return Ok((bucket, secret));
+    }
+    if let Some(url) = find_queue_url(c, &spec.queue_name()).await? {
+        let out = c.sqs.list_queue_tags().queue_url(&url).send().await;
+        let out = out.map_err(aws("ListQueueTags", format!("queue {}", spec.queue_name())))?;
+        let tags = out.tags().cloned().unwrap_or_default();
+        if tags.get(STACK_TAG) == Some(&spec.stack) {
+            if let Some(b) = tags.get(BUCKET_TAG).filter(|_| !spec.bucket_given) {
+                bucket = b.clone();
+            }
+            if let Some(s) = tags.get(SECRET_TAG).filter(|_| !spec.secret_given) {
+                secret = s.clone();
+            }
+        }
+    }
+    Ok((bucket, secret))
+}
+
 /// Finds or builds the secret, both queues, the bucket and its notification.
 pub async fn ensure(ctx: Ctx<'_>, value: Option<&SecretValue>) -> Result<Inbox> {
     let secret_arn = ensure_secret(ctx, value).await?;
@@ -146,6 +277,7 @@ pub async fn ensure(ctx: Ctx<'_>, value: Option<&SecretValue>) -> Result<Inbox> 
         attrs.push((QueueAttributeName::RedrivePolicy, redrive.to_string()));
     }
     let queue = ensure_queue(ctx, &ctx.spec.queue_name(), attrs).await?;
+    ensure_recorded_names(ctx, &queue, &secret_arn).await?;
     ensure_queue_policy(ctx, &queue).await?;
     ensure_bucket(ctx, &queue).await?;
     Ok(Inbox {
@@ -235,6 +367,42 @@ async fn ensure_secret(ctx: Ctx<'_>, value: Option<&SecretValue>) -> Result<Stri
         .await?;
     }
     Ok(arn)
+}
+
+/// Records the bucket's name and the secret's ARN on the queue (see [`BUCKET_TAG`]).
+async fn ensure_recorded_names(ctx: Ctx<'_>, queue: &Queue, secret_arn: &str) -> Result<()> {
+    let c = ctx.clients;
+    let what = format!(
+        "tags of queue {} naming bucket {} and the secret",
+        ctx.spec.queue_name(),
+        ctx.spec.bucket
+    );
+    let wanted = [
+        (BUCKET_TAG, ctx.spec.bucket.as_str()),
+        (SECRET_TAG, secret_arn),
+    ];
+    let current = if is_placeholder(&queue.url) {
+        HashMap::new()
+    } else {
+        let out = c.sqs.list_queue_tags().queue_url(&queue.url).send().await;
+        out.map_err(aws("ListQueueTags", &what))?
+            .tags()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let same = wanted
+        .iter()
+        .all(|(k, v)| current.get(*k).map(String::as_str) == Some(*v));
+    let present = wanted.iter().any(|(k, _)| current.contains_key(*k));
+    ctx.converge(&what, State::of(present, same), || async {
+        let mut req = c.sqs.tag_queue().queue_url(&queue.url);
+        for (k, v) in wanted {
+            req = req.tags(k, v);
+        }
+        req.send().await.map_err(aws("TagQueue", &what))?;
+        Ok(())
+    })
+    .await
 }
 
 fn dlq_attributes() -> Vec<(QueueAttributeName, String)> {
@@ -555,37 +723,74 @@ async fn ensure_bucket(ctx: Ctx<'_>, queue: &Queue) -> Result<()> {
         "notification of {what} → queue {} on {EVENT}",
         spec.queue_name()
     );
-    let state = if !exists || is_placeholder(&queue.arn) {
-        State::Missing
+    let current = if !exists || is_placeholder(&queue.arn) {
+        None
     } else {
         let out =
             c.s3.get_bucket_notification_configuration()
                 .bucket(bucket)
                 .send()
                 .await;
-        let out = out.map_err(aws("GetBucketNotificationConfiguration", &notify))?;
-        let ours = out.queue_configurations().iter().any(|q| {
-            q.queue_arn() == queue.arn
+        Some(out.map_err(aws("GetBucketNotificationConfiguration", &notify))?)
+    };
+    let ours =
+        |q: &QueueConfiguration| q.id() == Some(NOTIFICATION_ID) || q.queue_arn() == queue.arn;
+    let state = match &current {
+        None => State::Missing,
+        Some(cfg) => {
+            let mine: Vec<&QueueConfiguration> = cfg
+                .queue_configurations()
+                .iter()
+                .filter(|q| ours(q))
+                .collect();
+            let same = matches!(mine.as_slice(), [q] if q.queue_arn() == queue.arn
                 && q.events().iter().any(|e| e.as_str() == EVENT)
-                && q.filter().is_none()
-        });
-        State::of(!out.queue_configurations().is_empty(), ours)
+                && q.events().len() == 1
+                && q.filter().is_none());
+            State::of(!mine.is_empty(), same)
+        }
     };
     ctx.converge(&notify, state, || async {
         let q = QueueConfiguration::builder()
             .id(NOTIFICATION_ID)
             .queue_arn(&queue.arn)
             .events(Event::from(EVENT))
-            .build();
-        let cfg = NotificationConfiguration::builder()
-            .queue_configurations(q.expect("arn and events set"))
-            .build();
-        let put =
+            .build()
+            .expect("arn and events set");
+        // Keep what an operator (or another tool) configured on the bucket: replace only ours.
+        let cfg = match &current {
+            Some(cur) => NotificationConfiguration::builder()
+                .set_queue_configurations(Some(
+                    cur.queue_configurations()
+                        .iter()
+                        .filter(|c| !ours(c))
+                        .cloned()
+                        .chain([q])
+                        .collect(),
+                ))
+                .set_topic_configurations(Some(cur.topic_configurations().to_vec()))
+                .set_lambda_function_configurations(Some(
+                    cur.lambda_function_configurations().to_vec(),
+                ))
+                .set_event_bridge_configuration(cur.event_bridge_configuration().cloned())
+                .build(),
+            None => NotificationConfiguration::builder()
+                .queue_configurations(q)
+                .build(),
+        };
+        // S3 checks that it may send to the queue; right after the queue policy was written it
+        // may not see the policy yet and answers InvalidArgument (documented for up to a minute).
+        let req =
             c.s3.put_bucket_notification_configuration()
                 .bucket(bucket)
-                .notification_configuration(cfg)
-                .send()
-                .await;
+                .notification_configuration(cfg);
+        let put = crate::retry::when_codes(
+            "S3 to see the queue's new policy",
+            &["InvalidArgument"],
+            QUEUE_POLICY_PROPAGATION,
+            || req.clone().send(),
+        )
+        .await;
         put.map_err(aws("PutBucketNotificationConfiguration", &notify))?;
         Ok(())
     })

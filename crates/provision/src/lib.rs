@@ -17,6 +17,7 @@
 //! - [`inbox`]: the partner secret, the queue and its dead-letter queue, the inbox bucket and its
 //!   notification to the queue;
 //! - [`iam`]: the function's role and its least-privilege inline policy;
+//! - [`logs`]: the function's log group, with a retention;
 //! - [`function`]: the Lambda function (from the packaged `bootstrap` zip) and its SQS event source
 //!   mapping;
 //! - [`apply`]: the order of the steps above, with the input checks that run before anything is
@@ -32,9 +33,11 @@ pub mod error;
 pub mod function;
 pub mod iam;
 pub mod inbox;
+pub mod logs;
 pub mod network;
 pub mod outputs;
 pub mod plan;
+mod retry;
 
 pub use config::{RawConfig, Spec};
 pub use context::{Clients, Mode, Report};

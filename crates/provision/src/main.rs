@@ -46,6 +46,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         loader = loader.region(Region::new(region));
     }
     let clients = Clients::new(&loader.load().await)?;
+    // Know where you are before anything changes: the account, region and endpoint.
+    let (spec, who) = provision::context::resolve(&clients, spec).await?;
+    if !matches!(cli.command, Command::Outputs) {
+        println!("Using {}", clients.whereabouts(&who));
+    }
     let report = Report::printing();
     let ctx = |mode| Ctx {
         clients: &clients,

@@ -7,7 +7,6 @@
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::types::{
     Address, ConnectivityType, DomainType, Filter, InternetGateway, IpPermission, IpRange,
     NatGateway, ResourceType, RouteTable, SecurityGroup, Subnet, Tag, TagSpecification, Vpc,
@@ -16,7 +15,7 @@ use aws_sdk_ec2::types::{
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::config::{Half, Partner, HALVES, IGW_NAME, S3_ENDPOINT_NAME, VPC_CIDR, VPC_NAME};
-use crate::context::{is_placeholder, waiter_error, with_progress, Clients, Ctx, State};
+use crate::context::{is_placeholder, Clients, Ctx, State};
 use crate::error::{aws, Error, Result};
 use crate::STACK_TAG;
 
@@ -65,8 +64,40 @@ pub struct Eip {
 pub struct Checked {
     /// The two AZs to use.
     pub azs: [String; 2],
-    /// Where tcp/22 may go.
+    /// Where the partner's SFTP port may be reached.
     pub partner_cidrs: Vec<String>,
+    /// The partner's SFTP port (the secret's `Port`, default 22).
+    pub partner_port: u16,
+}
+
+/// EC2 error codes that, right after a create, mean "not visible yet" rather than "does not exist":
+/// EC2 is eventually consistent (EC2 API reference, "Eventual consistency in the Amazon EC2 API").
+pub(crate) const NOT_YET_VISIBLE: &[&str] = &[
+    "InvalidVpcID.NotFound",
+    "InvalidSubnetID.NotFound",
+    "InvalidAllocationID.NotFound",
+    "InvalidInternetGatewayID.NotFound",
+    "InvalidRouteTableID.NotFound",
+    "InvalidNatGatewayID.NotFound",
+    "InvalidGroup.NotFound",
+    "InvalidVpcEndpointId.NotFound",
+];
+/// How long a resource just created may stay invisible to dependent calls.
+pub(crate) const VISIBILITY_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Sends an EC2 request that names resources created moments ago, retrying (bounded) while EC2
+/// answers that one of them does not exist yet.
+macro_rules! send_visible {
+    ($op:expr, $req:expr) => {{
+        let req = $req;
+        crate::retry::when_codes(
+            concat!($op, ": EC2 to see the resources just created"),
+            NOT_YET_VISIBLE,
+            VISIBILITY_WAIT,
+            || req.clone().send(),
+        )
+        .await
+    }};
 }
 
 // --- tags and filters -------------------------------------------------------------------------
@@ -250,6 +281,95 @@ pub async fn find_nat(c: &Clients, stack: &str, name: &str) -> Result<Option<Nat
     )
 }
 
+/// The stack's NAT gateway `name` with its state, if pending, available or deleting (`destroy`
+/// must see one that is still deleting: it is still billed and still holds its subnet).
+pub async fn find_nat_any(
+    c: &Clients,
+    stack: &str,
+    name: &str,
+) -> Result<Option<(String, String)>> {
+    let what = format!("NAT gateway {name}");
+    let mut filters = named(stack, name);
+    filters.push(filter("state", &["pending", "available", "deleting"]));
+    let out = c
+        .ec2
+        .describe_nat_gateways()
+        .set_filter(Some(filters))
+        .send()
+        .await;
+    let found = one(
+        out.map_err(aws("DescribeNatGateways", &what))?
+            .nat_gateways(),
+        stack,
+        name,
+        what,
+    )?;
+    Ok(found.map(|n| {
+        (
+            n.nat_gateway_id().unwrap_or_default().to_owned(),
+            n.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        )
+    }))
+}
+
+/// Waits until every NAT gateway of `ids` is in `state` (`available`, or `deleted` by destroy),
+/// polling `DescribeNatGateways` (a new gateway is `pending` for minutes, a deleted one `deleting`).
+/// A gateway that ends `failed` is an error naming AWS's reason.
+pub(crate) async fn wait_nats(
+    c: &Clients,
+    ids: &[String],
+    state: &'static str,
+    limit: std::time::Duration,
+) -> Result<()> {
+    let what = format!("NAT gateways {} to be {state}", ids.join(", "));
+    let done = crate::retry::until(&what, limit, || async {
+        let out = c
+            .ec2
+            .describe_nat_gateways()
+            .set_nat_gateway_ids(Some(ids.to_vec()))
+            .send()
+            .await;
+        let out = match out {
+            Err(e) if e.code() == Some("NatGatewayNotFound") && state == "deleted" => {
+                return Ok(Ok(()))
+            }
+            other => other.map_err(aws("DescribeNatGateways", &what))?,
+        };
+        let mut waiting = Vec::new();
+        for n in out.nat_gateways() {
+            let id = n.nat_gateway_id().unwrap_or_default();
+            let now = n.state().map(|s| s.as_str()).unwrap_or("unknown");
+            if now == "failed" && state != "deleted" {
+                return Err(Error::Conflict {
+                    resource: format!("NAT gateway {id}"),
+                    problem: format!(
+                        "it failed: {} ({})",
+                        n.failure_message().unwrap_or("no message"),
+                        n.failure_code().unwrap_or("no code")
+                    ),
+                    next: "fix the cause, then run apply again (it replaces a failed gateway)"
+                        .into(),
+                });
+            }
+            if now != state && !(state == "deleted" && now == "failed") {
+                waiting.push(format!("{id} {now}"));
+            }
+        }
+        Ok(if waiting.is_empty() {
+            Ok(())
+        } else {
+            Err(waiting.join(", "))
+        })
+    })
+    .await?;
+    done.ok_or_else(|| Error::Timeout {
+        resource: format!("NAT gateways {}", ids.join(", ")),
+        state,
+        waited: limit,
+        next: "check them in the VPC console, then run the command again (it resumes)".into(),
+    })
+}
+
 /// The stack's route table `name`.
 pub async fn find_route_table(c: &Clients, stack: &str, name: &str) -> Result<Option<RouteTable>> {
     let what = format!("route table {name}");
@@ -311,11 +431,27 @@ pub async fn find_security_group(
 
 // --- checks before anything is created ---------------------------------------------------------
 
+/// Zone IDs where Lambda cannot place a function's network interfaces (AWS Lambda Developer Guide,
+/// "Giving Lambda functions access to resources in an Amazon VPC": a function whose subnet is in
+/// one of these fails to create). Zone *names* map to different zones in each account; zone IDs
+/// are the same everywhere, so the choice is made by ID.
+pub const LAMBDA_UNSUPPORTED_AZ_IDS: &[&str] =
+    &["use1-az3", "usw1-az2", "apne1-az3", "apne2-az4", "cac1-az3"];
+
+/// An AZ of the region: its name and its zone ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Zone {
+    name: String,
+    id: String,
+}
+
 /// Checks the AZ choice, the operator's Elastic IPs and the partner address against AWS and DNS.
-pub async fn check(ctx: Ctx<'_>) -> Result<Checked> {
+/// `partner` is where the function must reach: the address and port (from the secret, or the
+/// operator's `partner_address` with the secret's port).
+pub async fn check(ctx: Ctx<'_>, partner: Option<&Partner>, port: u16) -> Result<Checked> {
     let (c, spec) = (ctx.clients, ctx.spec);
     let out = c.ec2.describe_availability_zones().send().await;
-    let mut available: Vec<String> = out
+    let mut zones: Vec<Zone> = out
         .map_err(aws(
             "DescribeAvailabilityZones",
             format!("region {}", c.region),
@@ -324,41 +460,79 @@ pub async fn check(ctx: Ctx<'_>) -> Result<Checked> {
         .iter()
         .filter(|z| z.state().is_none_or(|s| s.as_str() == "available"))
         .filter(|z| z.zone_type().is_none_or(|t| t == "availability-zone"))
-        .filter_map(|z| z.zone_name().map(str::to_owned))
+        .filter_map(|z| {
+            Some(Zone {
+                name: z.zone_name()?.to_owned(),
+                id: z.zone_id().unwrap_or_default().to_owned(),
+            })
+        })
         .collect();
-    available.sort();
+    zones.sort_by(|a, b| a.name.cmp(&b.name));
+    let supported = |z: &&Zone| !LAMBDA_UNSUPPORTED_AZ_IDS.contains(&z.id.as_str());
+    let usable: Vec<String> = zones
+        .iter()
+        .filter(supported)
+        .map(|z| format!("{} ({})", z.name, z.id))
+        .collect();
     let azs = match &spec.azs {
         Some(azs) => {
+            let mut chosen = Vec::new();
             for az in azs {
-                if !available.contains(az) {
+                let Some(zone) = zones.iter().find(|z| z.name == *az || z.id == *az) else {
                     return Err(Error::invalid(
                         "availability_zones",
                         format!(
-                            "{az:?} is not an available AZ of {}; choose two of {available:?}",
+                            "{az:?} is not an available AZ of {}; choose two of {usable:?}",
                             c.region
                         ),
                     ));
+                };
+                if !supported(&zone) {
+                    return Err(Error::invalid(
+                        "availability_zones",
+                        format!(
+                            "{az:?} is zone {}, where Lambda cannot run a function in a VPC; \
+                             choose two of {usable:?}",
+                            zone.id
+                        ),
+                    ));
+                }
+                chosen.push(zone.name.clone());
+            }
+            if chosen[0] == chosen[1] {
+                return Err(Error::invalid(
+                    "availability_zones",
+                    format!("{azs:?} name the same zone twice: the two NAT gateways need two"),
+                ));
+            }
+            [chosen[0].clone(), chosen[1].clone()]
+        }
+        None => match existing_azs(ctx).await? {
+            Some(azs) => azs,
+            None => {
+                let names: Vec<&Zone> = zones.iter().filter(supported).collect();
+                match names.as_slice() {
+                    [a, b, ..] => [a.name.clone(), b.name.clone()],
+                    _ => {
+                        return Err(Error::invalid(
+                            "availability_zones",
+                            format!(
+                                "{} has fewer than two AZs where Lambda can run in a VPC",
+                                c.region
+                            ),
+                        ))
+                    }
                 }
             }
-            azs.clone()
-        }
-        None => existing_azs(ctx)
-            .await?
-            .map(Ok)
-            .unwrap_or_else(|| match available.as_slice() {
-                [a, b, ..] => Ok([a.clone(), b.clone()]),
-                _ => Err(Error::invalid(
-                    "availability_zones",
-                    format!("{} has fewer than two AZs", c.region),
-                )),
-            })?,
+        },
     };
     if let Some(ids) = &spec.eip_allocation_ids {
         check_given_eips(ctx, ids).await?;
     }
     Ok(Checked {
         azs,
-        partner_cidrs: partner_cidrs(spec.partner.as_ref()).await?,
+        partner_cidrs: partner_cidrs(partner, port).await?,
+        partner_port: port,
     })
 }
 
@@ -410,12 +584,13 @@ async fn check_given_eips(ctx: Ctx<'_>, ids: &[String; 2]) -> Result<()> {
     Ok(())
 }
 
-/// Where the security group lets tcp/22 go: the partner's address(es), or anywhere if not given.
-async fn partner_cidrs(partner: Option<&Partner>) -> Result<Vec<String>> {
+/// Where the security group lets the partner's port go: the partner's address(es), or anywhere if
+/// not known.
+async fn partner_cidrs(partner: Option<&Partner>, port: u16) -> Result<Vec<String>> {
     let ips: BTreeSet<std::net::Ipv4Addr> = match partner {
         None => return Ok(vec!["0.0.0.0/0".into()]),
         Some(Partner::Ip(ip)) => [*ip].into(),
-        Some(Partner::Host(host)) => tokio::net::lookup_host((host.as_str(), 22))
+        Some(Partner::Host(host)) => tokio::net::lookup_host((host.as_str(), port))
             .await
             .map_err(|e| {
                 Error::invalid(
@@ -462,24 +637,7 @@ pub async fn ensure(ctx: Ctx<'_>, checked: &Checked) -> Result<Network> {
         elastic_ips.push(eip);
     }
     if ctx.applying() && !all_available {
-        let limit = ctx.spec.nat_wait;
-        let wait = c
-            .ec2
-            .wait_until_nat_gateway_available()
-            .set_nat_gateway_ids(Some(nats.clone()))
-            .wait(limit);
-        with_progress(
-            "NAT gateways nat-one and nat-two to become available",
-            limit,
-            wait,
-        )
-        .await
-        .map_err(waiter_error(
-            "DescribeNatGateways",
-            "NAT gateways nat-one, nat-two".into(),
-            "available",
-            limit,
-        ))?;
+        wait_nats(c, &nats, "available", ctx.spec.nat_wait).await?;
     }
 
     let mut private_tables = Vec::new();
@@ -502,7 +660,7 @@ pub async fn ensure(ctx: Ctx<'_>, checked: &Checked) -> Result<Network> {
         private_tables.push(private.await?);
     }
     ensure_endpoint(ctx, &vpc, &private_tables).await?;
-    let security_group = ensure_security_group(ctx, &vpc, &checked.partner_cidrs).await?;
+    let security_group = ensure_security_group(ctx, &vpc, checked).await?;
     let pair = |v: Vec<String>| -> [String; 2] { v.try_into().expect("two halves") };
     Ok(Network {
         vpc,
@@ -582,13 +740,14 @@ async fn ensure_igw(ctx: Ctx<'_>, vpc: &str) -> Result<String> {
         .await?;
     let attach = format!("attachment of {IGW_NAME:?} to {VPC_NAME:?}");
     ctx.converge(&attach, State::of(attached, true), || async {
-        c.ec2
-            .attach_internet_gateway()
-            .internet_gateway_id(&id)
-            .vpc_id(vpc)
-            .send()
-            .await
-            .map_err(aws("AttachInternetGateway", &attach))?;
+        send_visible!(
+            "AttachInternetGateway",
+            c.ec2
+                .attach_internet_gateway()
+                .internet_gateway_id(&id)
+                .vpc_id(vpc)
+        )
+        .map_err(aws("AttachInternetGateway", &attach))?;
         Ok(())
     })
     .await?;
@@ -622,16 +781,16 @@ async fn ensure_subnet(
         &what,
         found.and_then(|s| s.subnet_id().map(Into::into)),
         || async {
-            let out = c
-                .ec2
-                .create_subnet()
-                .vpc_id(vpc)
-                .cidr_block(cidr)
-                .availability_zone(az)
-                .tag_specifications(tag_spec(ResourceType::Subnet, stack, name))
-                .send()
-                .await
-                .map_err(aws("CreateSubnet", &what))?;
+            let out = send_visible!(
+                "CreateSubnet",
+                c.ec2
+                    .create_subnet()
+                    .vpc_id(vpc)
+                    .cidr_block(cidr)
+                    .availability_zone(az)
+                    .tag_specifications(tag_spec(ResourceType::Subnet, stack, name))
+            )
+            .map_err(aws("CreateSubnet", &what))?;
             Ok(out
                 .subnet()
                 .and_then(|s| s.subnet_id())
@@ -671,12 +830,10 @@ async fn ensure_eip(ctx: Ctx<'_>, half: &Half) -> Result<Eip> {
         (None, Some(id)) => {
             let what = format!("adoption of Elastic IP {id} as {}", half.eip);
             ctx.converge(&what, State::Differs, || async {
-                c.ec2
+                send_visible!("CreateTags", c.ec2
                     .create_tags()
                     .resources(id)
-                    .set_tags(Some(tags(stack, half.eip).into()))
-                    .send()
-                    .await
+                    .set_tags(Some(tags(stack, half.eip).into())))
                     .map_err(aws("CreateTags", &what))?;
                 Ok(())
             })
@@ -745,17 +902,17 @@ async fn ensure_nat(ctx: Ctx<'_>, half: &Half, subnet: &str, eip: &Eip) -> Resul
             &what,
             found.and_then(|n| n.nat_gateway_id().map(Into::into)),
             || async {
-                let out = c
-                    .ec2
-                    .create_nat_gateway()
-                    .subnet_id(subnet)
-                    .allocation_id(&eip.allocation_id)
-                    .connectivity_type(ConnectivityType::Public)
-                    .client_token(client_token(stack, half.nat))
-                    .tag_specifications(tag_spec(ResourceType::Natgateway, stack, half.nat))
-                    .send()
-                    .await
-                    .map_err(aws("CreateNatGateway", &what))?;
+                let out = send_visible!(
+                    "CreateNatGateway",
+                    c.ec2
+                        .create_nat_gateway()
+                        .subnet_id(subnet)
+                        .allocation_id(&eip.allocation_id)
+                        .connectivity_type(ConnectivityType::Public)
+                        .client_token(client_token(stack, half.nat))
+                        .tag_specifications(tag_spec(ResourceType::Natgateway, stack, half.nat))
+                )
+                .map_err(aws("CreateNatGateway", &what))?;
                 Ok(out
                     .nat_gateway()
                     .and_then(|n| n.nat_gateway_id())
@@ -791,15 +948,15 @@ async fn ensure_route_table(
                 .as_ref()
                 .and_then(|t| t.route_table_id().map(Into::into)),
             || async {
-                let out = c
-                    .ec2
-                    .create_route_table()
-                    .vpc_id(vpc)
-                    .client_token(client_token(stack, name))
-                    .tag_specifications(tag_spec(ResourceType::RouteTable, stack, name))
-                    .send()
-                    .await
-                    .map_err(aws("CreateRouteTable", &what))?;
+                let out = send_visible!(
+                    "CreateRouteTable",
+                    c.ec2
+                        .create_route_table()
+                        .vpc_id(vpc)
+                        .client_token(client_token(stack, name))
+                        .tag_specifications(tag_spec(ResourceType::RouteTable, stack, name))
+                )
+                .map_err(aws("CreateRouteTable", &what))?;
                 Ok(out
                     .route_table()
                     .and_then(|t| t.route_table_id())
@@ -844,7 +1001,9 @@ async fn ensure_route_table(
                         Target::Igw(id) => req.gateway_id(id),
                         Target::Nat(id) => req.nat_gateway_id(id),
                     };
-                    req.send().await.map(|_| ()).map_err(aws($op, &route))
+                    send_visible!($op, req)
+                        .map(|_| ())
+                        .map_err(aws($op, &route))
                 }};
             }
             if replace {
@@ -885,24 +1044,24 @@ async fn associate(c: &Clients, table: &str, subnet: &str, what: &str) -> Result
         .find(|a| a.subnet_id() == Some(subnet))
         .and_then(|a| a.route_table_association_id());
     match existing {
-        Some(id) => c
-            .ec2
-            .replace_route_table_association()
-            .association_id(id)
-            .route_table_id(table)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(aws("ReplaceRouteTableAssociation", what)),
-        None => c
-            .ec2
-            .associate_route_table()
-            .route_table_id(table)
-            .subnet_id(subnet)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(aws("AssociateRouteTable", what)),
+        Some(id) => send_visible!(
+            "ReplaceRouteTableAssociation",
+            c.ec2
+                .replace_route_table_association()
+                .association_id(id)
+                .route_table_id(table)
+        )
+        .map(|_| ())
+        .map_err(aws("ReplaceRouteTableAssociation", what)),
+        None => send_visible!(
+            "AssociateRouteTable",
+            c.ec2
+                .associate_route_table()
+                .route_table_id(table)
+                .subnet_id(subnet)
+        )
+        .map(|_| ())
+        .map_err(aws("AssociateRouteTable", what)),
     }
 }
 
@@ -920,22 +1079,22 @@ async fn ensure_endpoint(ctx: Ctx<'_>, vpc: &str, private_tables: &[String]) -> 
                 .as_ref()
                 .and_then(|e| e.vpc_endpoint_id().map(Into::into)),
             || async {
-                let out = c
-                    .ec2
-                    .create_vpc_endpoint()
-                    .vpc_id(vpc)
-                    .vpc_endpoint_type(VpcEndpointType::Gateway)
-                    .service_name(format!("com.amazonaws.{}.s3", c.region))
-                    .set_route_table_ids(Some(private_tables.to_vec()))
-                    .client_token(client_token(stack, S3_ENDPOINT_NAME))
-                    .tag_specifications(tag_spec(
-                        ResourceType::VpcEndpoint,
-                        stack,
-                        S3_ENDPOINT_NAME,
-                    ))
-                    .send()
-                    .await
-                    .map_err(aws("CreateVpcEndpoint", &what))?;
+                let out = send_visible!(
+                    "CreateVpcEndpoint",
+                    c.ec2
+                        .create_vpc_endpoint()
+                        .vpc_id(vpc)
+                        .vpc_endpoint_type(VpcEndpointType::Gateway)
+                        .service_name(format!("com.amazonaws.{}.s3", c.region))
+                        .set_route_table_ids(Some(private_tables.to_vec()))
+                        .client_token(client_token(stack, S3_ENDPOINT_NAME))
+                        .tag_specifications(tag_spec(
+                            ResourceType::VpcEndpoint,
+                            stack,
+                            S3_ENDPOINT_NAME,
+                        ))
+                )
+                .map_err(aws("CreateVpcEndpoint", &what))?;
                 Ok(out
                     .vpc_endpoint()
                     .and_then(|e| e.vpc_endpoint_id())
@@ -952,14 +1111,15 @@ async fn ensure_endpoint(ctx: Ctx<'_>, vpc: &str, private_tables: &[String]) -> 
             .collect();
         let routes = "S3 gateway endpoint route tables";
         ctx.converge(routes, State::of(true, missing.is_empty()), || async {
-            c.ec2
-                .modify_vpc_endpoint()
-                .vpc_endpoint_id(&id)
-                .set_add_route_table_ids(Some(missing))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws("ModifyVpcEndpoint", routes))
+            send_visible!(
+                "ModifyVpcEndpoint",
+                c.ec2
+                    .modify_vpc_endpoint()
+                    .vpc_endpoint_id(&id)
+                    .set_add_route_table_ids(Some(missing))
+            )
+            .map(|_| ())
+            .map_err(aws("ModifyVpcEndpoint", routes))
         })
         .await?;
     }
@@ -969,10 +1129,10 @@ async fn ensure_endpoint(ctx: Ctx<'_>, vpc: &str, private_tables: &[String]) -> 
 /// One egress rule: protocol, port, CIDR.
 type Rule = (String, i32, String);
 
-fn desired_egress(partner_cidrs: &[String]) -> BTreeSet<Rule> {
+fn desired_egress(partner_cidrs: &[String], port: u16) -> BTreeSet<Rule> {
     let mut rules: BTreeSet<Rule> = partner_cidrs
         .iter()
-        .map(|c| ("tcp".into(), 22, c.clone()))
+        .map(|c| ("tcp".into(), i32::from(port), c.clone()))
         .collect();
     rules.insert(("tcp".into(), 443, "0.0.0.0/0".into()));
     rules
@@ -1004,11 +1164,8 @@ fn current_egress(perms: &[IpPermission]) -> BTreeSet<Rule> {
     rules
 }
 
-async fn ensure_security_group(
-    ctx: Ctx<'_>,
-    vpc: &str,
-    partner_cidrs: &[String],
-) -> Result<String> {
+async fn ensure_security_group(ctx: Ctx<'_>, vpc: &str, checked: &Checked) -> Result<String> {
+    let (partner_cidrs, port) = (&checked.partner_cidrs, checked.partner_port);
     let (c, stack) = (ctx.clients, ctx.spec.stack.as_str());
     let name = ctx.spec.security_group_name();
     let found = find_security_group(c, stack, &name).await?;
@@ -1016,15 +1173,13 @@ async fn ensure_security_group(
     let what = format!("security group {name}");
     let id = ctx
         .ensure(&what, found.and_then(|g| g.group_id().map(Into::into)), || async {
-            let out = c
+            let out = send_visible!("CreateSecurityGroup", c
                 .ec2
                 .create_security_group()
                 .group_name(&name)
-                .description("sftp-forward function: egress to the partner (tcp/22) and AWS APIs (tcp/443) only")
+                .description("sftp-forward function: egress to the partner's SFTP port and AWS APIs (tcp/443) only")
                 .vpc_id(vpc)
-                .tag_specifications(tag_spec(ResourceType::SecurityGroup, stack, &name))
-                .send()
-                .await
+                .tag_specifications(tag_spec(ResourceType::SecurityGroup, stack, &name)))
                 .map_err(aws("CreateSecurityGroup", &what))?;
             Ok(out.group_id().unwrap_or_default().to_owned())
         })
@@ -1039,26 +1194,27 @@ async fn ensure_security_group(
             .map(|g| g.ip_permissions_egress().to_vec())
             .unwrap_or_default()
     };
-    let desired = desired_egress(partner_cidrs);
+    let desired = desired_egress(partner_cidrs, port);
     let rules = format!(
-        "egress rules of {name}: tcp/22 → {}, tcp/443 → 0.0.0.0/0",
+        "egress rules of {name}: tcp/{port} → {}, tcp/443 → 0.0.0.0/0",
         partner_cidrs.join(", ")
     );
     let state = State::of(existed, current_egress(&current) == desired);
     ctx.converge(&rules, state, || async {
         if !current.is_empty() {
-            c.ec2
-                .revoke_security_group_egress()
-                .group_id(&id)
-                .set_ip_permissions(Some(current))
-                .send()
-                .await
-                .map_err(aws("RevokeSecurityGroupEgress", &rules))?;
+            send_visible!(
+                "RevokeSecurityGroupEgress",
+                c.ec2
+                    .revoke_security_group_egress()
+                    .group_id(&id)
+                    .set_ip_permissions(Some(current))
+            )
+            .map_err(aws("RevokeSecurityGroupEgress", &rules))?;
         }
         let perms = desired
             .iter()
             .map(|(proto, port, cidr)| {
-                let why = if *port == 22 {
+                let why = if *port != 443 || cidr != "0.0.0.0/0" {
                     "partner SFTP"
                 } else {
                     "AWS APIs (HTTPS)"
@@ -1071,14 +1227,15 @@ async fn ensure_security_group(
                     .build()
             })
             .collect();
-        c.ec2
-            .authorize_security_group_egress()
-            .group_id(&id)
-            .set_ip_permissions(Some(perms))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(aws("AuthorizeSecurityGroupEgress", &rules))
+        send_visible!(
+            "AuthorizeSecurityGroupEgress",
+            c.ec2
+                .authorize_security_group_egress()
+                .group_id(&id)
+                .set_ip_permissions(Some(perms))
+        )
+        .map(|_| ())
+        .map_err(aws("AuthorizeSecurityGroupEgress", &rules))
     })
     .await?;
     Ok(id)
@@ -1094,7 +1251,7 @@ mod tests {
             .ip_protocol("-1")
             .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
             .build();
-        let desired = desired_egress(&["198.51.100.7/32".into()]);
+        let desired = desired_egress(&["198.51.100.7/32".into()], 2222);
         assert_ne!(current_egress(&[all]), desired);
         assert_eq!(desired.len(), 2);
     }

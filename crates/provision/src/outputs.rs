@@ -85,7 +85,9 @@ pub async fn collect(c: &Clients, spec: &Spec) -> Result<Outputs> {
         function_arn: function
             .as_ref()
             .and_then(|f| f.function_arn().map(Into::into)),
-        role: iam::find_role(c, &spec.role_name()).await?,
+        role: iam::find_role(c, &spec.role_name(&c.region))
+            .await?
+            .map(|r| r.arn().to_owned()),
         bucket: inbox::bucket_exists(c, &spec.bucket)
             .await?
             .then(|| spec.bucket.clone()),

@@ -1,6 +1,8 @@
-//! The provisioner against the moto server: the topology `apply` builds (checked with describe
+//! The provisioner on the strict-AWS bed (moto behind `testkit::strict_aws`, replaying real AWS's
+//! eventual consistency and async states): the topology `apply` builds (checked with describe
 //! calls, i.e. what we sent, not what moto invents), idempotence, destroy keeping the Elastic IPs,
-//! bad inputs, and the `deploy/provision` entry point end to end.
+//! bad inputs, and the `deploy/provision` entry point end to end. Each test also asserts that the
+//! bed's behaviours bit its own resources, so a removed retry or wait fails it.
 
 mod util;
 
@@ -12,19 +14,28 @@ use provision::context::{Action, Ctx, Mode};
 use provision::iam::{self, Scope};
 use provision::{config, destroy, outputs, Error, RawConfig, Report, STACK_TAG};
 use serde_json::Value;
+use testkit::strict_aws::Behaviour as B;
 use util::*;
+
+/// The lifecycle's partner: its own port, and its Host an address (the security group's target).
+const PARTNER_2222: &str = r#"{"Host": "198.51.100.7", "Port": 2222, "Username": "acme-upload",
+  "Password": "not-printed", "TrustedHostKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"],
+  "RemoteDirectory": "inbound"}"#;
 
 /// plan creates nothing; apply builds exactly the topology; apply again creates nothing; destroy
 /// leaves only the two EIPs; apply again comes back on the same two public IPs.
 #[tokio::test(flavor = "multi_thread")]
 async fn lifecycle_plan_apply_reapply_destroy_reapply() {
     let c = clients().await;
-    let files = Files::new();
+    let files = Files::with_partner(PARTNER_2222);
     let stack = "lifecycle";
+    // No partner_address: the security group follows the secret's Host and Port.
     let spec = spec(RawConfig {
-        bucket: Some("lifecycle-inbox".into()),
+        partner_address: None,
         ..raw(stack, &files)
     });
+    // Bucket names are global: the default carries the account and region.
+    assert_eq!(spec.bucket, "lifecycle-123456789012-us-east-1");
 
     let (_, plan) = run(&c, &spec, Mode::Plan).await.expect("plan");
     assert!(
@@ -59,6 +70,54 @@ async fn lifecycle_plan_apply_reapply_destroy_reapply() {
     );
 
     assert_topology(&c, &spec, &applied).await;
+    // Each of real AWS's delays bit this stack's first apply, and apply waited them out.
+    let vpc = applied.network.vpc.as_str();
+    let function = spec.function_name();
+    let role = spec.role_name("us-east-1");
+    assert_bit(&[
+        (B::Ec2NotVisible, vpc),
+        (B::NatPending, applied.network.nat_gateways[0].as_str()),
+        (B::QueuePolicyNotPropagated, spec.bucket.as_str()),
+        (B::RoleNotAssumable, role.as_str()),
+        (B::FunctionPending, function.as_str()),
+    ]);
+    // The function's log group, with its retention.
+    let groups = c
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix(spec.log_group())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        groups
+            .log_groups()
+            .iter()
+            .map(|g| (g.log_group_name().unwrap(), g.retention_in_days()))
+            .collect::<Vec<_>>(),
+        [(spec.log_group().as_str(), Some(30))]
+    );
+
+    // A code and a configuration change in one apply: the second update must wait for the
+    // first (LastUpdateStatus InProgress, else 409 ResourceConflictException).
+    let changed_files = Files::with_partner(PARTNER_2222);
+    std::fs::write(
+        changed_files.zip(),
+        zip_with("bootstrap", b"#!/bin/sh\necho version 2\n"),
+    )
+    .unwrap();
+    let changed = util::spec(RawConfig {
+        partner_address: None,
+        function_memory_mb: Some(1024),
+        ..raw(stack, &changed_files)
+    });
+    let (_, update) = run(&c, &changed, Mode::Apply)
+        .await
+        .expect("apply with changes");
+    assert_eq!(update.count(Action::Update), 2, "{:#?}", update.changes());
+    assert_bit(&[(B::FunctionUpdateInProgress, &function)]);
+    let (_, back) = run(&c, &spec, Mode::Apply).await.expect("apply back");
+    assert_eq!(back.count(Action::Update), 2, "{:#?}", back.changes());
 
     let (_, second) = run(&c, &spec, Mode::Apply).await.expect("second apply");
     assert_eq!(second.count(Action::Create), 0, "{:#?}", second.changes());
@@ -81,6 +140,24 @@ async fn lifecycle_plan_apply_reapply_destroy_reapply() {
         Some(applied.inbox.queue.url.as_str())
     );
 
+    // The function's network interfaces (Lambda's, in its security group) before destroy.
+    let function_enis: Vec<String> = c
+        .ec2
+        .describe_network_interfaces()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("group-id")
+                .values(&applied.network.security_group)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .network_interfaces()
+        .iter()
+        .map(|n| n.network_interface_id().unwrap().to_owned())
+        .collect();
+    assert_eq!(function_enis.len(), 2, "one per private subnet");
     let report = Report::quiet();
     destroy::run(
         Ctx {
@@ -95,6 +172,33 @@ async fn lifecycle_plan_apply_reapply_destroy_reapply() {
     .expect("destroy");
     assert_eq!(report.count(Action::Keep), 2, "{:#?}", report.changes());
     assert_eq!(tagged_ec2(&c, stack).await, ["eip eip-one", "eip eip-two"]);
+    // Destroy met the NAT gateways deleting and the function's network interfaces held, and
+    // waited: the role stayed until Lambda released them, so none is left behind.
+    assert_bit(&[
+        (B::NatDeleting, applied.network.nat_gateways[0].as_str()),
+        (B::EniHeld, function_enis[0].as_str()),
+    ]);
+    let enis = c
+        .ec2
+        .describe_network_interfaces()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("subnet-id")
+                .set_values(Some(applied.network.private_subnets.to_vec()))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(enis.network_interfaces().len(), 0, "{enis:?}");
+    let groups = c
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix(spec.log_group())
+        .send()
+        .await
+        .unwrap();
+    assert!(groups.log_groups().is_empty(), "log group left: {groups:?}");
     let gone = outputs::collect(&c, &spec).await.unwrap();
     assert_eq!(
         (
@@ -335,7 +439,7 @@ async fn assert_topology(
         .into();
     assert_eq!(rts, private_rts.iter().map(String::as_str).collect());
 
-    // Security group: no ingress; egress exactly tcp/22 → partner, tcp/443 → anywhere.
+    // Security group: no ingress; egress exactly the secret's port → partner, tcp/443 → anywhere.
     let sgs = ec2
         .describe_security_groups()
         .filters(stack_filter(stack))
@@ -368,8 +472,8 @@ async fn assert_topology(
     let want: BTreeSet<_> = [
         (
             "tcp".to_owned(),
-            Some(22),
-            Some(22),
+            Some(2222),
+            Some(2222),
             format!("{PARTNER_IP}/32"),
         ),
         (
@@ -394,7 +498,11 @@ async fn assert_topology(
         .send()
         .await
         .unwrap();
-    assert_eq!(secret.secret_string(), Some(partner_json()));
+    let file = spec.secret_file.as_ref().expect("a secret file");
+    assert_eq!(
+        secret.secret_string(),
+        Some(std::fs::read_to_string(file).unwrap().as_str())
+    );
     let secret_arn = secret.arn().unwrap();
 
     // Queues: redrive to the DLQ, S3 may send.
@@ -418,7 +526,7 @@ async fn assert_topology(
     );
     assert_eq!(
         policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"],
-        "arn:aws:s3:::lifecycle-inbox"
+        format!("arn:aws:s3:::{}", spec.bucket)
     );
 
     // Bucket: public access blocked, encrypted, notifying the queue.
@@ -472,7 +580,7 @@ async fn assert_topology(
     let role = c
         .iam
         .get_role()
-        .role_name(spec.role_name())
+        .role_name(spec.role_name("us-east-1"))
         .send()
         .await
         .unwrap();
@@ -485,7 +593,7 @@ async fn assert_topology(
     let doc = c
         .iam
         .get_role_policy()
-        .role_name(spec.role_name())
+        .role_name(spec.role_name("us-east-1"))
         .policy_name(iam::POLICY_NAME)
         .send()
         .await
@@ -500,6 +608,7 @@ async fn assert_topology(
         secret_arn,
         queue_arn: &q.arn,
         function: &function,
+        kms_keys: &[],
     });
     assert_eq!(doc, expected);
     assert_eq!(iam::least_privilege_violations(&doc), Vec::<String>::new());
@@ -620,6 +729,23 @@ async fn bad_input_creates_nothing() {
         "{err}"
     );
 
+    // Another account owns this bucket name; another stack owns this role name.
+    testkit::strict_aws().claim_bucket("taken-by-another-account");
+    c.iam
+        .create_role()
+        .role_name("foreign-role-forward-us-east-1")
+        .assume_role_policy_document(iam::trust_policy().to_string())
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key(STACK_TAG)
+                .value("someone-else")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
     // Caught by apply's checks against AWS and the file system.
     let cases: Vec<(&str, RawConfig, &str)> = vec![
         (
@@ -629,6 +755,28 @@ async fn bad_input_creates_nothing() {
                 ..raw("bad-az", &files)
             },
             "us-east-1z",
+        ),
+        (
+            // us-east-1e is zone use1-az3, where Lambda cannot run a function in a VPC.
+            "lambda-az",
+            RawConfig {
+                availability_zones: Some(vec!["us-east-1a".into(), "us-east-1e".into()]),
+                ..raw("lambda-az", &files)
+            },
+            "use1-az3",
+        ),
+        (
+            "taken-bucket",
+            RawConfig {
+                bucket: Some("taken-by-another-account".into()),
+                ..raw("taken-bucket", &files)
+            },
+            "taken by another account",
+        ),
+        (
+            "foreign-role",
+            raw("foreign-role", &files),
+            "belongs to stack \"someone-else\"",
         ),
         (
             "bad-secret",
@@ -676,9 +824,10 @@ async fn bad_input_creates_nothing() {
             "{stack} created something"
         );
         assert!(
-            !provision::inbox::bucket_exists(&c, &spec.bucket)
-                .await
-                .unwrap(),
+            !matches!(
+                provision::inbox::bucket_exists(&c, &spec.bucket).await,
+                Ok(true)
+            ),
             "{stack}: bucket created"
         );
     }
@@ -705,7 +854,7 @@ async fn bad_input_creates_nothing() {
 /// `deploy/provision` as an operator runs it: plan, apply, outputs, destroy --release-eips, exit codes.
 #[test]
 fn deploy_provision_end_to_end() {
-    let moto = testkit::moto();
+    let strict = testkit::strict_aws();
     let files = Files::new();
     let script = testkit::repo_root().join("deploy/provision");
     let provision = |args: &[&str]| {
@@ -715,13 +864,14 @@ fn deploy_provision_end_to_end() {
             "SFTP_FORWARD_PROVISION_BIN",
             env!("CARGO_BIN_EXE_provision"),
         );
-        cmd.envs(moto.env());
+        cmd.envs(strict.env());
         let out = cmd.output().expect("run deploy/provision");
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         (out.status.code(), text(&out.stdout), text(&out.stderr))
     };
     let zip = files.zip().display().to_string();
     let secret = files.secret_file().display().to_string();
+    // A custom bucket and secret: outputs and destroy must find them without being told again.
     let inputs = [
         "--zip",
         &zip,
@@ -729,6 +879,10 @@ fn deploy_provision_end_to_end() {
         &secret,
         "--partner-address",
         PARTNER_IP,
+        "--bucket",
+        "cli-custom-inbox",
+        "--secret",
+        "custom/cli/partner",
     ];
 
     let (code, out, err) = provision(&[&["plan"][..], &inputs].concat());
@@ -748,6 +902,13 @@ fn deploy_provision_end_to_end() {
 
     let (code, out, err) = provision(&[&["apply"][..], &inputs].concat());
     assert_eq!(code, Some(0), "apply: {out}\n{err}");
+    // Where it is, before any change.
+    assert!(
+        out.contains("Using account 123456789012")
+            && out.contains("region us-east-1")
+            && out.contains(&strict.endpoint),
+        "{out}"
+    );
     assert!(
         out.contains("Apply complete:") && out.contains("0 updated, 0 unchanged"),
         "{out}"
@@ -767,9 +928,17 @@ fn deploy_provision_end_to_end() {
         Some(2),
         "{json}"
     );
-    for key in ["vpc", "function", "bucket", "queue", "dlq"] {
+    for key in ["vpc", "function", "bucket", "queue", "dlq", "secret"] {
         assert!(json[key].is_string(), "{key} missing: {json}");
     }
+    assert_eq!(json["bucket"], "cli-custom-inbox", "{json}");
+    assert!(
+        json["secret"]
+            .as_str()
+            .unwrap()
+            .contains("custom/cli/partner"),
+        "{json}"
+    );
     assert!(
         json["subnets"]["private-two"].is_string() && json["nat_gateways"]["nat-one"].is_string(),
         "{json}"
@@ -777,6 +946,14 @@ fn deploy_provision_end_to_end() {
 
     let (code, out, err) = provision(&["destroy", "--release-eips"]);
     assert_eq!(code, Some(0), "destroy: {out}\n{err}");
+    assert!(
+        out.contains("deleted") && out.contains("bucket cli-custom-inbox"),
+        "destroy found the custom bucket: {out}"
+    );
+    assert!(
+        out.contains("deleted       secret arn:") && out.contains("custom/cli/partner"),
+        "{out}"
+    );
     let (_, out, _) = provision(&["outputs"]);
     let json: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
@@ -829,7 +1006,100 @@ async fn operator_eips_are_adopted() {
         eip_allocation_ids: Some(given.clone()),
         ..raw(stack, &files)
     });
+    // A role left by an earlier, interrupted run moments ago: Lambda may not assume it yet
+    // although this run did not create it (new by its CreateDate).
+    let role = spec.role_name("us-east-1");
+    c.iam
+        .create_role()
+        .role_name(&role)
+        .assume_role_policy_document(iam::trust_policy().to_string())
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key(STACK_TAG)
+                .value(stack)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // The bucket exists with a notification an operator configured: it must survive apply.
+    use aws_sdk_s3::types::{
+        Event, FilterRule, FilterRuleName, NotificationConfiguration,
+        NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+    };
+    c.s3.create_bucket()
+        .bucket(&spec.bucket)
+        .send()
+        .await
+        .unwrap();
+    let other = c
+        .sqs
+        .create_queue()
+        .queue_name("adopt-operator-audit")
+        .send()
+        .await
+        .unwrap();
+    let other_attrs = c
+        .sqs
+        .get_queue_attributes()
+        .queue_url(other.queue_url().unwrap())
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap();
+    let other_arn = other_attrs.attributes().unwrap()
+        [&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let operator = QueueConfiguration::builder()
+        .id("operator-audit")
+        .queue_arn(&other_arn)
+        .events(Event::from("s3:ObjectRemoved:*"))
+        .filter(
+            NotificationConfigurationFilter::builder()
+                .key(
+                    S3KeyFilter::builder()
+                        .filter_rules(
+                            FilterRule::builder()
+                                .name(FilterRuleName::Prefix)
+                                .value("audit/")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .build()
+        .unwrap();
+    c.s3.put_bucket_notification_configuration()
+        .bucket(&spec.bucket)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(operator)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
     let (applied, report) = run(&c, &spec, Mode::Apply).await.expect("apply");
+    assert_bit(&[(B::RoleNotAssumable, &role)]);
+    let notify =
+        c.s3.get_bucket_notification_configuration()
+            .bucket(&spec.bucket)
+            .send()
+            .await
+            .unwrap();
+    let ids: BTreeSet<&str> = notify
+        .queue_configurations()
+        .iter()
+        .filter_map(|q| q.id())
+        .collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from(["operator-audit", "sftp-forward"]),
+        "{notify:?}"
+    );
     let adopted = report
         .changes()
         .into_iter()
@@ -852,5 +1122,18 @@ async fn operator_eips_are_adopted() {
         0,
         "{:#?}",
         again.changes()
+    );
+    // Not left running: destroy it (the operator's queue and EIPs stay theirs).
+    let report = Report::quiet();
+    let ctx = Ctx {
+        clients: &c,
+        spec: &spec,
+        mode: Mode::Apply,
+        report: &report,
+    };
+    let kept = destroy::run(ctx, false).await;
+    assert!(
+        matches!(&kept, Err(Error::Incomplete { .. }) | Ok(())),
+        "{kept:?}"
     );
 }

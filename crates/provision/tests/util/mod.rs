@@ -1,5 +1,6 @@
-//! Shared by the provisioner's tests: SDK config for the moto server, a stack spec with a small
-//! function zip and a secret file, and describe helpers.
+//! Shared by the provisioner's tests: SDK config for the strict-AWS bed (moto behind
+//! `testkit::strict_aws`, which replays real AWS's eventual consistency and async states), a stack
+//! spec with a small function zip and a secret file, and describe helpers.
 
 #![allow(dead_code)]
 
@@ -12,9 +13,12 @@ use provision::{apply, Clients, RawConfig, Report, Spec, STACK_TAG};
 /// The partner the security group is written for (documentation range).
 pub const PARTNER_IP: &str = "198.51.100.7";
 
-/// The standard SDK config pointed at this binary's moto server (endpoint, region, static keys).
+/// moto's account id (what STS answers there).
+pub const ACCOUNT: &str = "123456789012";
+
+/// The standard SDK config pointed at this binary's strict-AWS bed (endpoint, region, static keys).
 pub async fn sdk_config() -> SdkConfig {
-    testkit::moto().sdk_config().await
+    testkit::strict_aws().sdk_config().await
 }
 
 /// Clients for moto, as the binary builds them.
@@ -29,13 +33,18 @@ pub struct Files {
 
 impl Files {
     pub fn new() -> Self {
+        Self::with_partner(partner_json())
+    }
+
+    /// Test files whose partner JSON is `partner`.
+    pub fn with_partner(partner: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(
             dir.path().join("bootstrap.zip"),
             zip_with("bootstrap", b"#!/bin/sh\necho not run\n"),
         )
         .expect("write zip");
-        std::fs::write(dir.path().join("partner.json"), partner_json()).expect("write secret file");
+        std::fs::write(dir.path().join("partner.json"), partner).expect("write secret file");
         Files { dir }
     }
     pub fn zip(&self) -> PathBuf {
@@ -66,8 +75,11 @@ pub fn raw(stack: &str, files: &Files) -> RawConfig {
     }
 }
 
+/// The validated spec, with the default bucket name of moto's account and region.
 pub fn spec(raw: RawConfig) -> Spec {
-    Spec::from_raw(raw, "/nonexistent/bootstrap.zip".into()).expect("valid spec")
+    Spec::from_raw(raw, "/nonexistent/bootstrap.zip".into())
+        .and_then(|s| s.for_account(ACCOUNT, testkit::moto::REGION))
+        .expect("valid spec")
 }
 
 /// Runs `apply` (or `plan`) and returns the report.
@@ -85,6 +97,19 @@ pub async fn run(
     };
     let applied = apply::run(ctx).await?;
     Ok((applied, report))
+}
+
+/// Asserts that each strict-AWS behaviour bit the resource named (its id or name), i.e. that the
+/// provisioner met it and waited it out: without the wait the run would have failed.
+pub fn assert_bit(expected: &[(testkit::strict_aws::Behaviour, &str)]) {
+    let strict = testkit::strict_aws();
+    for (b, subject) in expected {
+        assert!(
+            strict.count(b.clone(), subject) >= 1,
+            "{b:?} never bit {subject}: {:#?}",
+            strict.injections()
+        );
+    }
 }
 
 /// A stack filter for EC2 describe calls.
