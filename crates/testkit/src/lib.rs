@@ -57,6 +57,8 @@ pub mod testbed;
 pub use testbed::Testbed;
 pub mod moto;
 pub use moto::{moto, moto_on, Moto};
+pub mod strict_aws;
+pub use strict_aws::{strict_aws, StrictAws};
 pub mod runtime_api;
 pub use runtime_api::{Function, Invocation, RuntimeApi};
 pub mod echo;
