@@ -1,0 +1,163 @@
+//! The four route tables: public ones to the internet gateway, private ones to their AZ's NAT
+//! gateway, each associated with its subnet.
+
+use aws_sdk_ec2::types::{ResourceType, RouteTable};
+
+use super::ec2::{client_token, filter, find_named, send_visible, tag_spec};
+use crate::config::IGW_NAME;
+use crate::context::{Clients, Ctx, State};
+use crate::error::{aws, Result};
+
+/// The stack's route table `name`.
+pub async fn find_route_table(c: &Clients, stack: &str, name: &str) -> Result<Option<RouteTable>> {
+    find_named(
+        stack,
+        name,
+        &[],
+        ("DescribeRouteTables", format!("route table {name}")),
+        |f| c.ec2.describe_route_tables().set_filters(Some(f)).send(),
+        |out| out.route_tables(),
+    )
+    .await
+}
+
+/// Where a route table sends 0.0.0.0/0.
+#[derive(Clone, Copy)]
+pub(crate) enum Target<'a> {
+    Igw(&'a str),
+    Nat(&'a str),
+}
+
+pub(crate) async fn ensure_route_table(
+    ctx: Ctx<'_>,
+    vpc: &str,
+    name: &str,
+    subnet: &str,
+    target: Target<'_>,
+) -> Result<String> {
+    let (c, stack) = (ctx.clients, ctx.spec.stack.as_str());
+    let found = find_route_table(c, stack, name).await?;
+    let what = format!("route table {name}");
+    let table = ctx
+        .ensure(
+            &what,
+            found
+                .as_ref()
+                .and_then(|t| t.route_table_id().map(Into::into)),
+            || async {
+                let out = send_visible!(
+                    "CreateRouteTable",
+                    c.ec2
+                        .create_route_table()
+                        .vpc_id(vpc)
+                        .client_token(client_token(stack, name))
+                        .tag_specifications(tag_spec(ResourceType::RouteTable, stack, name))
+                )
+                .map_err(aws("CreateRouteTable", &what))?;
+                Ok(out
+                    .route_table()
+                    .and_then(|t| t.route_table_id())
+                    .unwrap_or_default()
+                    .to_owned())
+            },
+        )
+        .await?;
+
+    let (target_id, target_name) = match target {
+        Target::Igw(id) => (id, IGW_NAME),
+        Target::Nat(id) => (
+            id,
+            if name.starts_with("private-one") {
+                "nat-one"
+            } else {
+                "nat-two"
+            },
+        ),
+    };
+    let current = found.as_ref().and_then(|t| {
+        t.routes()
+            .iter()
+            .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+            .map(|r| {
+                let via = r.gateway_id().or(r.nat_gateway_id());
+                via == Some(target_id) && r.state().is_none_or(|s| s.as_str() == "active")
+            })
+    });
+    let route = format!("route {name}: 0.0.0.0/0 → {target_name}");
+    ctx.converge(
+        &route,
+        State::of(current.is_some(), current == Some(true)),
+        || async {
+            let replace = current.is_some();
+            macro_rules! send {
+                ($req:expr, $op:literal) => {{
+                    let req = $req
+                        .route_table_id(&table)
+                        .destination_cidr_block("0.0.0.0/0");
+                    let req = match target {
+                        Target::Igw(id) => req.gateway_id(id),
+                        Target::Nat(id) => req.nat_gateway_id(id),
+                    };
+                    send_visible!($op, req)
+                        .map(|_| ())
+                        .map_err(aws($op, &route))
+                }};
+            }
+            if replace {
+                send!(c.ec2.replace_route(), "ReplaceRoute")
+            } else {
+                send!(c.ec2.create_route(), "CreateRoute")
+            }
+        },
+    )
+    .await?;
+
+    let associated = found.as_ref().is_some_and(|t| {
+        t.associations()
+            .iter()
+            .any(|a| a.subnet_id() == Some(subnet))
+    });
+    let assoc = format!("association of {name} with its subnet");
+    ctx.converge(&assoc, State::of(associated, true), || {
+        associate(c, &table, subnet, &assoc)
+    })
+    .await?;
+    Ok(table)
+}
+
+/// Associates `subnet` with `table`, replacing the subnet's association with another table.
+pub(crate) async fn associate(c: &Clients, table: &str, subnet: &str, what: &str) -> Result<()> {
+    let out = c
+        .ec2
+        .describe_route_tables()
+        .filters(filter("association.subnet-id", &[subnet]))
+        .send()
+        .await
+        .map_err(aws("DescribeRouteTables", what))?;
+    let existing = out
+        .route_tables()
+        .iter()
+        .flat_map(|t| t.associations())
+        .find(|a| a.subnet_id() == Some(subnet))
+        .and_then(|a| a.route_table_association_id());
+    match existing {
+        Some(id) => send_visible!(
+            "ReplaceRouteTableAssociation",
+            c.ec2
+                .replace_route_table_association()
+                .association_id(id)
+                .route_table_id(table)
+        )
+        .map(|_| ())
+        .map_err(aws("ReplaceRouteTableAssociation", what)),
+        None => send_visible!(
+            "AssociateRouteTable",
+            c.ec2
+                .associate_route_table()
+                .route_table_id(table)
+                .subnet_id(subnet)
+        )
+        .map(|_| ())
+        .map_err(aws("AssociateRouteTable", what)),
+    }
+}

@@ -1,0 +1,163 @@
+//! The function's security group: no ingress; egress to the partner's SFTP port and to AWS APIs
+//! (tcp/443) only.
+
+use std::collections::BTreeSet;
+
+use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup};
+
+use super::ec2::{find_named, send_visible, tag_spec};
+use super::*;
+use crate::context::{is_placeholder, Clients, Ctx, State};
+use crate::error::{aws, Result};
+
+/// The stack's security group for the function.
+pub async fn find_security_group(
+    c: &Clients,
+    stack: &str,
+    name: &str,
+) -> Result<Option<SecurityGroup>> {
+    find_named(
+        stack,
+        name,
+        &[],
+        ("DescribeSecurityGroups", format!("security group {name}")),
+        |f| c.ec2.describe_security_groups().set_filters(Some(f)).send(),
+        |out| out.security_groups(),
+    )
+    .await
+}
+
+/// One egress rule: protocol, port, CIDR.
+pub(crate) type Rule = (String, i32, String);
+
+pub(crate) fn desired_egress(partner_cidrs: &[String], port: u16) -> BTreeSet<Rule> {
+    let mut rules: BTreeSet<Rule> = partner_cidrs
+        .iter()
+        .map(|c| ("tcp".into(), i32::from(port), c.clone()))
+        .collect();
+    rules.insert(("tcp".into(), 443, "0.0.0.0/0".into()));
+    rules
+}
+
+/// The rules as a set; rules that cannot be written as (tcp, one port, IPv4 CIDR) — such as the
+/// default allow-all — become entries that never match a desired rule.
+pub(crate) fn current_egress(perms: &[IpPermission]) -> BTreeSet<Rule> {
+    let mut rules = BTreeSet::new();
+    for p in perms {
+        let proto = p.ip_protocol().unwrap_or_default().to_owned();
+        let port = match (p.from_port(), p.to_port()) {
+            (Some(a), Some(b)) if a == b => a,
+            _ => -1,
+        };
+        for r in p.ip_ranges() {
+            rules.insert((
+                proto.clone(),
+                port,
+                r.cidr_ip().unwrap_or_default().to_owned(),
+            ));
+        }
+        let others =
+            p.ipv6_ranges().len() + p.prefix_list_ids().len() + p.user_id_group_pairs().len();
+        if others > 0 {
+            rules.insert((proto.clone(), port, format!("{others} non-IPv4 targets")));
+        }
+    }
+    rules
+}
+
+pub(crate) async fn ensure_security_group(
+    ctx: Ctx<'_>,
+    vpc: &str,
+    checked: &Checked,
+) -> Result<String> {
+    let (partner_cidrs, port) = (&checked.partner_cidrs, checked.partner_port);
+    let (c, stack) = (ctx.clients, ctx.spec.stack.as_str());
+    let name = ctx.spec.security_group_name();
+    let found = find_security_group(c, stack, &name).await?;
+    let existed = found.is_some();
+    let what = format!("security group {name}");
+    let id = ctx
+        .ensure(&what, found.and_then(|g| g.group_id().map(Into::into)), || async {
+            let out = send_visible!("CreateSecurityGroup", c
+                .ec2
+                .create_security_group()
+                .group_name(&name)
+                .description("sftp-forward function: egress to the partner's SFTP port and AWS APIs (tcp/443) only")
+                .vpc_id(vpc)
+                .tag_specifications(tag_spec(ResourceType::SecurityGroup, stack, &name)))
+                .map_err(aws("CreateSecurityGroup", &what))?;
+            Ok(out.group_id().unwrap_or_default().to_owned())
+        })
+        .await?;
+    let current: Vec<IpPermission> = if is_placeholder(&id) {
+        Vec::new()
+    } else {
+        let out = c.ec2.describe_security_groups().group_ids(&id).send().await;
+        let out = out.map_err(aws("DescribeSecurityGroups", &what))?;
+        out.security_groups()
+            .first()
+            .map(|g| g.ip_permissions_egress().to_vec())
+            .unwrap_or_default()
+    };
+    let desired = desired_egress(partner_cidrs, port);
+    let rules = format!(
+        "egress rules of {name}: tcp/{port} → {}, tcp/443 → 0.0.0.0/0",
+        partner_cidrs.join(", ")
+    );
+    let state = State::of(existed, current_egress(&current) == desired);
+    ctx.converge(&rules, state, || async {
+        if !current.is_empty() {
+            send_visible!(
+                "RevokeSecurityGroupEgress",
+                c.ec2
+                    .revoke_security_group_egress()
+                    .group_id(&id)
+                    .set_ip_permissions(Some(current))
+            )
+            .map_err(aws("RevokeSecurityGroupEgress", &rules))?;
+        }
+        let perms = desired
+            .iter()
+            .map(|(proto, port, cidr)| {
+                let why = if *port != 443 || cidr != "0.0.0.0/0" {
+                    "partner SFTP"
+                } else {
+                    "AWS APIs (HTTPS)"
+                };
+                IpPermission::builder()
+                    .ip_protocol(proto)
+                    .from_port(*port)
+                    .to_port(*port)
+                    .ip_ranges(IpRange::builder().cidr_ip(cidr).description(why).build())
+                    .build()
+            })
+            .collect();
+        send_visible!(
+            "AuthorizeSecurityGroupEgress",
+            c.ec2
+                .authorize_security_group_egress()
+                .group_id(&id)
+                .set_ip_permissions(Some(perms))
+        )
+        .map(|_| ())
+        .map_err(aws("AuthorizeSecurityGroupEgress", &rules))
+    })
+    .await?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_allow_all_egress_never_matches() {
+        let all = IpPermission::builder()
+            .ip_protocol("-1")
+            .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+            .build();
+        let desired = desired_egress(&["198.51.100.7/32".into()], 2222);
+        assert_ne!(current_egress(&[all]), desired);
+        assert_eq!(desired.len(), 2);
+    }
+}
