@@ -258,8 +258,14 @@ pub async fn ensure(
         let failed = f.state() == Some(&State_::Failed)
             || f.last_update_status() == Some(&LastUpdateStatus::Failed);
         if failed {
+            let code = f
+                .state_reason_code()
+                .map(|c| c.as_str())
+                .or(f.last_update_status_reason_code().map(|c| c.as_str()))
+                .unwrap_or("no reason code");
             ctx.report.note(format!(
-                "function {name} is {} ({}): its configuration is written again to repair it",
+                "function {name} is {} ({code}: {}): its configuration is written again to \
+                 repair it",
                 f.state().map_or("unknown", |s| s.as_str()),
                 f.state_reason()
                     .or(f.last_update_status_reason())

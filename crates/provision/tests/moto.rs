@@ -119,6 +119,35 @@ async fn lifecycle_plan_apply_reapply_destroy_reapply() {
     let (_, back) = run(&c, &spec, Mode::Apply).await.expect("apply back");
     assert_eq!(back.count(Action::Update), 2, "{:#?}", back.changes());
 
+    // A function found Failed (Lambda could not create its network interfaces) is repaired by
+    // writing its configuration again, not reported unchanged.
+    testkit::strict_aws().fail_function(&function);
+    let (_, repair) = run(&c, &spec, Mode::Apply).await.expect("apply repairs");
+    let updated: Vec<String> = repair
+        .changes()
+        .into_iter()
+        .filter(|c| c.action == Action::Update)
+        .map(|c| c.resource)
+        .collect();
+    assert_eq!(updated.len(), 1, "{updated:?}");
+    assert!(
+        updated[0].starts_with("configuration of function"),
+        "{updated:?}"
+    );
+    assert!(
+        repair
+            .notes()
+            .iter()
+            .any(|n| n.contains("Failed") && n.contains("EniLimitExceeded")),
+        "{:?}",
+        repair.notes()
+    );
+    assert_bit(&[(B::FunctionFailed, &function)]);
+    let (_, healthy) = run(&c, &spec, Mode::Apply)
+        .await
+        .expect("apply after repair");
+    assert_eq!(healthy.count(Action::Update), 0, "{:#?}", healthy.changes());
+
     let (_, second) = run(&c, &spec, Mode::Apply).await.expect("second apply");
     assert_eq!(second.count(Action::Create), 0, "{:#?}", second.changes());
     assert_eq!(second.count(Action::Update), 0, "{:#?}", second.changes());

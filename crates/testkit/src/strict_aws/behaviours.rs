@@ -143,6 +143,7 @@ pub(super) struct State {
     functions: HashMap<String, Func>,
     enis: Vec<Eni>,
     pub claimed: HashSet<String>,
+    pub failed: HashSet<String>,
     pub injections: Vec<Injection>,
 }
 
@@ -161,6 +162,7 @@ impl State {
             functions: HashMap::new(),
             enis: Vec::new(),
             claimed: HashSet::new(),
+            failed: HashSet::new(),
             injections: Vec::new(),
         }
     }
@@ -560,6 +562,10 @@ impl State {
                     groups: Vec::new(),
                 });
                 f.updating = Some(Trigger::new(t));
+                if action == "UpdateFunctionConfiguration" {
+                    self.failed.remove(&name);
+                }
+                let f = self.functions.get_mut(&name)?;
                 if let Some(role) = c.json_str("Role") {
                     f.role = role_name(role);
                 }
@@ -584,7 +590,13 @@ impl State {
                 } else {
                     &mut json
                 };
-                let b = if f.pending.bites() {
+                let b = if self.failed.contains(&name) {
+                    conf["State"] = "Failed".into();
+                    conf["StateReasonCode"] = "EniLimitExceeded".into();
+                    conf["StateReason"] =
+                        "Lambda was not able to create an ENI in the VPC of the Lambda function because the limit for Network Interfaces has been reached.".into();
+                    Some(Behaviour::FunctionFailed)
+                } else if f.pending.bites() {
                     set_pending(conf);
                     Some(Behaviour::FunctionPending)
                 } else {

@@ -14,6 +14,7 @@
 //! - [`Behaviour::FunctionUpdateInProgress`]: after an update `LastUpdateStatus` is `InProgress` before `Successful` (same page).
 //! - [`Behaviour::FunctionConflict`]: an update while `Pending` or `InProgress` gets 409 `ResourceConflictException` (Lambda API Reference, `UpdateFunctionCode`/`UpdateFunctionConfiguration` errors).
 //! - [`Behaviour::EniHeld`]: a function in a VPC holds Hyperplane ENIs in its subnets and security groups until well after it is deleted, and they stay for good if its role is deleted first (Lambda Developer Guide, "Giving Lambda functions access to resources in an Amazon VPC", ENI lifecycle).
+//! - [`Behaviour::FunctionFailed`]: a function can end `State=Failed` (e.g. `EniLimitExceeded`, Lambda Developer Guide, "Lambda function states"); an update of its configuration starts it over. Set by the test with [`StrictAws::fail_function`].
 //! - [`Behaviour::ForeignBucket`]: bucket names are global, a name another account owns is taken (S3 User Guide, "Bucket naming rules"; `HeadBucket` 403, `CreateBucket` `BucketAlreadyExists`).
 //!
 //! Each behaviour is deterministic: the first qualifying call after its trigger is always refused
@@ -120,6 +121,9 @@ pub enum Behaviour {
     EniHeld,
     /// Any call on a bucket name [`StrictAws::claim_bucket`] gave to another account.
     ForeignBucket,
+    /// `GetFunction`/`GetFunctionConfiguration` show a function [`StrictAws::fail_function`] named
+    /// `State` `Failed`, until its configuration is updated.
+    FunctionFailed,
 }
 
 /// One refusal or rewrite.
@@ -227,6 +231,12 @@ impl StrictAws {
     /// `CreateBucket` 409 `BucketAlreadyExists` and every other call on it 403 `AccessDenied`.
     pub fn claim_bucket(&self, name: &str) {
         self.shared.lock().claimed.insert(name.to_owned());
+    }
+
+    /// Makes the function `name` look `Failed` (as when Lambda could not create its network
+    /// interfaces) until its configuration is updated.
+    pub fn fail_function(&self, name: &str) {
+        self.shared.lock().failed.insert(name.to_owned());
     }
 
     /// Everything injected so far, oldest first.
