@@ -168,7 +168,7 @@ impl State {
     }
 
     fn inject(&mut self, behaviour: Behaviour, action: &str, subject: &str) {
-        eprintln!("strict-aws: {behaviour:?} on {action} ({subject})");
+        super::trace(format_args!("{behaviour:?} on {action} ({subject})"));
         self.injections.push(Injection {
             behaviour,
             action: action.to_owned(),
@@ -672,10 +672,10 @@ impl State {
                 .get(&e.role)
                 .is_some_and(|deleted| *deleted < at)
             {
-                eprintln!(
-                    "strict-aws: role {} was deleted before Lambda released {} ({}): it stays",
+                super::trace(format_args!(
+                    "role {} was deleted before Lambda released {} ({}): it stays",
                     e.role, e.id, e.function
-                );
+                ));
                 e.stranded = true;
             } else {
                 due.push(e.clone());

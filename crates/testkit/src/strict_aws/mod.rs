@@ -94,6 +94,14 @@ impl Default for Timings {
     }
 }
 
+/// Prints what the proxy does (each injection, each release of an ENI) to stderr when
+/// `SFTP_FORWARD_STRICT_AWS_TRACE` is set; tests read [`StrictAws::injections`] instead.
+fn trace(what: std::fmt::Arguments<'_>) {
+    if std::env::var_os("SFTP_FORWARD_STRICT_AWS_TRACE").is_some() {
+        eprintln!("strict-aws: {what}");
+    }
+}
+
 /// What the proxy did to a call (see the module doc for each).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Behaviour {
@@ -601,10 +609,10 @@ impl Shared {
                 eni.id
             );
             match self.ec2(&eni.scope, &form) {
-                Ok(_) => eprintln!(
-                    "strict-aws: Lambda released {} of {} ({})",
+                Ok(_) => trace(format_args!(
+                    "Lambda released {} of {} ({})",
                     eni.id, eni.function, eni.subnet
-                ),
+                )),
                 Err(e) => eprintln!("strict-aws: cannot delete {} in moto: {e}", eni.id),
             }
         }
