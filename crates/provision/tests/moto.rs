@@ -931,6 +931,13 @@ fn deploy_provision_end_to_end() {
 
     let (code, out, err) = provision(&[&["apply"][..], &inputs].concat());
     assert_eq!(code, Some(0), "apply: {out}\n{err}");
+    // The fixture's Host is not PARTNER_IP: said, and the security group follows --partner-address.
+    assert!(
+        out.contains(
+            "partner_address 198.51.100.7 differs from the secret's Host sftp.partner.example"
+        ),
+        "{out}"
+    );
     // Where it is, before any change.
     assert!(
         out.contains("Using account 123456789012")
@@ -1152,17 +1159,39 @@ async fn operator_eips_are_adopted() {
         "{:#?}",
         again.changes()
     );
-    // Not left running: destroy it (the operator's queue and EIPs stay theirs).
+    // A destroy that gives up (here: too short a wait for the NAT gateways to be deleted) says
+    // what is still billed; run again, it finishes.
+    let impatient = util::spec(RawConfig {
+        eip_allocation_ids: Some(given.clone()),
+        nat_wait_seconds: Some(0),
+        ..raw(stack, &files)
+    });
     let report = Report::quiet();
-    let ctx = Ctx {
+    let ctx = |spec| Ctx {
         clients: &c,
-        spec: &spec,
+        spec,
         mode: Mode::Apply,
         report: &report,
     };
-    let kept = destroy::run(ctx, false).await;
+    let err = destroy::run(ctx(&impatient), false)
+        .await
+        .expect_err("gives up on the NAT gateways")
+        .to_string();
+    // (Whether the NAT gateways are listed too depends on whether AWS still shows them deleting.)
     assert!(
-        matches!(&kept, Err(Error::Incomplete { .. }) | Ok(())),
-        "{kept:?}"
+        err.starts_with("destroy stopped: NAT gateways")
+            && err.contains("did not become deleted")
+            && err.contains("still billed: ")
+            && err.contains("Elastic IP eip-one")
+            && err.contains("kept on purpose unless --release-eips"),
+        "{err}"
+    );
+    destroy::run(ctx(&spec), false)
+        .await
+        .expect("destroy again");
+    assert_eq!(
+        tagged_ec2(&c, stack).await,
+        ["eip eip-one", "eip eip-two"],
+        "only the (adopted) EIPs stay"
     );
 }

@@ -4,7 +4,7 @@
 use aws_sdk_ec2::types::{ConnectivityType, NatGateway, ResourceType};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use super::ec2::{client_token, filter, find_named, send_visible, tag_spec};
+use super::ec2::{client_token, filter, find_named, named, one, send_visible, tag_spec};
 use super::*;
 use crate::config::Half;
 use crate::context::{Clients, Ctx};
@@ -24,22 +24,34 @@ pub async fn find_nat(c: &Clients, stack: &str, name: &str) -> Result<Option<Nat
 }
 
 /// The stack's NAT gateway `name` with its state, if pending, available or deleting (`destroy`
-/// must see one that is still deleting: it is still billed and still holds its subnet).
+/// must see one that is still deleting: it is still billed and still holds its subnet). The state
+/// is checked here rather than in the describe filter, as the state the answer shows is the one
+/// that counts (an emulator's filter and its answer can disagree).
 pub async fn find_nat_any(
     c: &Clients,
     stack: &str,
     name: &str,
 ) -> Result<Option<(String, String)>> {
-    let found = find_named(
-        stack,
-        name,
-        &[filter("state", &["pending", "available", "deleting"])],
-        ("DescribeNatGateways", format!("NAT gateway {name}")),
-        |f| c.ec2.describe_nat_gateways().set_filter(Some(f)).send(),
-        |out| out.nat_gateways(),
-    )
-    .await?;
-    Ok(found.map(|n| {
+    let what = format!("NAT gateway {name}");
+    let out = c
+        .ec2
+        .describe_nat_gateways()
+        .set_filter(Some(named(stack, name)))
+        .send()
+        .await
+        .map_err(aws("DescribeNatGateways", &what))?;
+    let live: Vec<NatGateway> = out
+        .nat_gateways()
+        .iter()
+        .filter(|n| {
+            matches!(
+                n.state().map(|s| s.as_str()),
+                Some("pending" | "available" | "deleting")
+            )
+        })
+        .cloned()
+        .collect();
+    Ok(one(&live, stack, name, what)?.map(|n| {
         (
             n.nat_gateway_id().unwrap_or_default().to_owned(),
             n.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),

@@ -442,7 +442,7 @@ impl State {
                     nat.deleting = Some(Trigger::new(self.t.nat_deleting));
                 }
             }
-            "DescribeNatGateways" => self.rewrite_nats(resp),
+            "DescribeNatGateways" => self.rewrite_nats(c, resp),
             "DescribeNetworkInterfaces" => self.rewrite_enis(resp),
             "DeleteNetworkInterface" => {
                 let id = c.param("NetworkInterfaceId").unwrap_or("");
@@ -461,14 +461,24 @@ impl State {
         self.nats.entry(id).or_insert(nat);
     }
 
-    fn rewrite_nats(&mut self, resp: &mut Response) {
+    fn rewrite_nats(&mut self, c: &Call, resp: &mut Response) {
         let xml = resp.text();
         let mut edits = Vec::new();
         let mut seen = Vec::new();
+        // moto ignores `tag:` filters on NAT gateways (real EC2 honours them): drop what they
+        // exclude, so that one stack's describe neither sees nor uses up another's states.
+        let wanted = tag_filters(c);
         for item in find(&xml, "natGatewaySet")
             .map(|s| children(&xml, &s))
             .unwrap_or_default()
         {
+            if !wanted
+                .iter()
+                .all(|(k, values)| tag_value(&xml, &item, k).is_some_and(|v| values.contains(&v)))
+            {
+                edits.push((item.outer.clone(), String::new()));
+                continue;
+            }
             let (Some(id), Some(state)) = (
                 child(&xml, &item, "natGatewayId"),
                 child(&xml, &item, "state"),
@@ -684,6 +694,35 @@ impl State {
         self.enis.retain(|e| !due.iter().any(|d| d.id == e.id));
         due
     }
+}
+
+/// The `tag:KEY` filters of an EC2 query request: each key with its accepted values.
+fn tag_filters(c: &Call) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for n in 1.. {
+        let Some(name) = c.param(&format!("Filter.{n}.Name")) else {
+            break;
+        };
+        let Some(key) = name.strip_prefix("tag:") else {
+            continue;
+        };
+        let values = (1..)
+            .map_while(|m| c.param(&format!("Filter.{n}.Value.{m}")).map(str::to_owned))
+            .collect();
+        out.push((key.to_owned(), values));
+    }
+    out
+}
+
+/// The value of the tag `key` in an EC2 item's `tagSet`.
+fn tag_value(xml: &str, item: &super::xml::Elem, key: &str) -> Option<String> {
+    let set = child(xml, item, "tagSet")?;
+    children(xml, &set).into_iter().find_map(|t| {
+        let k = child(xml, &t, "key")?;
+        (xml[k.inner.clone()] == *key)
+            .then(|| child(xml, &t, "value").map(|v| xml[v.inner].to_owned()))
+            .flatten()
+    })
 }
 
 fn set_pending(conf: &mut Value) {
