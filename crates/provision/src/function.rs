@@ -15,6 +15,7 @@ use aws_sdk_lambda::types::{
 use sha2::{Digest, Sha256};
 
 use crate::config::{EXPECTED_EGRESS_ENV, SECRET_ENV};
+use crate::context::Action;
 use crate::context::{is_placeholder, waiter_error, Clients, Ctx, State};
 use crate::error::{aws, Error, Result};
 use crate::iam::ROLE_PROPAGATION;
@@ -478,4 +479,42 @@ pub(crate) async fn wait_mapping_settled(c: &Clients, uuid: &str, what: &str) ->
         waited: limit,
         next: "check the mapping in the Lambda console, then run the command again".into(),
     })
+}
+
+/// Deletes the event source mappings and the function (destroy); Lambda then releases the
+/// function's network interfaces.
+pub(crate) async fn delete(ctx: Ctx<'_>) -> Result<()> {
+    let (c, spec) = (ctx.clients, ctx.spec);
+    let name = spec.function_name();
+    if let Some(queue_url) = crate::inbox::find_queue_url(c, &spec.queue_name()).await? {
+        let attrs = crate::inbox::queue_attributes(c, &queue_url).await?;
+        let arn = attrs
+            .get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .cloned()
+            .unwrap_or_default();
+        for m in find_mappings(c, &name, &arn).await? {
+            let uuid = m.uuid().unwrap_or_default();
+            let what = format!("event source mapping {} → {name}", spec.queue_name());
+            wait_mapping_settled(c, uuid, &what).await?;
+            let out = c
+                .lambda
+                .delete_event_source_mapping()
+                .uuid(uuid)
+                .send()
+                .await;
+            out.map_err(aws("DeleteEventSourceMapping", &what))?;
+            ctx.record(Action::Delete, what, uuid);
+        }
+    }
+    if let Some(f) = find_function(c, &name).await? {
+        let what = format!("function {name}");
+        c.lambda
+            .delete_function()
+            .function_name(&name)
+            .send()
+            .await
+            .map_err(aws("DeleteFunction", &what))?;
+        ctx.record(Action::Delete, what, f.function_arn().unwrap_or_default());
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use aws_sdk_iam::types::Role;
 use serde_json::{json, Value};
 
+use crate::context::Action;
 use crate::context::{is_placeholder, Ctx, State};
 use crate::error::{aws, Error, Result};
 use crate::STACK_TAG;
@@ -372,6 +373,50 @@ pub fn least_privilege_violations(policy: &Value) -> Vec<String> {
         }
     }
     bad
+}
+
+/// Deletes the function's role, if it is this stack's (IAM names are global: a role of the same
+/// name tagged for another stack, or not at all, is left alone and reported).
+pub(crate) async fn delete_role(ctx: Ctx<'_>) -> Result<()> {
+    let (c, spec) = (ctx.clients, ctx.spec);
+    let role = spec.role_name(&c.region);
+    let Some(found) = find_role(c, &role).await? else {
+        return Ok(());
+    };
+    let what = format!("IAM role {role}");
+    if role_stack(&found) != Some(spec.stack.as_str()) {
+        ctx.record(
+            Action::Keep,
+            format!("{what} (not tagged {STACK_TAG}={})", spec.stack),
+            found.arn(),
+        );
+        return Ok(());
+    }
+    let out = c
+        .iam
+        .delete_role_policy()
+        .role_name(&role)
+        .policy_name(POLICY_NAME)
+        .send()
+        .await;
+    match out {
+        Err(e)
+            if !e
+                .as_service_error()
+                .is_some_and(|e| e.is_no_such_entity_exception()) =>
+        {
+            return Err(aws("DeleteRolePolicy", &what)(e))
+        }
+        _ => {}
+    }
+    c.iam
+        .delete_role()
+        .role_name(&role)
+        .send()
+        .await
+        .map_err(aws("DeleteRole", &what))?;
+    ctx.record(Action::Delete, what, found.arn());
+    Ok(())
 }
 
 #[cfg(test)]

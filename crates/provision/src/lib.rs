@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //!
-//! In the order `apply` walks them (`destroy` walks them backwards):
+//! One module per resource type, each holding its finder, its `ensure` (apply) and its delete
+//! (destroy), in the order `apply` walks them:
 //!
 //! - [`config`]: the JSON config file and flags → a validated [`config::Spec`]; the fixed topology
 //!   (names, CIDRs) is [`config::HALVES`];
@@ -23,7 +24,10 @@
 //! - [`apply`]: the order of the steps above, with the input checks that run before anything is
 //!   created; [`plan`] adds the monthly cost estimate;
 //! - [`outputs`]: what exists, as JSON;
-//! - [`destroy`]: everything but the Elastic IPs (unless asked), in reverse dependency order.
+//! - [`destroy`]: the order of the deletes, in one list: everything but the Elastic IPs (unless
+//!   asked), in the order AWS needs — what is billed by the hour first, the role only after Lambda
+//!   released the function's network interfaces — which is not simply apply reversed;
+//! - `retry`: the one bounded retry for AWS's eventual consistency, used by all of the above.
 
 pub mod apply;
 pub mod config;

@@ -114,3 +114,32 @@ where
         }
     }
 }
+
+/// How long to retry deletes refused because something still uses the resource, and to wait for
+/// Lambda to release its network interfaces: up to ~40 minutes after the function is gone.
+pub(crate) const IN_USE_WAIT: Duration = Duration::from_secs(45 * 60);
+/// The codes of a delete refused because something still uses the resource.
+pub(crate) const IN_USE: &[&str] = &["DependencyViolation", "InvalidIPAddress.InUse"];
+
+/// Runs `delete` until it succeeds, retrying while AWS answers with one of the `in_use` codes (at
+/// most `limit`); a not-found answer (`gone` codes) counts as success.
+pub(crate) async fn delete_when_in_use<F, Fut, T, E>(
+    operation: &'static str,
+    what: &str,
+    in_use: &[&str],
+    gone: &[&str],
+    limit: Duration,
+    delete: F,
+) -> crate::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<T, E>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let waiting = format!("{what} to be free to delete");
+    match when_codes(&waiting, in_use, limit, delete).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code().is_some_and(|c| gone.contains(&c)) => Ok(()),
+        Err(e) => Err(crate::error::aws(operation, what)(e)),
+    }
+}

@@ -111,6 +111,14 @@ async fn lifecycle_plan_apply_reapply_destroy_reapply() {
         function_memory_mb: Some(1024),
         ..raw(stack, &changed_files)
     });
+    // Someone else's update is still in progress when this apply starts: it must wait for it.
+    c.lambda
+        .update_function_configuration()
+        .function_name(&function)
+        .description("touched by an operator")
+        .send()
+        .await
+        .expect("an operator's update");
     let (_, update) = run(&c, &changed, Mode::Apply)
         .await
         .expect("apply with changes");
@@ -201,6 +209,15 @@ async fn lifecycle_plan_apply_reapply_destroy_reapply() {
     .expect("destroy");
     assert_eq!(report.count(Action::Keep), 2, "{:#?}", report.changes());
     assert_eq!(tagged_ec2(&c, stack).await, ["eip eip-one", "eip eip-two"]);
+    // Lambda released them itself (the role was still there); none had to be deleted by us.
+    assert!(
+        !report
+            .changes()
+            .iter()
+            .any(|c| c.resource.starts_with("network interface")),
+        "{:#?}",
+        report.changes()
+    );
     // Destroy met the NAT gateways deleting and the function's network interfaces held, and
     // waited: the role stayed until Lambda released them, so none is left behind.
     assert_bit(&[

@@ -10,6 +10,7 @@ use aws_sdk_s3::types::{
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::*;
+use crate::context::Action;
 use crate::context::{is_placeholder, Clients, Ctx, State};
 use crate::error::{aws, Error, Result};
 use crate::STACK_TAG;
@@ -295,4 +296,54 @@ pub(crate) fn s3_tag(k: &str, v: &str) -> aws_sdk_s3::types::Tag {
         .value(v)
         .build()
         .expect("key and value set")
+}
+
+/// Deletes the bucket if it is this stack's and empty (destroy); a non-empty one is kept and
+/// listed in `kept`, another account's or stack's is reported.
+pub(crate) async fn delete(ctx: Ctx<'_>, kept: &mut Vec<String>) -> Result<()> {
+    let (c, spec) = (ctx.clients, ctx.spec);
+    let bucket = spec.bucket.as_str();
+    let what = format!("bucket {bucket}");
+    let exists = match bucket_exists(c, bucket).await {
+        Ok(exists) => exists,
+        // Another account's bucket (403): certainly not ours to delete; go on with the rest.
+        Err(Error::Conflict { .. }) => {
+            ctx.record(Action::Keep, format!("{what} (not this account's)"), bucket);
+            false
+        }
+        Err(e) => return Err(e),
+    };
+    if exists {
+        let owner = bucket_stack_tag(c, bucket).await?;
+        let list =
+            c.s3.list_objects_v2()
+                .bucket(bucket)
+                .max_keys(1)
+                .send()
+                .await;
+        let empty = list
+            .map_err(aws("ListObjectsV2", &what))?
+            .contents()
+            .is_empty();
+        if owner.as_deref() != Some(spec.stack.as_str()) {
+            ctx.record(
+                Action::Keep,
+                format!("{what} (not tagged {STACK_TAG}={})", spec.stack),
+                bucket,
+            );
+        } else if !empty {
+            ctx.record(Action::Keep, format!("{what} (not empty)"), bucket);
+            kept.push(format!(
+                "{what} is not empty (empty it, e.g. `aws s3 rm s3://{bucket} --recursive`)"
+            ));
+        } else {
+            c.s3.delete_bucket()
+                .bucket(bucket)
+                .send()
+                .await
+                .map_err(aws("DeleteBucket", &what))?;
+            ctx.record(Action::Delete, what, bucket);
+        }
+    }
+    Ok(())
 }

@@ -16,7 +16,6 @@ pub mod secret;
 
 pub use bucket::{bucket_exists, bucket_stack_tag, check_bucket};
 pub use queue::{find_queue_url, queue_attributes, Queue};
-pub(crate) use secret::keep_foreign_secret;
 pub use secret::{check, find_secret, partner_endpoint, read_secret_file, SecretValue};
 
 use std::collections::HashMap;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Value};
 
+use crate::context::Action;
 use crate::context::{is_placeholder, placeholder, Clients, Ctx, State};
 use crate::error::{aws, Result};
 use crate::STACK_TAG;
@@ -182,6 +183,40 @@ pub(crate) async fn ensure_queue_policy(ctx: Ctx<'_>, queue: &Queue) -> Result<(
         Ok(())
     })
     .await
+}
+
+/// Deletes the queue and the dead-letter queue if tagged for this stack (destroy).
+pub(crate) async fn delete(ctx: Ctx<'_>) -> Result<()> {
+    let (c, spec) = (ctx.clients, ctx.spec);
+    for name in [spec.queue_name(), spec.dlq_name()] {
+        let Some(url) = find_queue_url(c, &name).await? else {
+            continue;
+        };
+        let what = format!("queue {name}");
+        let tags = c
+            .sqs
+            .list_queue_tags()
+            .queue_url(&url)
+            .send()
+            .await
+            .map_err(aws("ListQueueTags", &what))?;
+        if tags.tags().and_then(|t| t.get(STACK_TAG)) != Some(&spec.stack) {
+            ctx.record(
+                Action::Keep,
+                format!("{what} (not tagged {STACK_TAG}={})", spec.stack),
+                &url,
+            );
+            continue;
+        }
+        c.sqs
+            .delete_queue()
+            .queue_url(&url)
+            .send()
+            .await
+            .map_err(aws("DeleteQueue", &what))?;
+        ctx.record(Action::Delete, what, &url);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

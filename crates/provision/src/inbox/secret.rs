@@ -219,6 +219,38 @@ pub(crate) fn keep_foreign_secret(ctx: Ctx<'_>, arn: &str) {
     );
 }
 
+/// The secret's recovery window after destroy.
+const SECRET_RECOVERY_DAYS: i64 = 7;
+
+/// Schedules the stack's own secret for deletion (destroy); a secret the stack did not create is
+/// kept.
+pub(crate) async fn delete(ctx: Ctx<'_>) -> Result<()> {
+    let (c, spec) = (ctx.clients, ctx.spec);
+    if let Some(secret) = find_secret(c, &spec.secret).await? {
+        let arn = secret.arn().unwrap_or_default();
+        let ours = secret
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some(STACK_TAG) && t.value() == Some(&spec.stack));
+        if !ours {
+            keep_foreign_secret(ctx, arn);
+        } else if secret.deleted_date().is_none() {
+            let what = format!(
+                "secret {} (recoverable for {SECRET_RECOVERY_DAYS} days; apply restores it)",
+                spec.secret
+            );
+            let req = c
+                .secrets
+                .delete_secret()
+                .secret_id(arn)
+                .recovery_window_in_days(SECRET_RECOVERY_DAYS);
+            req.send().await.map_err(aws("DeleteSecret", &what))?;
+            ctx.record(Action::Delete, what, arn);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,10 @@ use aws_sdk_ec2::types::{Address, DomainType, ResourceType};
 
 use super::ec2::{find_named, send_visible, tag_spec, tags};
 use crate::config::{Half, HALVES};
+use crate::context::Action;
 use crate::context::{Clients, Ctx, State};
 use crate::error::{aws, Error, Result};
+use crate::retry::{delete_when_in_use, IN_USE};
 
 /// An Elastic IP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,4 +92,55 @@ pub(crate) async fn ensure_eip(ctx: Ctx<'_>, half: &Half) -> Result<Eip> {
             Ok(Eip { allocation_id: id, public_ip })
         }
     }
+}
+
+/// Frees the Elastic IPs from their NAT gateways (destroy) and keeps them — the partner's
+/// allowlist — unless `release` says to release them.
+pub(crate) async fn free(ctx: Ctx<'_>, release: bool) -> Result<()> {
+    let (c, stack) = (ctx.clients, ctx.spec.stack.as_str());
+    for half in &HALVES {
+        let Some(eip) = super::find_eip(c, stack, half.eip).await? else {
+            continue;
+        };
+        let id = eip.allocation_id().unwrap_or_default();
+        let what = format!(
+            "Elastic IP {} {}",
+            half.eip,
+            eip.public_ip().unwrap_or_default()
+        );
+        // AWS frees a NAT gateway's EIP when the gateway is deleted; make sure of it (moto, for
+        // one, leaves the association behind), so that the next apply can use the EIP again.
+        if let Some(assoc) = eip.association_id() {
+            let free = format!("association of {what}");
+            delete_when_in_use(
+                "DisassociateAddress",
+                &free,
+                IN_USE,
+                &["InvalidAssociationID.NotFound"],
+                ctx.spec.nat_wait,
+                || c.ec2.disassociate_address().association_id(assoc).send(),
+            )
+            .await?;
+        }
+        if release {
+            delete_when_in_use(
+                "ReleaseAddress",
+                &what,
+                IN_USE,
+                &["InvalidAllocationID.NotFound"],
+                ctx.spec.nat_wait,
+                || c.ec2.release_address().allocation_id(id).send(),
+            )
+            .await?;
+            ctx.record(Action::Delete, what, id);
+        } else {
+            ctx.record(
+                Action::Keep,
+                format!("{what} (the partner's allowlist; --release-eips releases it)"),
+                id,
+            );
+        }
+    }
+
+    Ok(())
 }

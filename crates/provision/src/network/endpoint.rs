@@ -4,7 +4,9 @@ use aws_sdk_ec2::types::{ResourceType, VpcEndpoint, VpcEndpointType};
 
 use super::ec2::{client_token, named, one, send_visible, tag_spec};
 use crate::config::{HALVES, S3_ENDPOINT_NAME};
+use crate::context::Action;
 use crate::context::{Clients, Ctx, State};
+use crate::error::Error;
 use crate::error::{aws, Result};
 
 /// The stack's S3 gateway endpoint, unless deleted.
@@ -89,4 +91,38 @@ pub(crate) async fn ensure_endpoint(
         .await?;
     }
     Ok(id)
+}
+
+/// Deletes the S3 gateway endpoint (destroy).
+pub(crate) async fn delete(ctx: Ctx<'_>) -> Result<()> {
+    let (c, stack) = (ctx.clients, ctx.spec.stack.as_str());
+    let Some(id) = find_endpoint(c, stack)
+        .await?
+        .and_then(|e| e.vpc_endpoint_id().map(str::to_owned))
+    else {
+        return Ok(());
+    };
+    let what = format!("VPC endpoint {S3_ENDPOINT_NAME}");
+    let out = c
+        .ec2
+        .delete_vpc_endpoints()
+        .vpc_endpoint_ids(&id)
+        .send()
+        .await
+        .map_err(aws("DeleteVpcEndpoints", &what))?;
+    // The call succeeds as a whole and reports per endpoint what it could not delete.
+    if let Some(item) = out.unsuccessful().first() {
+        let err = item.error();
+        return Err(Error::Conflict {
+            resource: format!("{what} ({id})"),
+            problem: format!(
+                "AWS did not delete it: {} ({})",
+                err.and_then(|e| e.message()).unwrap_or("no message"),
+                err.and_then(|e| e.code()).unwrap_or("no code")
+            ),
+            next: "fix the cause, then run destroy again".into(),
+        });
+    }
+    ctx.record(Action::Delete, what, &id);
+    Ok(())
 }

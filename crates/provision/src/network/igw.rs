@@ -4,8 +4,10 @@ use aws_sdk_ec2::types::{InternetGateway, ResourceType};
 
 use super::ec2::{find_named, send_visible, tag_spec};
 use crate::config::{IGW_NAME, VPC_NAME};
+use crate::context::Action;
 use crate::context::{Clients, Ctx, State};
 use crate::error::{aws, Result};
+use crate::retry::delete_when_in_use;
 
 /// The stack's internet gateway.
 pub async fn find_igw(c: &Clients, stack: &str) -> Result<Option<InternetGateway>> {
@@ -69,4 +71,42 @@ pub(crate) async fn ensure_igw(ctx: Ctx<'_>, vpc: &str) -> Result<String> {
     })
     .await?;
     Ok(id)
+}
+
+/// Detaches and deletes the internet gateway (destroy).
+pub(crate) async fn delete(ctx: Ctx<'_>) -> Result<()> {
+    let (c, stack) = (ctx.clients, ctx.spec.stack.as_str());
+    if let Some(igw) = super::find_igw(c, stack).await? {
+        let id = igw.internet_gateway_id().unwrap_or_default();
+        let what = format!("internet gateway {IGW_NAME:?}");
+        for a in igw.attachments() {
+            let vpc = a.vpc_id().unwrap_or_default();
+            // Refused (DependencyViolation: "mapped public addresses") until the NAT gateways'
+            // addresses are released, which can trail their deletion.
+            delete_when_in_use(
+                "DetachInternetGateway",
+                &format!("detachment of {what}"),
+                &["DependencyViolation"],
+                &["Gateway.NotAttached"],
+                ctx.spec.nat_wait,
+                || {
+                    c.ec2
+                        .detach_internet_gateway()
+                        .internet_gateway_id(id)
+                        .vpc_id(vpc)
+                        .send()
+                },
+            )
+            .await?;
+        }
+        let out = c
+            .ec2
+            .delete_internet_gateway()
+            .internet_gateway_id(id)
+            .send()
+            .await;
+        out.map_err(aws("DeleteInternetGateway", &what))?;
+        ctx.record(Action::Delete, what, id);
+    }
+    Ok(())
 }

@@ -15,6 +15,7 @@ pub mod check;
 pub(crate) mod ec2;
 pub mod eip;
 pub mod endpoint;
+pub mod eni;
 pub mod igw;
 pub mod nat;
 pub mod route_table;

@@ -7,6 +7,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use super::ec2::{client_token, filter, find_named, named, one, send_visible, tag_spec};
 use super::*;
 use crate::config::Half;
+use crate::context::Action;
 use crate::context::{Clients, Ctx};
 use crate::error::{aws, Error, Result};
 
@@ -180,4 +181,28 @@ pub(crate) async fn ensure_nat(
         )
         .await?;
     Ok((id, available))
+}
+
+/// Starts deleting the NAT gateways (they are billed by the hour) and returns their ids; the wait
+/// for them to be gone comes later, when the subnets and the internet gateway need it.
+pub(crate) async fn start_deletion(ctx: Ctx<'_>) -> Result<Vec<String>> {
+    let (c, stack) = (ctx.clients, ctx.spec.stack.as_str());
+    let mut nats = Vec::new();
+    for half in &HALVES {
+        let Some((id, state)) = find_nat_any(c, stack, half.nat).await? else {
+            continue;
+        };
+        if state != "deleting" {
+            let what = format!("NAT gateway {}", half.nat);
+            c.ec2
+                .delete_nat_gateway()
+                .nat_gateway_id(&id)
+                .send()
+                .await
+                .map_err(aws("DeleteNatGateway", &what))?;
+            ctx.record(Action::Delete, what, &id);
+        }
+        nats.push(id);
+    }
+    Ok(nats)
 }

@@ -4,7 +4,9 @@
 use aws_sdk_ec2::types::{ResourceType, RouteTable};
 
 use super::ec2::{client_token, filter, find_named, send_visible, tag_spec};
+use crate::config::HALVES;
 use crate::config::IGW_NAME;
+use crate::context::Action;
 use crate::context::{Clients, Ctx, State};
 use crate::error::{aws, Result};
 
@@ -160,4 +162,40 @@ pub(crate) async fn associate(c: &Clients, table: &str, subnet: &str, what: &str
         .map(|_| ())
         .map_err(aws("AssociateRouteTable", what)),
     }
+}
+
+/// Deletes the four route tables and their associations (destroy).
+pub(crate) async fn delete_all(ctx: Ctx<'_>) -> Result<()> {
+    let (c, stack) = (ctx.clients, ctx.spec.stack.as_str());
+    for half in &HALVES {
+        for name in [half.public_rt, half.private_rt] {
+            let Some(table) = super::find_route_table(c, stack, name).await? else {
+                continue;
+            };
+            let what = format!("route table {name}");
+            for a in table
+                .associations()
+                .iter()
+                .filter(|a| a.main() != Some(true))
+            {
+                let assoc = a.route_table_association_id().unwrap_or_default();
+                let out = c
+                    .ec2
+                    .disassociate_route_table()
+                    .association_id(assoc)
+                    .send()
+                    .await;
+                out.map_err(aws("DisassociateRouteTable", &what))?;
+            }
+            let id = table.route_table_id().unwrap_or_default();
+            c.ec2
+                .delete_route_table()
+                .route_table_id(id)
+                .send()
+                .await
+                .map_err(aws("DeleteRouteTable", &what))?;
+            ctx.record(Action::Delete, what, id);
+        }
+    }
+    Ok(())
 }

@@ -7,8 +7,10 @@ use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup};
 
 use super::ec2::{find_named, send_visible, tag_spec};
 use super::*;
+use crate::context::Action;
 use crate::context::{is_placeholder, Clients, Ctx, State};
 use crate::error::{aws, Result};
+use crate::retry::{delete_when_in_use, IN_USE, IN_USE_WAIT};
 
 /// The stack's security group for the function.
 pub async fn find_security_group(
@@ -144,6 +146,29 @@ pub(crate) async fn ensure_security_group(
     })
     .await?;
     Ok(id)
+}
+
+/// Deletes the function's security group (destroy), retrying while something still uses it.
+pub(crate) async fn delete(ctx: Ctx<'_>) -> Result<()> {
+    let (c, stack) = (ctx.clients, ctx.spec.stack.as_str());
+    let sg_name = ctx.spec.security_group_name();
+    if let Some(id) = super::find_security_group(c, stack, &sg_name)
+        .await?
+        .and_then(|g| g.group_id().map(str::to_owned))
+    {
+        let what = format!("security group {sg_name}");
+        delete_when_in_use(
+            "DeleteSecurityGroup",
+            &what,
+            IN_USE,
+            &["InvalidGroup.NotFound"],
+            IN_USE_WAIT,
+            || c.ec2.delete_security_group().group_id(&id).send(),
+        )
+        .await?;
+        ctx.record(Action::Delete, what, &id);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

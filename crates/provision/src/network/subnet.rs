@@ -3,8 +3,11 @@
 use aws_sdk_ec2::types::{ResourceType, Subnet};
 
 use super::ec2::{find_named, send_visible, tag_spec};
+use crate::config::HALVES;
+use crate::context::Action;
 use crate::context::{Clients, Ctx};
 use crate::error::{aws, Error, Result};
+use crate::retry::{delete_when_in_use, IN_USE, IN_USE_WAIT};
 
 /// The stack's subnet `name`.
 pub async fn find_subnet(c: &Clients, stack: &str, name: &str) -> Result<Option<Subnet>> {
@@ -64,4 +67,31 @@ pub(crate) async fn ensure_subnet(
         },
     )
     .await
+}
+
+/// Deletes the four subnets (destroy), retrying while something still uses them.
+pub(crate) async fn delete_all(ctx: Ctx<'_>) -> Result<()> {
+    let (c, stack) = (ctx.clients, ctx.spec.stack.as_str());
+    for half in &HALVES {
+        for name in [half.public, half.private] {
+            let Some(id) = super::find_subnet(c, stack, name)
+                .await?
+                .and_then(|s| s.subnet_id().map(str::to_owned))
+            else {
+                continue;
+            };
+            let what = format!("subnet {name}");
+            delete_when_in_use(
+                "DeleteSubnet",
+                &what,
+                IN_USE,
+                &["InvalidSubnetID.NotFound"],
+                IN_USE_WAIT,
+                || c.ec2.delete_subnet().subnet_id(&id).send(),
+            )
+            .await?;
+            ctx.record(Action::Delete, what, &id);
+        }
+    }
+    Ok(())
 }

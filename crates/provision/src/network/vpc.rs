@@ -4,8 +4,10 @@ use aws_sdk_ec2::types::{ResourceType, Vpc};
 
 use super::ec2::{find_named, tag_spec};
 use crate::config::{VPC_CIDR, VPC_NAME};
+use crate::context::Action;
 use crate::context::{Clients, Ctx};
 use crate::error::{aws, Error, Result};
+use crate::retry::{delete_when_in_use, IN_USE, IN_USE_WAIT};
 
 /// The stack's VPC.
 pub async fn find_vpc(c: &Clients, stack: &str) -> Result<Option<Vpc>> {
@@ -56,4 +58,26 @@ pub(crate) async fn ensure_vpc(ctx: Ctx<'_>) -> Result<String> {
         },
     )
     .await
+}
+
+/// Deletes the VPC (destroy).
+pub(crate) async fn delete(ctx: Ctx<'_>) -> Result<()> {
+    let (c, stack) = (ctx.clients, ctx.spec.stack.as_str());
+    if let Some(id) = super::find_vpc(c, stack)
+        .await?
+        .and_then(|v| v.vpc_id().map(str::to_owned))
+    {
+        let what = format!("VPC {VPC_NAME:?}");
+        delete_when_in_use(
+            "DeleteVpc",
+            &what,
+            IN_USE,
+            &["InvalidVpcID.NotFound"],
+            IN_USE_WAIT,
+            || c.ec2.delete_vpc().vpc_id(&id).send(),
+        )
+        .await?;
+        ctx.record(Action::Delete, what, &id);
+    }
+    Ok(())
 }
