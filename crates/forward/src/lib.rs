@@ -9,11 +9,13 @@
 //! - [`session`]: SSH connect, host key check, login, SFTP channel; [`Connector`] reuse;
 //!   [`scan_host_key`] for onboarding
 //! - [`publish`]: temp name → pipelined writes → size check → rename
+//! - [`interrupt`]: a publish stopped from outside (a deadline): its temp file closed and removed
 //! - [`error`]: one [`Error`], each variant transient or permanent
 
 pub mod config;
 pub mod error;
 pub mod hostkey;
+pub mod interrupt;
 pub mod publish;
 pub mod route;
 pub mod session;
@@ -21,6 +23,7 @@ pub mod session;
 pub use config::{ConfigError, Partner};
 pub use error::{Error, ErrorClass};
 pub use hostkey::{Fingerprint, TrustedHostKeys};
+pub use interrupt::Abandoned;
 pub use publish::{FileRanges, Overwrite, PublishOutcome, Published, RangeSource};
 pub use route::{RemotePath, Route, RouteError};
 pub use session::{scan_host_key, Connector, Session, Tuning};

@@ -386,18 +386,31 @@ impl Session {
 
         self.create_dirs(on, path.parent()).await?;
         let temp_path = join2(dir, &temp_name(path.file_name()));
-        let handle = match self.open_exclusive(on, &temp_path).await {
+        // Known to the session until this function ends by itself; if the caller drops it at a
+        // deadline instead, `Connector::abandon` closes and removes what it had opened.
+        self.unsettled.begin(&temp_path);
+        let opened = match self.open_exclusive(on, &temp_path).await {
             // The directory may have been removed since we cached it: check once more.
             Err(Error::Sftp {
                 source: SftpError::Status(s),
                 ..
             }) if s.status_code == StatusCode::NoSuchFile => {
                 lock(&self.known_dirs).clear();
-                self.create_dirs(on, path.parent()).await?;
-                self.open_exclusive(on, &temp_path).await?
+                match self.create_dirs(on, path.parent()).await {
+                    Ok(()) => self.open_exclusive(on, &temp_path).await,
+                    Err(e) => Err(e),
+                }
             }
-            other => other?,
+            other => other,
         };
+        let handle = match opened {
+            Ok(handle) => handle,
+            Err(e) => {
+                self.unsettled.settled(&temp_path);
+                return Err(e);
+            }
+        };
+        self.unsettled.opened(&temp_path, on, &handle);
 
         let closed = AtomicBool::new(false);
         let written = self
@@ -413,6 +426,7 @@ impl Session {
             .await;
         match written {
             Ok(bytes) => {
+                self.unsettled.settled(&temp_path);
                 self.touch();
                 tracing::info!(
                     bytes,
@@ -429,6 +443,7 @@ impl Session {
             Err(e) => {
                 let handle = (!closed.load(Ordering::Relaxed)).then_some(handle.as_str());
                 self.remove_temp(on, handle, &temp_path, &e).await;
+                self.unsettled.settled(&temp_path);
                 Err(e)
             }
         }
@@ -524,11 +539,14 @@ impl Session {
         let mut lanes = vec![main];
         while let Some(done) = opening.join_next().await {
             match done {
-                Ok((sftp, Ok(h))) => lanes.push(Lane {
-                    sftp,
-                    handle: h.handle,
-                    ..lanes[0].clone()
-                }),
+                Ok((sftp, Ok(h))) => {
+                    self.unsettled.opened(&lanes[0].temp_path, &sftp, &h.handle);
+                    lanes.push(Lane {
+                        sftp,
+                        handle: h.handle,
+                        ..lanes[0].clone()
+                    })
+                }
                 Ok((_, Err(e))) => {
                     tracing::warn!(error = %e, "a channel could not open the temporary file; fewer stripes")
                 }

@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use crate::config::Partner;
 use crate::error::Error;
 use crate::hostkey::{Fingerprint, TrustedHostKeys};
+use crate::interrupt::Unsettled;
 
 /// Time bounds and transfer sizes. The defaults suit a WAN partner and Lambda.
 #[derive(Clone, Debug)]
@@ -193,6 +194,8 @@ pub struct Session {
     channel_cap: Option<usize>,
     /// Temporary files this connection could not remove because it broke mid-publish.
     pub(crate) orphans: Mutex<Vec<String>>,
+    /// Temporary files being published now, for [`Connector::abandon`].
+    pub(crate) unsettled: Unsettled,
     request_timeout: Duration,
     /// Directories known to exist, so a batch of files does not re-check them.
     pub(crate) known_dirs: Mutex<std::collections::HashSet<String>>,
@@ -305,6 +308,7 @@ impl Session {
             extra: extras,
             channel_cap,
             orphans: Mutex::default(),
+            unsettled: Unsettled::default(),
             request_timeout: tuning.request_timeout,
             known_dirs: Default::default(),
             host_key,
@@ -512,10 +516,10 @@ pub(crate) async fn bounded<T>(
 pub struct Connector {
     partner: Arc<Partner>,
     tuning: Tuning,
-    live: Option<Session>,
+    pub(crate) live: Option<Session>,
     opened: u64,
     /// Temporary files left by broken connections, removed by the next one.
-    orphans: Vec<String>,
+    pub(crate) orphans: Vec<String>,
 }
 
 impl Connector {
@@ -585,7 +589,7 @@ impl Connector {
         }
     }
 
-    fn drop_live(&mut self) {
+    pub(crate) fn drop_live(&mut self) {
         if let Some(s) = self.live.take() {
             self.orphans
                 .extend(s.orphans.into_inner().unwrap_or_else(|e| e.into_inner()));
@@ -595,7 +599,8 @@ impl Connector {
     /// Best effort, bounded: delete the temporary files that broken connections left behind
     /// (their writers are gone with the connection). Each is tried once.
     async fn remove_orphans(&mut self, session: &Session) {
-        for path in std::mem::take(&mut self.orphans) {
+        // Each is forgotten only once tried: a caller's deadline may drop this future midway.
+        while let Some(path) = self.orphans.last().cloned() {
             let removed = bounded(
                 self.tuning.request_timeout,
                 "removing a left-over temporary file",
@@ -617,6 +622,7 @@ impl Connector {
                     tracing::warn!(temp_path = %path, error = %e, "could not remove a left-over temporary file")
                 }
             }
+            self.orphans.pop();
         }
     }
 
