@@ -213,15 +213,69 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             Ok(p) => p,
             Err(e) => return Outcome::failed(ErrorClass::Permanent, e),
         };
-        if let Some(deadline) = deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left < self.settings.min_time_left {
-                return Outcome::failed(
-                    ErrorClass::Transient,
-                    format!("only {left:?} of invocation time left; not started, will be retried"),
-                );
-            }
+        let Some(deadline) = deadline else {
+            return self.deliver(obj, &path, options).await;
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left < self.settings.min_time_left {
+            return Outcome::failed(
+                ErrorClass::Transient,
+                format!("only {left:?} of invocation time left; not started, will be retried"),
+            );
         }
+        // The whole record (S3, secret, connection, transfer, receipt) runs until the margin
+        // before the deadline; a stalled partner is bounded by this too, not only by each
+        // request's own timeout.
+        let stop_at = deadline
+            .checked_sub(self.settings.deadline_margin)
+            .unwrap_or(deadline);
+        match tokio::time::timeout_at(stop_at.into(), self.deliver(obj, &path, options)).await {
+            Ok(outcome) => outcome,
+            Err(_) => self.stopped_at_deadline(deadline).await,
+        }
+    }
+
+    /// A record whose work was dropped at the margin before `deadline`: the interrupted transfer's
+    /// handles are closed and its temporary file removed from the partner, within the first two
+    /// thirds of the margin (the last third is for the response). There is no resume yet, so the
+    /// next delivery starts the file over; the record fails as transient so that it comes back
+    /// (SQS: listed in `batchItemFailures`; a direct invocation fails).
+    async fn stopped_at_deadline(&mut self, deadline: Instant) -> Outcome {
+        let margin = self.settings.deadline_margin;
+        let budget = deadline
+            .checked_sub(margin / 3)
+            .map_or(Duration::ZERO, |t| {
+                t.saturating_duration_since(Instant::now())
+            });
+        let cleaned = match &mut self.partner {
+            Some(p) => p.connector.abandon(budget).await,
+            None => Default::default(),
+        };
+        let temp = if !cleaned.left.is_empty() {
+            format!(
+                "the partner did not answer in time to remove {:?}; the next connection removes it",
+                cleaned.left
+            )
+        } else if cleaned.removed.is_empty() {
+            "no temporary file was started".to_owned()
+        } else {
+            "its temporary file was removed from the partner".to_owned()
+        };
+        Outcome::failed(
+            ErrorClass::Transient,
+            format!(
+                "stopped {margin:?} before the invocation's deadline, not finished; {temp}; will be retried from the start"
+            ),
+        )
+    }
+
+    /// [`Forwarder::forward_with`] after the route and the time checks, without a time bound.
+    async fn deliver(
+        &mut self,
+        obj: &ObjectRef,
+        path: &RemotePath,
+        options: &ForwardOptions,
+    ) -> Outcome {
         let tags = match self.store.tags(obj).await {
             Ok(t) => t,
             Err(e) => return store_outcome(e),
@@ -255,10 +309,10 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             // Large objects go in stripes, each read by its own ranged GET of the same ETag.
             let published = if store.can_read_ranges() && opened.etag.is_some() {
                 let ranges = Ranges::new(store, obj, opened).expect("has an ETag");
-                connector.publish_ranges(&ranges, &path, overwrite).await
+                connector.publish_ranges(&ranges, path, overwrite).await
             } else {
                 connector
-                    .publish(opened.body, Some(opened.len), &path, overwrite)
+                    .publish(opened.body, Some(opened.len), path, overwrite)
                     .await
             };
             match published {

@@ -41,11 +41,12 @@ async fn main() -> Result<(), Error> {
     .await
 }
 
-/// The invocation deadline (epoch milliseconds) as an `Instant`.
+/// The invocation deadline (epoch milliseconds) as an `Instant`; one already past is now (so
+/// nothing is started), never "no deadline".
 fn instant_of(deadline_ms: u64) -> Option<Instant> {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .ok()?
         .as_millis() as u64;
-    Some(Instant::now() + Duration::from_millis(deadline_ms.checked_sub(now_ms)?))
+    Some(Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
 }

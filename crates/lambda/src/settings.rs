@@ -21,6 +21,10 @@ pub struct Settings {
     /// Records are not started with less than this much invocation time left
     /// (`SFTP_FORWARD_MIN_TIME_LEFT_SECS`, 20); they fail as transient and are retried.
     pub min_time_left: Duration,
+    /// Every record is stopped this long before the invocation's deadline
+    /// (`SFTP_FORWARD_DEADLINE_MARGIN_SECS`, 3, from 1 to 60): the first two thirds of it remove
+    /// the interrupted temporary file, the last third sends the response.
+    pub deadline_margin: Duration,
     /// Network bounds for the partner connection.
     pub tuning: Tuning,
     /// The public IPs the partner allowlists (`SFTP_FORWARD_EXPECTED_EGRESS_IPS`, comma-separated),
@@ -107,6 +111,20 @@ impl Settings {
                 )
             })?,
         };
+        let deadline_margin = match get("SFTP_FORWARD_DEADLINE_MARGIN_SECS") {
+            None => Duration::from_secs(3),
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|s| (1..=60).contains(s))
+                .map(Duration::from_secs)
+                .ok_or_else(|| {
+                    err(
+                        "SFTP_FORWARD_DEADLINE_MARGIN_SECS",
+                        format!("{v:?} is not a whole number of seconds from 1 to 60 (time kept before the invocation's deadline to stop a record, clean up and answer)"),
+                    )
+                })?,
+        };
         let tuning = Tuning {
             connect_timeout: secs("SFTP_FORWARD_CONNECT_TIMEOUT_SECS", 10)?,
             request_timeout: secs("SFTP_FORWARD_REQUEST_TIMEOUT_SECS", 30)?,
@@ -119,6 +137,7 @@ impl Settings {
             overwrite,
             secret_ttl: secs("SFTP_FORWARD_SECRET_TTL_SECS", 300)?,
             min_time_left: secs("SFTP_FORWARD_MIN_TIME_LEFT_SECS", 20)?,
+            deadline_margin,
             tuning,
             expected_egress_ips,
             egress_echo_url,
@@ -160,6 +179,7 @@ mod tests {
         assert_eq!(s.secret_id, "partner/acme");
         assert_eq!(s.overwrite, Overwrite::Overwrite);
         assert_eq!(s.secret_ttl, Duration::from_secs(300));
+        assert_eq!(s.deadline_margin, Duration::from_secs(3));
     }
 
     #[test]
@@ -170,6 +190,9 @@ mod tests {
             ("SFTP_FORWARD_SECRET_TTL_SECS", "soon"),
             ("SFTP_FORWARD_PARALLELISM", "0"),
             ("SFTP_FORWARD_PARALLELISM", "many"),
+            ("SFTP_FORWARD_DEADLINE_MARGIN_SECS", "0"),
+            ("SFTP_FORWARD_DEADLINE_MARGIN_SECS", "61"),
+            ("SFTP_FORWARD_DEADLINE_MARGIN_SECS", "2.5"),
             ("SFTP_FORWARD_EXPECTED_EGRESS_IPS", "203.0.113.7, nat-two"),
             ("SFTP_FORWARD_EGRESS_ECHO_URL", "checkip.amazonaws.com"),
             ("SFTP_FORWARD_EGRESS_ECHO_URL", "ftp://example.com/ip"),

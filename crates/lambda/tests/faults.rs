@@ -16,24 +16,6 @@ use util::*;
 /// One test at a time: one kills every session of this binary's sshd.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The function's JSON log lines that carry an `outcome`, as (outcome, class, reason).
-fn outcomes(log: &str) -> Vec<(String, String, String)> {
-    log.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|l| {
-            let f = if l["fields"].is_object() {
-                &l["fields"]
-            } else {
-                &l
-            };
-            let s = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
-            f["outcome"]
-                .as_str()
-                .map(|o| (o.to_owned(), s("class"), s("reason")))
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sshd_sessions_killed_mid_transfer_fail_the_item_as_transient_and_the_retry_delivers_it_once(
 ) {

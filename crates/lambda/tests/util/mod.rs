@@ -284,6 +284,18 @@ impl Bootstrap {
         .unwrap_or_else(|e| panic!("{e}\nfunction log:\n{}", self.log_text()))
     }
 
+    /// [`Bootstrap::invoke`] of an SQS batch that must succeed with no item failed; its response.
+    pub fn invoke_all_ok(&self, payload: &Value, deadline: std::time::Duration) -> Value {
+        let answer = self.invoke(payload, deadline);
+        let response: Value = serde_json::from_str(&answer.body).unwrap_or_default();
+        assert!(
+            answer.ok && failures(&response).is_empty(),
+            "{answer:?}\n{}",
+            self.log_text()
+        );
+        response
+    }
+
     /// Everything the function printed so far.
     pub fn log_text(&self) -> String {
         self.0.log_text()
@@ -294,6 +306,24 @@ impl Drop for Bootstrap {
     fn drop(&mut self) {
         std::fs::remove_file(&self.0.log).ok();
     }
+}
+
+/// The function's JSON log lines that carry an `outcome`, as (outcome, class, reason).
+pub fn outcomes(log: &str) -> Vec<(String, String, String)> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|l| {
+            let f = if l["fields"].is_object() {
+                &l["fields"]
+            } else {
+                &l
+            };
+            let s = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
+            f["outcome"]
+                .as_str()
+                .map(|o| (o.to_owned(), s("class"), s("reason")))
+        })
+        .collect()
 }
 
 /// `len` pseudo-random bytes (xorshift) that differ at every offset: a shifted, truncated or
