@@ -375,16 +375,30 @@ pub fn least_privilege_violations(policy: &Value) -> Vec<String> {
     bad
 }
 
+/// The role name of stacks built before the region was part of it.
+fn legacy_role_name(stack: &str) -> String {
+    format!("{stack}-forward-role")
+}
+
 /// Deletes the function's role, if it is this stack's (IAM names are global: a role of the same
-/// name tagged for another stack, or not at all, is left alone and reported).
+/// name tagged for another stack, or not at all, is left alone and reported), and the role an
+/// older version named `<stack>-forward-role`, if tagged for this stack.
 pub(crate) async fn delete_role(ctx: Ctx<'_>) -> Result<()> {
     let (c, spec) = (ctx.clients, ctx.spec);
-    let role = spec.role_name(&c.region);
-    let Some(found) = find_role(c, &role).await? else {
+    delete_one_role(ctx, &spec.role_name(&c.region), true).await?;
+    delete_one_role(ctx, &legacy_role_name(&spec.stack), false).await
+}
+
+async fn delete_one_role(ctx: Ctx<'_>, role: &str, report_foreign: bool) -> Result<()> {
+    let (c, spec) = (ctx.clients, ctx.spec);
+    let Some(found) = find_role(c, role).await? else {
         return Ok(());
     };
     let what = format!("IAM role {role}");
     if role_stack(&found) != Some(spec.stack.as_str()) {
+        if !report_foreign {
+            return Ok(());
+        }
         ctx.record(
             Action::Keep,
             format!("{what} (not tagged {STACK_TAG}={})", spec.stack),
@@ -395,7 +409,7 @@ pub(crate) async fn delete_role(ctx: Ctx<'_>) -> Result<()> {
     let out = c
         .iam
         .delete_role_policy()
-        .role_name(&role)
+        .role_name(role)
         .policy_name(POLICY_NAME)
         .send()
         .await;
@@ -411,7 +425,7 @@ pub(crate) async fn delete_role(ctx: Ctx<'_>) -> Result<()> {
     }
     c.iam
         .delete_role()
-        .role_name(&role)
+        .role_name(role)
         .send()
         .await
         .map_err(aws("DeleteRole", &what))?;

@@ -1212,3 +1212,79 @@ async fn operator_eips_are_adopted() {
         "only the (adopted) EIPs stay"
     );
 }
+
+/// A stack built by an earlier version (bucket `<stack>-inbox`, role `<stack>-forward-role`, no
+/// names recorded on the queue) keeps its bucket after the upgrade (found by the bucket its queue
+/// policy admits), and destroy removes its old role too.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_older_stack_keeps_its_bucket_and_loses_its_old_role() {
+    let c = clients().await;
+    let files = Files::new();
+    let stack = "older";
+    let queue = c
+        .sqs
+        .create_queue()
+        .queue_name("older-inbox")
+        .tags(STACK_TAG, stack)
+        .send()
+        .await
+        .unwrap();
+    let url = queue.queue_url().unwrap();
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage",
+        "Resource": "arn:aws:sqs:us-east-1:123456789012:older-inbox",
+        "Condition": {"ArnEquals": {"aws:SourceArn": "arn:aws:s3:::older-inbox"}}
+    }]});
+    c.sqs
+        .set_queue_attributes()
+        .queue_url(url)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::Policy,
+            policy.to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    c.iam
+        .create_role()
+        .role_name("older-forward-role")
+        .assume_role_policy_document(iam::trust_policy().to_string())
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key(STACK_TAG)
+                .value(stack)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let (spec, _) = provision::context::resolve(&c, spec(raw(stack, &files)))
+        .await
+        .expect("resolve");
+    assert_eq!(
+        spec.bucket, "older-inbox",
+        "the old stack's bucket, not a new one"
+    );
+
+    let report = Report::quiet();
+    let ctx = Ctx {
+        clients: &c,
+        spec: &spec,
+        mode: Mode::Apply,
+        report: &report,
+    };
+    destroy::run(ctx, false).await.expect("destroy");
+    let deleted: Vec<String> = report
+        .changes()
+        .into_iter()
+        .filter(|c| c.action == Action::Delete)
+        .map(|c| c.resource)
+        .collect();
+    assert!(
+        deleted.contains(&"IAM role older-forward-role".to_owned())
+            && deleted.contains(&"queue older-inbox".to_owned()),
+        "{deleted:?}"
+    );
+}

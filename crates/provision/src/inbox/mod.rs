@@ -96,7 +96,9 @@ pub const BUCKET_TAG: &str = "sftp-forward:bucket";
 pub const SECRET_TAG: &str = "sftp-forward:secret";
 
 /// The stack's bucket and secret: as given on the command line or in the config, else as
-/// recorded on the stack's queue by `apply`, else the default names.
+/// recorded on the stack's queue by `apply`, else the default names. A stack built before the
+/// names were recorded (its bucket was `<stack>-inbox` by default) is found by the bucket its
+/// queue policy admits, so that an upgrade never strands it for a new bucket.
 pub async fn recorded_names(c: &Clients, spec: &crate::Spec) -> Result<(String, String)> {
     let mut bucket = spec.bucket.clone();
     let mut secret = spec.secret.clone();
@@ -108,8 +110,12 @@ pub async fn recorded_names(c: &Clients, spec: &crate::Spec) -> Result<(String, 
         let out = out.map_err(aws("ListQueueTags", format!("queue {}", spec.queue_name())))?;
         let tags = out.tags().cloned().unwrap_or_default();
         if tags.get(STACK_TAG) == Some(&spec.stack) {
-            if let Some(b) = tags.get(BUCKET_TAG).filter(|_| !spec.bucket_given) {
-                bucket = b.clone();
+            if !spec.bucket_given {
+                if let Some(b) = tags.get(BUCKET_TAG) {
+                    bucket = b.clone();
+                } else if let Some(b) = policy_bucket(c, &url).await? {
+                    bucket = b;
+                }
             }
             if let Some(s) = tags.get(SECRET_TAG).filter(|_| !spec.secret_given) {
                 secret = s.clone();
@@ -117,6 +123,21 @@ pub async fn recorded_names(c: &Clients, spec: &crate::Spec) -> Result<(String, 
         }
     }
     Ok((bucket, secret))
+}
+
+/// The bucket the queue's policy lets send to it (`aws:SourceArn` `arn:…:s3:::<bucket>`), if any.
+async fn policy_bucket(c: &Clients, url: &str) -> Result<Option<String>> {
+    let attrs = queue_attributes(c, url).await?;
+    let Some(policy) = attrs.get(&QueueAttributeName::Policy) else {
+        return Ok(None);
+    };
+    let policy: serde_json::Value = serde_json::from_str(policy).unwrap_or_default();
+    Ok(policy["Statement"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|st| st["Condition"]["ArnEquals"]["aws:SourceArn"].as_str())
+        .find_map(|arn| arn.rsplit_once(":::").map(|(_, b)| b.to_owned())))
 }
 
 /// Finds or builds the secret, both queues, the bucket and its notification.
