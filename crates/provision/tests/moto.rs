@@ -777,20 +777,7 @@ async fn bad_input_creates_nothing() {
 
     // Another account owns this bucket name; another stack owns this role name.
     testkit::strict_aws().claim_bucket("taken-by-another-account");
-    c.iam
-        .create_role()
-        .role_name("foreign-role-forward-us-east-1")
-        .assume_role_policy_document(iam::trust_policy().to_string())
-        .tags(
-            aws_sdk_iam::types::Tag::builder()
-                .key(STACK_TAG)
-                .value("someone-else")
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    create_tagged_role(&c, "foreign-role-forward-us-east-1", "someone-else").await;
 
     // Caught by apply's checks against AWS and the file system.
     let cases: Vec<(&str, RawConfig, &str)> = vec![
@@ -1062,20 +1049,7 @@ async fn operator_eips_are_adopted() {
     // A role left by an earlier, interrupted run moments ago: Lambda may not assume it yet
     // although this run did not create it (new by its CreateDate).
     let role = spec.role_name("us-east-1");
-    c.iam
-        .create_role()
-        .role_name(&role)
-        .assume_role_policy_document(iam::trust_policy().to_string())
-        .tags(
-            aws_sdk_iam::types::Tag::builder()
-                .key(STACK_TAG)
-                .value(stack)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    create_tagged_role(&c, &role, stack).await;
     // The bucket exists with a notification an operator configured: it must survive apply.
     use aws_sdk_s3::types::{
         Event, FilterRule, FilterRuleName, NotificationConfiguration,
@@ -1245,20 +1219,7 @@ async fn an_older_stack_keeps_its_bucket_and_loses_its_old_role() {
         .send()
         .await
         .unwrap();
-    c.iam
-        .create_role()
-        .role_name("older-forward-role")
-        .assume_role_policy_document(iam::trust_policy().to_string())
-        .tags(
-            aws_sdk_iam::types::Tag::builder()
-                .key(STACK_TAG)
-                .value(stack)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    create_tagged_role(&c, "older-forward-role", stack).await;
 
     let (spec, _) = provision::context::resolve(&c, spec(raw(stack, &files)))
         .await

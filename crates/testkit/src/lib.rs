@@ -56,7 +56,9 @@ pub fn repo_root() -> PathBuf {
 pub mod testbed;
 pub use testbed::Testbed;
 pub mod moto;
+pub mod zip;
 pub use moto::{moto, moto_on, Moto};
+pub use zip::zip_with;
 pub mod strict_aws;
 pub use strict_aws::{strict_aws, StrictAws};
 pub mod runtime_api;

@@ -54,24 +54,33 @@ impl Moto {
 
     /// The standard AWS SDK config pointed at this server (endpoint, region, static keys).
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(aws_config::Region::new(REGION))
-            .credentials_provider(aws_credential_types::Credentials::new(
-                ACCESS_KEY_ID,
-                SECRET_ACCESS_KEY,
-                None,
-                None,
-                "testkit-moto",
-            ))
-            .load()
-            .await
+        sdk_config_for(&self.endpoint, "testkit-moto").await
     }
 
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.pid
     }
+}
+
+/// The standard AWS SDK config for `endpoint` (moto, or a proxy in front of it): region, the
+/// static test keys (named `provider`), no other settings.
+pub(crate) async fn sdk_config_for(
+    endpoint: &str,
+    provider: &'static str,
+) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            ACCESS_KEY_ID,
+            SECRET_ACCESS_KEY,
+            None,
+            None,
+            provider,
+        ))
+        .load()
+        .await
 }
 
 static MOTO: OnceLock<Result<Moto, String>> = OnceLock::new();

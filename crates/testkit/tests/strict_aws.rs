@@ -21,6 +21,7 @@ use aws_sdk_lambda::types::{
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
 use testkit::strict_aws::{strict_aws, Behaviour, Timings};
+use testkit::zip_with;
 
 /// Codes a client retries while AWS catches up (what the tests' set-up steps wait out).
 const CATCHING_UP: &[&str] = &[
@@ -179,59 +180,6 @@ async fn create_role(iam: &aws_sdk_iam::Client, name: &str) -> String {
         .await
         .unwrap_or_else(|e| panic!("CreateRole {name}: {e:?}"));
     out.role.expect("a role").arn
-}
-
-/// A tiny zip holding `name` as an executable file (moto never runs it). The same shape as the
-/// provisioner tests' helper.
-fn zip_with(name: &str, data: &[u8]) -> Vec<u8> {
-    fn crc32(data: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for &b in data {
-            crc ^= b as u32;
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-    let (crc, len, n) = (crc32(data), data.len() as u32, name.len() as u16);
-    let mut z = Vec::new();
-    // Local file header: version 10, no flags, stored, 1980-01-01 00:00.
-    z.extend(0x0403_4b50u32.to_le_bytes());
-    z.extend([10, 0, 0, 0, 0, 0, 0, 0, 0x21, 0]);
-    z.extend(crc.to_le_bytes());
-    z.extend(len.to_le_bytes());
-    z.extend(len.to_le_bytes());
-    z.extend(n.to_le_bytes());
-    z.extend(0u16.to_le_bytes());
-    z.extend(name.as_bytes());
-    z.extend(data);
-    let central = z.len() as u32;
-    // Central directory entry: made by Unix (3), mode 0755 in the external attributes.
-    z.extend(0x0201_4b50u32.to_le_bytes());
-    z.extend([10, 3, 10, 0, 0, 0, 0, 0, 0, 0, 0x21, 0]);
-    z.extend(crc.to_le_bytes());
-    z.extend(len.to_le_bytes());
-    z.extend(len.to_le_bytes());
-    z.extend(n.to_le_bytes());
-    z.extend([0u8; 8]); // extra, comment, disk, internal attributes
-    z.extend((0o100755u32 << 16).to_le_bytes());
-    z.extend(0u32.to_le_bytes()); // local header offset
-    z.extend(name.as_bytes());
-    let central_len = z.len() as u32 - central;
-    // End of central directory.
-    z.extend(0x0605_4b50u32.to_le_bytes());
-    z.extend([0u8; 4]);
-    z.extend(1u16.to_le_bytes());
-    z.extend(1u16.to_le_bytes());
-    z.extend(central_len.to_le_bytes());
-    z.extend(central.to_le_bytes());
-    z.extend(0u16.to_le_bytes());
-    z
 }
 
 fn code_zip() -> Blob {

@@ -203,18 +203,7 @@ impl StrictAws {
     /// The standard AWS SDK config pointed at this proxy (endpoint, region, static keys), like
     /// [`crate::Moto::sdk_config`].
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(aws_config::Region::new(REGION))
-            .credentials_provider(aws_credential_types::Credentials::new(
-                ACCESS_KEY_ID,
-                SECRET_ACCESS_KEY,
-                None,
-                None,
-                "testkit-strict-aws",
-            ))
-            .load()
-            .await
+        crate::moto::sdk_config_for(&self.endpoint, "testkit-strict-aws").await
     }
 
     /// Environment for a subprocess that should talk to this proxy with the standard AWS SDK
