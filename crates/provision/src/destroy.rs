@@ -46,8 +46,9 @@ async fn steps(ctx: Ctx<'_>, release_eips: bool, kept: &mut Vec<String>) -> Resu
     function::delete(ctx).await?;
     logs::delete(ctx).await?;
     // 3. The inbox.
+    let before = kept.len();
     inbox::bucket::delete(ctx, kept).await?;
-    inbox::queue::delete(ctx).await?;
+    inbox::queue::delete(ctx, kept.len() > before).await?;
     inbox::secret::delete(ctx).await?;
     // 4. Lambda releases the interfaces with the function's role: the role goes after them.
     network::eni::release(ctx).await?;

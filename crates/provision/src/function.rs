@@ -282,8 +282,11 @@ pub async fn ensure(
                 .update_function_code()
                 .function_name(&name)
                 .zip_file(Blob::new(package.bytes.clone()));
-            update(c, &name, "UpdateFunctionCode", &code, || req.clone().send()).await?;
-            wait_ready(c, &name, &code).await
+            update(c, (&name, role.1), "UpdateFunctionCode", &code, || {
+                req.clone().send()
+            })
+            .await?;
+            Ok(())
         })
         .await?;
         let config =
@@ -301,16 +304,20 @@ pub async fn ensure(
                 .vpc_config(wanted.vpc())
                 .timeout(wanted.timeout)
                 .memory_size(wanted.memory);
-            update(c, &name, "UpdateFunctionConfiguration", &config, || {
-                req.clone().send()
-            })
+            update(
+                c,
+                (&name, role.1),
+                "UpdateFunctionConfiguration",
+                &config,
+                || req.clone().send(),
+            )
             .await?;
-            wait_ready(c, &name, &config).await
+            Ok(())
         })
         .await?;
     }
 
-    let mapping = ensure_mapping(ctx, &name, queue_arn).await?;
+    let mapping = ensure_mapping(ctx, &name, queue_arn, role.1).await?;
     Ok(Function { arn, mapping })
 }
 
@@ -319,7 +326,7 @@ pub async fn ensure(
 /// `InProgress`, so wait for that first, and retry a refusal (someone else's update) bounded.
 async fn update<T, E, F, Fut>(
     c: &Clients,
-    name: &str,
+    (name, fresh_role): (&str, bool),
     operation: &'static str,
     what: &str,
     send: F,
@@ -334,14 +341,45 @@ where
         + 'static,
 {
     wait_ready(c, name, what).await?;
-    retry::when_codes(
+    // A configuration moving to a role created moments ago meets the same IAM lag as a create.
+    let codes: &[&str] = if fresh_role {
+        &[
+            "ResourceConflictException",
+            "InvalidParameterValueException",
+        ]
+    } else {
+        &["ResourceConflictException"]
+    };
+    let out = retry::when_codes(
         &format!("function {name} to finish its current update"),
-        &["ResourceConflictException"],
+        codes,
         FUNCTION_WAIT,
         send,
     )
     .await
-    .map_err(aws(operation, what))
+    .map_err(aws(operation, what))?;
+    wait_ready(c, name, what).await?;
+    // An update that ends Failed is not a success (nor a repair).
+    let f = c
+        .lambda
+        .get_function_configuration()
+        .function_name(name)
+        .send()
+        .await
+        .map_err(aws("GetFunctionConfiguration", what))?;
+    if f.last_update_status() == Some(&LastUpdateStatus::Failed) {
+        return Err(Error::Conflict {
+            resource: what.to_owned(),
+            problem: format!(
+                "the update failed: {} ({})",
+                f.last_update_status_reason().unwrap_or("no reason given"),
+                f.last_update_status_reason_code()
+                    .map_or("no reason code", |c| c.as_str())
+            ),
+            next: "fix the cause (subnets, security group, role), then run apply again".into(),
+        });
+    }
+    Ok(out)
 }
 
 /// Waits until the function can take an update: not `Pending`, and its last update not
@@ -386,7 +424,12 @@ pub(crate) async fn wait_ready(c: &Clients, name: &str, what: &str) -> Result<()
     })
 }
 
-async fn ensure_mapping(ctx: Ctx<'_>, function: &str, queue_arn: &str) -> Result<String> {
+async fn ensure_mapping(
+    ctx: Ctx<'_>,
+    function: &str,
+    queue_arn: &str,
+    fresh_role: bool,
+) -> Result<String> {
     let (c, spec) = (ctx.clients, ctx.spec);
     let what = format!(
         "event source mapping queue {} → {function} (batch {}, max concurrency {}, ReportBatchItemFailures)",
@@ -411,7 +454,7 @@ async fn ensure_mapping(ctx: Ctx<'_>, function: &str, queue_arn: &str) -> Result
             &what,
             current.as_ref().and_then(|m| m.uuid().map(Into::into)),
             || async {
-                let out = c
+                let req = c
                     .lambda
                     .create_event_source_mapping()
                     .function_name(function)
@@ -419,10 +462,22 @@ async fn ensure_mapping(ctx: Ctx<'_>, function: &str, queue_arn: &str) -> Result
                     .batch_size(batch)
                     .function_response_types(FunctionResponseType::ReportBatchItemFailures)
                     .scaling_config(scaling())
-                    .enabled(true)
-                    .send()
-                    .await
-                    .map_err(aws("CreateEventSourceMapping", &what))?;
+                    .enabled(true);
+                // Lambda checks the queue with the role: a policy written moments ago may not
+                // be in force yet (InvalidParameterValueException naming sqs:ReceiveMessage).
+                let limit = if fresh_role {
+                    ROLE_PROPAGATION
+                } else {
+                    Duration::ZERO
+                };
+                let out = retry::when_codes(
+                    "the role's new policy to let Lambda read the queue",
+                    &["InvalidParameterValueException"],
+                    limit,
+                    || req.clone().send(),
+                )
+                .await
+                .map_err(aws("CreateEventSourceMapping", &what))?;
                 Ok(out.uuid().unwrap_or_default().to_owned())
             },
         )

@@ -147,11 +147,14 @@ pub fn kms_key_arn(key: &str, partition: &str, region: &str, account: &str) -> O
     if key.is_empty() || key.starts_with("alias/aws/") || key.contains(":alias/aws/") {
         return None;
     }
-    if key.starts_with("arn:") {
+    if key.starts_with("arn:") && !key.contains(":alias/") {
         return Some(key.to_owned());
     }
-    // A grant on an alias's ARN does not cover the key behind it: an alias gets the account's
-    // keys, still only through Secrets Manager and S3 (the kms:ViaService condition).
+    // A grant on an alias (name or ARN) does not cover the key behind it: an alias gets the
+    // account's keys, still only through Secrets Manager and S3 (the kms:ViaService condition).
+    if key.contains(":alias/") {
+        return Some(format!("arn:{partition}:kms:{region}:{account}:key/*"));
+    }
     let id = if key.starts_with("alias/") { "*" } else { key };
     Some(format!("arn:{partition}:kms:{region}:{account}:key/{id}"))
 }
@@ -529,6 +532,16 @@ mod tests {
         assert_eq!(
             kms_key_arn("alias/aws/secretsmanager", "aws", "us-east-1", "1"),
             None
+        );
+        assert_eq!(
+            kms_key_arn(
+                "arn:aws:kms:us-east-1:1:alias/partner",
+                "aws",
+                "us-east-1",
+                "1"
+            )
+            .as_deref(),
+            Some("arn:aws:kms:us-east-1:1:key/*")
         );
         let policy = execution_policy(&Scope {
             kms_keys: &keys,

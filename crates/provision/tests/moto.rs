@@ -877,6 +877,54 @@ async fn bad_input_creates_nothing() {
         msg.contains("--secret-file") && msg.contains("sftp-forward/no-secret/partner"),
         "{msg}"
     );
+    // The bucket already sends its ObjectCreated events elsewhere: S3 would refuse ours as an
+    // overlap after the NAT gateways were up, so apply says so first.
+    let overlap = spec(raw("overlap", &files));
+    c.s3.create_bucket()
+        .bucket(&overlap.bucket)
+        .send()
+        .await
+        .unwrap();
+    let other = c
+        .sqs
+        .create_queue()
+        .queue_name("overlap-operator")
+        .send()
+        .await
+        .unwrap();
+    let other_arn = c
+        .sqs
+        .get_queue_attributes()
+        .queue_url(other.queue_url().unwrap())
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let theirs = aws_sdk_s3::types::QueueConfiguration::builder()
+        .queue_arn(&other_arn)
+        .events(aws_sdk_s3::types::Event::from("s3:ObjectCreated:Put"))
+        .build()
+        .unwrap();
+    c.s3.put_bucket_notification_configuration()
+        .bucket(&overlap.bucket)
+        .notification_configuration(
+            aws_sdk_s3::types::NotificationConfiguration::builder()
+                .queue_configurations(theirs)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let msg = run(&c, &overlap, Mode::Apply)
+        .await
+        .expect_err("overlapping notification")
+        .to_string();
+    assert!(msg.contains("already sends ObjectCreated events"), "{msg}");
+    assert_eq!(tagged_ec2(&c, "overlap").await, Vec::<String>::new());
+
     assert_eq!(
         untagged_ec2(&c).await,
         untagged_before,
@@ -984,15 +1032,39 @@ fn deploy_provision_end_to_end() {
         "{json}"
     );
 
+    // A file still in the custom bucket: destroy keeps the bucket (exit 1, says why) and the
+    // queue that names it; once emptied, destroy run again (no --bucket) finds and removes it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s3 = rt.block_on(clients()).s3;
+    rt.block_on(
+        s3.put_object()
+            .bucket("cli-custom-inbox")
+            .key("left.txt")
+            .body(b"x".to_vec().into())
+            .send(),
+    )
+    .unwrap();
+    let (code, out, err) = provision(&["destroy"]);
+    assert_eq!(code, Some(1), "destroy: {out}\n{err}");
+    assert!(
+        err.contains("bucket cli-custom-inbox is not empty")
+            && out.contains("kept          queue cli-inbox")
+            && out.contains("deleted       secret arn:")
+            && out.contains("custom/cli/partner"),
+        "{out}\n{err}"
+    );
+    rt.block_on(
+        s3.delete_object()
+            .bucket("cli-custom-inbox")
+            .key("left.txt")
+            .send(),
+    )
+    .unwrap();
     let (code, out, err) = provision(&["destroy", "--release-eips"]);
     assert_eq!(code, Some(0), "destroy: {out}\n{err}");
     assert!(
         out.contains("deleted") && out.contains("bucket cli-custom-inbox"),
         "destroy found the custom bucket: {out}"
-    );
-    assert!(
-        out.contains("deleted       secret arn:") && out.contains("custom/cli/partner"),
-        "{out}"
     );
     let (_, out, _) = provision(&["outputs"]);
     let json: Value = serde_json::from_str(&out).unwrap();

@@ -40,6 +40,52 @@ pub async fn check_bucket(ctx: Ctx<'_>) -> Result<()> {
                 next: "set \"bucket\" in the config to another name".into(),
             });
         }
+        // S3 refuses overlapping notifications for the same event type (InvalidArgument,
+        // "Configurations overlap"); ours takes every ObjectCreated event, so another one that
+        // does too would fail the merge: say so now, before anything is created.
+        let out =
+            c.s3.get_bucket_notification_configuration()
+                .bucket(&spec.bucket)
+                .send()
+                .await
+                .map_err(aws(
+                    "GetBucketNotificationConfiguration",
+                    format!("bucket {}", spec.bucket),
+                ))?;
+        let created = |events: &[Event]| {
+            events
+                .iter()
+                .any(|e| e.as_str().starts_with("s3:ObjectCreated:") || e.as_str() == "s3:*")
+        };
+        let mut others: Vec<String> = Vec::new();
+        for q in out.queue_configurations() {
+            if q.id() != Some(NOTIFICATION_ID) && created(q.events()) {
+                others.push(format!("queue {}", q.queue_arn()));
+            }
+        }
+        for t in out.topic_configurations() {
+            if created(t.events()) {
+                others.push(format!("topic {}", t.topic_arn()));
+            }
+        }
+        for l in out.lambda_function_configurations() {
+            if created(l.events()) {
+                others.push(format!("function {}", l.lambda_function_arn()));
+            }
+        }
+        if !others.is_empty() {
+            return Err(Error::Conflict {
+                resource: format!("bucket {}", spec.bucket),
+                problem: format!(
+                    "it already sends ObjectCreated events to {}; S3 refuses a second \
+                     notification for the same events",
+                    others.join(", ")
+                ),
+                next: "remove that notification (or route it through EventBridge), or use \
+                       another bucket"
+                    .into(),
+            });
+        }
     }
     Ok(())
 }
@@ -337,12 +383,21 @@ pub(crate) async fn delete(ctx: Ctx<'_>, kept: &mut Vec<String>) -> Result<()> {
                 "{what} is not empty (empty it, e.g. `aws s3 rm s3://{bucket} --recursive`)"
             ));
         } else {
-            c.s3.delete_bucket()
-                .bucket(bucket)
-                .send()
-                .await
-                .map_err(aws("DeleteBucket", &what))?;
-            ctx.record(Action::Delete, what, bucket);
+            match c.s3.delete_bucket().bucket(bucket).send().await {
+                Ok(_) => ctx.record(Action::Delete, what, bucket),
+                // A versioned bucket can list empty and still hold versions or delete markers.
+                Err(e) if e.code() == Some("BucketNotEmpty") => {
+                    ctx.record(
+                        Action::Keep,
+                        format!("{what} (holds object versions)"),
+                        bucket,
+                    );
+                    kept.push(format!(
+                        "{what} still holds object versions (delete them, or the bucket, yourself)"
+                    ));
+                }
+                Err(e) => return Err(aws("DeleteBucket", &what)(e)),
+            }
         }
     }
     Ok(())

@@ -92,15 +92,24 @@ pub(crate) async fn ensure_queue(
     let found = find_queue_url(c, name).await?;
     let url = ctx
         .ensure(&what, found.clone(), || async {
-            let out = c
+            let req = c
                 .sqs
                 .create_queue()
                 .queue_name(name)
                 .set_attributes(Some(attrs.iter().cloned().collect()))
-                .tags(STACK_TAG, stack)
-                .send()
-                .await
-                .map_err(aws("CreateQueue", &what))?;
+                .tags(STACK_TAG, stack);
+            // SQS refuses a name deleted less than 60 s ago (a re-apply right after destroy).
+            let out = crate::retry::when_codes(
+                "SQS to allow a queue name deleted moments ago",
+                &[
+                    "QueueDeletedRecently",
+                    "AWS.SimpleQueueService.QueueDeletedRecently",
+                ],
+                std::time::Duration::from_secs(90),
+                || req.clone().send(),
+            )
+            .await
+            .map_err(aws("CreateQueue", &what))?;
             Ok(out.queue_url().unwrap_or_default().to_owned())
         })
         .await?;
@@ -186,13 +195,23 @@ pub(crate) async fn ensure_queue_policy(ctx: Ctx<'_>, queue: &Queue) -> Result<(
 }
 
 /// Deletes the queue and the dead-letter queue if tagged for this stack (destroy).
-pub(crate) async fn delete(ctx: Ctx<'_>) -> Result<()> {
+/// With `keep_main`, the main queue stays: it records the name of a bucket destroy had to keep,
+/// so that the next destroy still finds a custom bucket.
+pub(crate) async fn delete(ctx: Ctx<'_>, keep_main: bool) -> Result<()> {
     let (c, spec) = (ctx.clients, ctx.spec);
     for name in [spec.queue_name(), spec.dlq_name()] {
         let Some(url) = find_queue_url(c, &name).await? else {
             continue;
         };
         let what = format!("queue {name}");
+        if keep_main && name == spec.queue_name() {
+            ctx.record(
+                Action::Keep,
+                format!("{what} (names the kept bucket for the next destroy)"),
+                &url,
+            );
+            continue;
+        }
         let tags = c
             .sqs
             .list_queue_tags()

@@ -103,6 +103,35 @@ pub async fn partner_endpoint(
     let text = match value {
         Some(v) => v.0.clone(),
         None => {
+            // A secret destroy scheduled for deletion cannot be read until restored.
+            if let Some(d) = find_secret(ctx.clients, &ctx.spec.secret).await? {
+                if d.deleted_date().is_some() {
+                    let what = format!(
+                        "restore of secret {} (scheduled for deletion by destroy)",
+                        ctx.spec.secret
+                    );
+                    if !ctx.applying() {
+                        ctx.report.note(format!(
+                            "secret {} is scheduled for deletion: apply restores it, then reads \
+                             its Host and Port",
+                            ctx.spec.secret
+                        ));
+                        return Ok(None);
+                    }
+                    ctx.converge(&what, State::Differs, || async {
+                        let arn = d.arn().unwrap_or_default();
+                        ctx.clients
+                            .secrets
+                            .restore_secret()
+                            .secret_id(arn)
+                            .send()
+                            .await
+                            .map_err(aws("RestoreSecret", &what))?;
+                        Ok(())
+                    })
+                    .await?;
+                }
+            }
             let out = ctx
                 .clients
                 .secrets

@@ -78,8 +78,14 @@ pub(crate) async fn wait_nats(
             .send()
             .await;
         let out = match out {
-            Err(e) if e.code() == Some("NatGatewayNotFound") && state == "deleted" => {
-                return Ok(Ok(()))
+            Err(e) if e.code() == Some("NatGatewayNotFound") => {
+                // Gone (destroy), or not visible yet right after its creation (EC2 is
+                // eventually consistent): keep polling, bounded.
+                return Ok(if state == "deleted" {
+                    Ok(())
+                } else {
+                    Err("not visible yet".to_owned())
+                });
             }
             other => other.map_err(aws("DescribeNatGateways", &what))?,
         };

@@ -188,12 +188,16 @@ pub(crate) async fn delete_all(ctx: Ctx<'_>) -> Result<()> {
                 out.map_err(aws("DisassociateRouteTable", &what))?;
             }
             let id = table.route_table_id().unwrap_or_default();
-            c.ec2
-                .delete_route_table()
-                .route_table_id(id)
-                .send()
-                .await
-                .map_err(aws("DeleteRouteTable", &what))?;
+            // The S3 endpoint deleted moments ago may still hold the private tables.
+            crate::retry::delete_when_in_use(
+                "DeleteRouteTable",
+                &what,
+                crate::retry::IN_USE,
+                &["InvalidRouteTableID.NotFound"],
+                crate::retry::IN_USE_WAIT,
+                || c.ec2.delete_route_table().route_table_id(id).send(),
+            )
+            .await?;
             ctx.record(Action::Delete, what, id);
         }
     }
