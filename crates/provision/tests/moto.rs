@@ -880,44 +880,15 @@ async fn bad_input_creates_nothing() {
     // The bucket already sends its ObjectCreated events elsewhere: S3 would refuse ours as an
     // overlap after the NAT gateways were up, so apply says so first.
     let overlap = spec(raw("overlap", &files));
-    c.s3.create_bucket()
-        .bucket(&overlap.bucket)
-        .send()
-        .await
-        .unwrap();
-    let other = c
-        .sqs
-        .create_queue()
-        .queue_name("overlap-operator")
-        .send()
-        .await
-        .unwrap();
-    let other_arn = c
-        .sqs
-        .get_queue_attributes()
-        .queue_url(other.queue_url().unwrap())
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    let theirs = aws_sdk_s3::types::QueueConfiguration::builder()
-        .queue_arn(&other_arn)
-        .events(aws_sdk_s3::types::Event::from("s3:ObjectCreated:Put"))
-        .build()
-        .unwrap();
-    c.s3.put_bucket_notification_configuration()
-        .bucket(&overlap.bucket)
-        .notification_configuration(
-            aws_sdk_s3::types::NotificationConfiguration::builder()
-                .queue_configurations(theirs)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    operator_notification(
+        &c,
+        &overlap.bucket,
+        "overlap-operator",
+        None,
+        "s3:ObjectCreated:Put",
+        None,
+    )
+    .await;
     let msg = run(&c, &overlap, Mode::Apply)
         .await
         .expect_err("overlapping notification")
@@ -1123,63 +1094,15 @@ async fn operator_eips_are_adopted() {
     let role = spec.role_name("us-east-1");
     create_tagged_role(&c, &role, stack).await;
     // The bucket exists with a notification an operator configured: it must survive apply.
-    use aws_sdk_s3::types::{
-        Event, FilterRule, FilterRuleName, NotificationConfiguration,
-        NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
-    };
-    c.s3.create_bucket()
-        .bucket(&spec.bucket)
-        .send()
-        .await
-        .unwrap();
-    let other = c
-        .sqs
-        .create_queue()
-        .queue_name("adopt-operator-audit")
-        .send()
-        .await
-        .unwrap();
-    let other_attrs = c
-        .sqs
-        .get_queue_attributes()
-        .queue_url(other.queue_url().unwrap())
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap();
-    let other_arn = other_attrs.attributes().unwrap()
-        [&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    let operator = QueueConfiguration::builder()
-        .id("operator-audit")
-        .queue_arn(&other_arn)
-        .events(Event::from("s3:ObjectRemoved:*"))
-        .filter(
-            NotificationConfigurationFilter::builder()
-                .key(
-                    S3KeyFilter::builder()
-                        .filter_rules(
-                            FilterRule::builder()
-                                .name(FilterRuleName::Prefix)
-                                .value("audit/")
-                                .build(),
-                        )
-                        .build(),
-                )
-                .build(),
-        )
-        .build()
-        .unwrap();
-    c.s3.put_bucket_notification_configuration()
-        .bucket(&spec.bucket)
-        .notification_configuration(
-            NotificationConfiguration::builder()
-                .queue_configurations(operator)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    operator_notification(
+        &c,
+        &spec.bucket,
+        "adopt-operator-audit",
+        Some("operator-audit"),
+        "s3:ObjectRemoved:*",
+        Some("audit/"),
+    )
+    .await;
 
     let (applied, report) = run(&c, &spec, Mode::Apply).await.expect("apply");
     assert_bit(&[(B::RoleNotAssumable, &role)]);

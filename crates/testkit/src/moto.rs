@@ -42,14 +42,7 @@ impl Moto {
     /// Environment for a subprocess that should talk to this moto with the standard AWS SDK
     /// settings (no custom flags): endpoint, region, static credentials, no IMDS lookups.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
-            ("AWS_REGION", REGION.into()),
-            ("AWS_DEFAULT_REGION", REGION.into()),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.into()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.into()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-        ]
+        env_for(&self.endpoint)
     }
 
     /// The standard AWS SDK config pointed at this server (endpoint, region, static keys).
@@ -61,6 +54,19 @@ impl Moto {
     pub fn pid(&self) -> u32 {
         self.pid
     }
+}
+
+/// The standard AWS SDK environment for a subprocess that talks to `endpoint` (moto, or a proxy
+/// in front of it): endpoint, region, static credentials, no IMDS lookups.
+pub(crate) fn env_for(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint.to_owned()),
+        ("AWS_REGION", REGION.into()),
+        ("AWS_DEFAULT_REGION", REGION.into()),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.into()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
 }
 
 /// The standard AWS SDK config for `endpoint` (moto, or a proxy in front of it): region, the

@@ -131,6 +131,61 @@ pub async fn create_tagged_role(c: &Clients, name: &str, stack: &str) {
         .unwrap();
 }
 
+/// Creates `bucket` (untagged) and an operator's queue `queue`, and has the bucket notify that
+/// queue of `event` (with notification `id` and key `prefix`, if given), as an operator or
+/// another tool would have before the stack came.
+pub async fn operator_notification(
+    c: &Clients,
+    bucket: &str,
+    queue: &str,
+    id: Option<&str>,
+    event: &str,
+    prefix: Option<&str>,
+) {
+    use aws_sdk_s3::types::{
+        Event, FilterRule, FilterRuleName, NotificationConfiguration,
+        NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+    };
+    use aws_sdk_sqs::types::QueueAttributeName;
+    c.s3.create_bucket().bucket(bucket).send().await.unwrap();
+    let url = c.sqs.create_queue().queue_name(queue).send().await.unwrap();
+    let attrs = c
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url.queue_url().unwrap())
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap();
+    let arn = &attrs.attributes().unwrap()[&QueueAttributeName::QueueArn];
+    let filter = prefix.map(|p| {
+        let rule = FilterRule::builder()
+            .name(FilterRuleName::Prefix)
+            .value(p)
+            .build();
+        NotificationConfigurationFilter::builder()
+            .key(S3KeyFilter::builder().filter_rules(rule).build())
+            .build()
+    });
+    let config = QueueConfiguration::builder()
+        .set_id(id.map(str::to_owned))
+        .queue_arn(arn)
+        .events(Event::from(event))
+        .set_filter(filter)
+        .build()
+        .unwrap();
+    c.s3.put_bucket_notification_configuration()
+        .bucket(bucket)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(config)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 /// A stack filter for EC2 describe calls.
 pub fn stack_filter(stack: &str) -> aws_sdk_ec2::types::Filter {
     aws_sdk_ec2::types::Filter::builder()

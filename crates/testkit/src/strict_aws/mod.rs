@@ -53,7 +53,7 @@ use behaviours::{Eni, EniJob, Nat, State};
 use http::{Request, Response};
 use xml::first_text;
 
-use crate::moto::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
+use crate::moto::{ACCESS_KEY_ID, REGION};
 
 /// How long each documented delay lasts after its trigger.
 #[derive(Clone, Debug)]
@@ -209,14 +209,7 @@ impl StrictAws {
     /// Environment for a subprocess that should talk to this proxy with the standard AWS SDK
     /// settings, like [`crate::Moto::env`].
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
-            ("AWS_REGION", REGION.into()),
-            ("AWS_DEFAULT_REGION", REGION.into()),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.into()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.into()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-        ]
+        crate::moto::env_for(&self.endpoint)
     }
 
     /// The delays this proxy replays.
