@@ -115,3 +115,14 @@ pub(super) fn splice(xml: &str, mut edits: Vec<(Range<usize>, String)>) -> Strin
     }
     out
 }
+
+/// The value of the tag `key` in an EC2 item's `tagSet`.
+pub(super) fn tag_value(xml: &str, item: &Elem, key: &str) -> Option<String> {
+    let set = child(xml, item, "tagSet")?;
+    children(xml, &set).into_iter().find_map(|t| {
+        let k = child(xml, &t, "key")?;
+        (xml[k.inner.clone()] == *key)
+            .then(|| child(xml, &t, "value").map(|v| xml[v.inner].to_owned()))
+            .flatten()
+    })
+}
