@@ -1,0 +1,373 @@
+//! Publishing one file: stream the source into a temporary name beside the
+//! target, check the size, then rename onto the final name. Nothing ever
+//! appears under the final name unless it is complete.
+//!
+//! ```text
+//! stat final (policy) → mkdir -p parent → open .name.<rand>.part (exclusive)
+//!   → WRITEs, several in flight, then FSTAT and CLOSE right behind them
+//!     (one round trip: requests on one file are processed in order)
+//!   → all WRITEs acknowledged, fstat == bytes sent == expected, close ok
+//!   → posix-rename (atomic replace) | rename → done
+//! on any error: close + remove the temporary file (best effort)
+//! ```
+//!
+//! Many files ([`Connector::publish_all`]) share the connection's SFTP channels: each channel
+//! publishes one file at a time, so a batch of small files costs about (files / channels) ×
+//! (open, write + fstat + close, rename) round trips.
+//!
+//! A source that can be read by byte range ([`RangeSource`]: an S3 object, a local file) is
+//! written in stripes: K SFTP channels of the one SSH connection each open the same temporary
+//! file and write their own range at its offsets, so a WAN transfer is no longer capped by one
+//! channel's window / RTT. K = min(`Parallelism`, size / `stripe_min_bytes`, what the server
+//! grants); the size check and the rename are the same as for one stream.
+
+mod file_ops;
+mod source;
+mod write;
+
+pub use source::{FileRanges, RangeSource};
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use russh_sftp::client::error::Error as SftpError;
+use russh_sftp::client::RawSftpSession;
+use russh_sftp::protocol::StatusCode;
+use tokio::io::AsyncRead;
+use tracing::Instrument;
+
+use crate::error::Error;
+use crate::route::RemotePath;
+use crate::session::{lock, Connector, Session};
+use file_ops::{join2, temp_name};
+use source::{by_size, NoRanges, Payload};
+
+/// What to do when the final name already exists on the partner.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Replace it (atomically where the server offers `posix-rename@openssh.com`).
+    #[default]
+    Overwrite,
+    /// Fail with a permanent error; never replace.
+    FailIfExists,
+    /// Skip the upload when a file of the expected size is already there; otherwise replace.
+    SkipIfSameSize,
+}
+
+impl FromStr for Overwrite {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "overwrite" => Ok(Overwrite::Overwrite),
+            "fail-if-exists" => Ok(Overwrite::FailIfExists),
+            "skip-if-same-size" => Ok(Overwrite::SkipIfSameSize),
+            other => Err(format!(
+                "unknown overwrite policy {other:?}: use overwrite, fail-if-exists or skip-if-same-size"
+            )),
+        }
+    }
+}
+
+/// How a publish ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// The file was written and renamed onto its final name.
+    Written,
+    /// A file of the same size was already there (`skip-if-same-size`).
+    SkippedSameSize,
+}
+
+/// A successful publish.
+#[derive(Clone, Debug)]
+pub struct Published {
+    /// The final path on the server, as given to SFTP (under `RemoteDirectory`).
+    pub remote_path: String,
+    /// Bytes written (0 when skipped).
+    pub bytes: u64,
+    /// Written or skipped.
+    pub outcome: PublishOutcome,
+    /// Wall time of the whole publish.
+    pub elapsed: Duration,
+}
+
+impl Connector {
+    /// Publish `source` (readable by range) as `path`, in stripes over several SFTP channels
+    /// when it is large; see the module doc. Otherwise as [`Connector::publish`].
+    pub async fn publish_ranges<S: RangeSource>(
+        &mut self,
+        source: &S,
+        path: &RemotePath,
+        policy: Overwrite,
+    ) -> Result<Published, Error> {
+        let payload: Payload<'_, tokio::io::Empty, S> = Payload::Ranges(source);
+        self.publish_payload(payload, path, policy).await
+    }
+
+    /// Publish `source` as `path` under the partner's `RemoteDirectory`, over the kept
+    /// connection (opened or re-opened as needed). A connection broken by the attempt is
+    /// dropped so the next call starts afresh.
+    pub async fn publish<R: AsyncRead + Unpin>(
+        &mut self,
+        source: R,
+        expected_len: Option<u64>,
+        path: &RemotePath,
+        policy: Overwrite,
+    ) -> Result<Published, Error> {
+        let payload: Payload<'_, R, NoRanges> = Payload::Stream {
+            source,
+            expected_len,
+        };
+        self.publish_payload(payload, path, policy).await
+    }
+
+    /// Publish many files over the kept connection, several at once. Files smaller than
+    /// `stripe_min_bytes` go concurrently, each on its own SFTP channel (as many channels as
+    /// the partner's parallelism and the server allow); larger ones follow one after another,
+    /// each in stripes. Every file is published as by [`Connector::publish_ranges`] (temporary
+    /// name, size check, rename) and has its own result, in the order of `files`. `Err` only
+    /// when no connection could be opened.
+    pub async fn publish_all<S: RangeSource>(
+        &mut self,
+        files: &[(S, RemotePath)],
+        policy: Overwrite,
+    ) -> Result<Vec<Result<Published, Error>>, Error> {
+        let (small, large) = by_size(files, self.tuning().stripe_min());
+        let lanes = small.len().clamp(1, self.parallelism());
+        let results = self
+            .session_for(lanes)
+            .await?
+            .publish_all(files, &small, &large, lanes, policy)
+            .await;
+        if let Some(lost) = results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .find(|e| e.connection_lost())
+        {
+            self.discard_if_broken(lost);
+        }
+        Ok(results)
+    }
+
+    async fn publish_payload<R: AsyncRead + Unpin, S: RangeSource>(
+        &mut self,
+        payload: Payload<'_, R, S>,
+        path: &RemotePath,
+        policy: Overwrite,
+    ) -> Result<Published, Error> {
+        let stripes = payload.stripes(self.tuning().stripe_min(), self.parallelism());
+        let result = match self.session_for(stripes).await {
+            Ok(session) => {
+                session
+                    .publish_payload(payload, stripes, path, policy)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            self.discard_if_broken(e);
+        }
+        result
+    }
+}
+
+impl Session {
+    /// Publish a payload as `path` under `RemoteDirectory` over `stripes` channels (what
+    /// [`Payload::stripes`] gave; fewer if the server refuses some); see the module doc.
+    async fn publish_payload<R: AsyncRead + Unpin, S: RangeSource>(
+        &mut self,
+        payload: Payload<'_, R, S>,
+        stripes: usize,
+        path: &RemotePath,
+        policy: Overwrite,
+    ) -> Result<Published, Error> {
+        let channels = self.sftp_channels(stripes).await;
+        self.publish_on(&channels, payload, path, policy).await
+    }
+
+    /// See [`Connector::publish_all`]: the `small` files (indices into `files`, see [`by_size`])
+    /// shared out among `lanes` channels (each takes the next file when it is done with one),
+    /// then the `large` ones, each striped.
+    async fn publish_all<S: RangeSource>(
+        &mut self,
+        files: &[(S, RemotePath)],
+        small: &[usize],
+        large: &[usize],
+        lanes: usize,
+        policy: Overwrite,
+    ) -> Vec<Result<Published, Error>> {
+        let mut results: Vec<Option<Result<Published, Error>>> =
+            files.iter().map(|_| None).collect();
+        if !small.is_empty() {
+            let channels = self.sftp_channels(lanes).await;
+            let (this, next) = (&*self, AtomicUsize::new(0));
+            let workers = channels.iter().map(|channel| {
+                let next = &next;
+                async move {
+                    let mut done = Vec::new();
+                    while let Some(&i) = small.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let (source, path) = &files[i];
+                        let payload: Payload<'_, tokio::io::Empty, S> = Payload::Ranges(source);
+                        let one = std::slice::from_ref(channel);
+                        done.push((i, this.publish_on(one, payload, path, policy).await));
+                    }
+                    done
+                }
+            });
+            for (i, result) in futures_util::future::join_all(workers)
+                .await
+                .into_iter()
+                .flatten()
+            {
+                results[i] = Some(result);
+            }
+        }
+        for &i in large {
+            let (source, path) = &files[i];
+            let payload: Payload<'_, tokio::io::Empty, S> = Payload::Ranges(source);
+            let stripes = payload.stripes(self.stripe_min_bytes, self.stripes);
+            results[i] = Some(self.publish_payload(payload, stripes, path, policy).await);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every file was published or failed"))
+            .collect()
+    }
+
+    /// Publish a payload as `path` over `channels` (the first one opens, checks and renames;
+    /// the others only write stripes).
+    async fn publish_on<R: AsyncRead + Unpin, S: RangeSource>(
+        &self,
+        channels: &[Arc<RawSftpSession>],
+        payload: Payload<'_, R, S>,
+        path: &RemotePath,
+        policy: Overwrite,
+    ) -> Result<Published, Error> {
+        let dir = self.join(path.parent());
+        let final_path = join2(&dir, path.file_name());
+        let expected_len = payload.expected_len();
+        let span = tracing::info_span!("publish", remote_path = %final_path, expected_len);
+        self.publish_at(channels, payload, path, &dir, final_path, policy)
+            .instrument(span)
+            .await
+    }
+
+    async fn publish_at<R: AsyncRead + Unpin, S: RangeSource>(
+        &self,
+        channels: &[Arc<RawSftpSession>],
+        payload: Payload<'_, R, S>,
+        path: &RemotePath,
+        dir: &str,
+        final_path: String,
+        policy: Overwrite,
+    ) -> Result<Published, Error> {
+        let started = Instant::now();
+        let on = &channels[0];
+        let expected_len = payload.expected_len();
+        if policy != Overwrite::Overwrite {
+            if let Some(existing) = self.size_of(on, &final_path).await? {
+                match policy {
+                    Overwrite::FailIfExists => {
+                        return Err(Error::AlreadyExists { path: final_path })
+                    }
+                    Overwrite::SkipIfSameSize if Some(existing) == expected_len => {
+                        tracing::info!(
+                            size = existing,
+                            "same size already on the partner; skipped"
+                        );
+                        self.touch();
+                        return Ok(Published {
+                            remote_path: final_path,
+                            bytes: 0,
+                            outcome: PublishOutcome::SkippedSameSize,
+                            elapsed: started.elapsed(),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+
+        self.create_dirs(on, path.parent()).await?;
+        let temp_path = join2(dir, &temp_name(path.file_name()));
+        // Known to the session until this function ends by itself; if the caller drops it at a
+        // deadline instead, `Connector::abandon` closes and removes what it had opened.
+        self.unsettled.begin(&temp_path);
+        let opened = match self.open_exclusive(on, &temp_path).await {
+            // The directory may have been removed since we cached it: check once more.
+            Err(Error::Sftp {
+                source: SftpError::Status(s),
+                ..
+            }) if s.status_code == StatusCode::NoSuchFile => {
+                lock(&self.known_dirs).clear();
+                match self.create_dirs(on, path.parent()).await {
+                    Ok(()) => self.open_exclusive(on, &temp_path).await,
+                    Err(e) => Err(e),
+                }
+            }
+            other => other,
+        };
+        let handle = match opened {
+            Ok(handle) => handle,
+            Err(e) => {
+                self.unsettled.settled(&temp_path);
+                return Err(e);
+            }
+        };
+        self.unsettled.opened(&temp_path, on, &handle);
+
+        let closed = AtomicBool::new(false);
+        let written = self
+            .upload_and_rename(
+                payload,
+                channels,
+                &handle,
+                &temp_path,
+                &final_path,
+                policy,
+                &closed,
+            )
+            .await;
+        match written {
+            Ok(bytes) => {
+                self.unsettled.settled(&temp_path);
+                self.touch();
+                tracing::info!(
+                    bytes,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "published"
+                );
+                Ok(Published {
+                    remote_path: final_path,
+                    bytes,
+                    outcome: PublishOutcome::Written,
+                    elapsed: started.elapsed(),
+                })
+            }
+            Err(e) => {
+                let handle = (!closed.load(Ordering::Relaxed)).then_some(handle.as_str());
+                self.remove_temp(on, handle, &temp_path, &e).await;
+                self.unsettled.settled(&temp_path);
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_parse_from_their_names() {
+        assert_eq!(
+            "fail-if-exists".parse::<Overwrite>(),
+            Ok(Overwrite::FailIfExists)
+        );
+        assert!("clobber"
+            .parse::<Overwrite>()
+            .unwrap_err()
+            .contains("overwrite, fail-if-exists"));
+    }
+}

@@ -1,0 +1,345 @@
+//! Writing the temporary file: pipelined WRITEs on one channel ([`Lane`]), stripes over
+//! several, then FSTAT + CLOSE right behind the last WRITE, the size check and the rename.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use russh_sftp::client::error::Error as SftpError;
+use russh_sftp::client::RawSftpSession;
+use russh_sftp::protocol::{FileAttributes, OpenFlags, Status};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::task::JoinSet;
+
+use crate::error::Error;
+use crate::session::Session;
+
+use super::source::{stripe_ranges, Payload, RangeSource};
+use super::Overwrite;
+
+impl Session {
+    /// Writes the payload through `channels[0]`'s `handle` (and the other channels' own
+    /// handles when striped), checks the size, closes and renames. Sets `closed` once the
+    /// CLOSE of `handle` is sent.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn upload_and_rename<R: AsyncRead + Unpin, S: RangeSource>(
+        &self,
+        payload: Payload<'_, R, S>,
+        channels: &[Arc<RawSftpSession>],
+        handle: &str,
+        temp_path: &str,
+        final_path: &str,
+        policy: Overwrite,
+        closed: &AtomicBool,
+    ) -> Result<u64, Error> {
+        let main = &channels[0];
+        let lane = Lane {
+            sftp: main.clone(),
+            handle: handle.to_owned(),
+            chunk_size: self.chunk_size,
+            writes_in_flight: self.writes_in_flight,
+            temp_path: temp_path.to_owned(),
+        };
+        let (sent, writes) = match payload {
+            Payload::Stream {
+                source,
+                expected_len,
+            } => lane.send(source, 0, expected_len).await?,
+            Payload::Ranges(source) if channels.len() == 1 => {
+                let reader = source
+                    .open(0..source.len())
+                    .await
+                    .map_err(|source| Error::Source { sent: 0, source })?;
+                lane.send(reader, 0, Some(source.len())).await?
+            }
+            Payload::Ranges(source) => (
+                self.striped_writes(source, channels, lane.clone()).await?,
+                Replies::default(),
+            ),
+        };
+        // FSTAT and CLOSE go out right behind the last WRITE: a server processes the requests
+        // on one file in the order received (draft-ietf-secsh-filexfer-13, 4.2), so a single
+        // round trip settles the writes, the size and the close. (A server that reorders them
+        // fails the file with a size mismatch or a write error: never a wrong rename.)
+        let fstat = Started::now(Box::pin(main.fstat(handle))).await;
+        let close = Started::now(Box::pin(main.close(handle))).await;
+        closed.store(true, Ordering::Relaxed);
+        let written = writes.drain(temp_path).await;
+        let (remote, close) = (fstat.finish().await, close.finish().await);
+        written?;
+        let remote = remote
+            .map_err(|e| Error::sftp("fstat", temp_path, e))?
+            .attrs
+            .size;
+        if remote != Some(sent) {
+            return Err(Error::SizeMismatch {
+                path: temp_path.to_owned(),
+                remote: remote.unwrap_or(0),
+                sent,
+            });
+        }
+        close.map_err(|e| Error::sftp("close", temp_path, e))?;
+        self.rename_into_place(main, temp_path, final_path, policy)
+            .await?;
+        Ok(sent)
+    }
+
+    /// Writes `source` over `channels` (the first is `main`'s): every extra channel opens the
+    /// temporary file too, each lane writes its own chunk-aligned byte range, read from its own
+    /// reader. A channel that cannot open the file only means fewer stripes.
+    async fn striped_writes<S: RangeSource>(
+        &self,
+        source: &S,
+        channels: &[Arc<RawSftpSession>],
+        main: Lane,
+    ) -> Result<u64, Error> {
+        let len = source.len();
+        // Every extra channel opens the temporary file, all at once (round trips add up on a WAN).
+        let mut opening = JoinSet::new();
+        for sftp in channels.iter().skip(1) {
+            let (sftp, temp_path) = (sftp.clone(), main.temp_path.clone());
+            opening.spawn(async move {
+                let opened = sftp
+                    .open(&temp_path, OpenFlags::WRITE, FileAttributes::empty())
+                    .await;
+                (sftp, opened)
+            });
+        }
+        let mut lanes = vec![main];
+        while let Some(done) = opening.join_next().await {
+            match done {
+                Ok((sftp, Ok(h))) => {
+                    self.unsettled.opened(&lanes[0].temp_path, &sftp, &h.handle);
+                    lanes.push(Lane {
+                        sftp,
+                        handle: h.handle,
+                        ..lanes[0].clone()
+                    })
+                }
+                Ok((_, Err(e))) => {
+                    tracing::warn!(error = %e, "a channel could not open the temporary file; fewer stripes")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "opening the temporary file failed; fewer stripes")
+                }
+            }
+        }
+        let ranges = stripe_ranges(len, lanes.len(), self.chunk_size as u64);
+        if lanes.len() > 1 {
+            tracing::debug!(stripes = ranges.len(), len, "striped upload");
+        }
+        let mut tasks: JoinSet<Result<u64, Error>> = JoinSet::new();
+        let mut result = Ok(());
+        for (lane, range) in lanes.iter().zip(ranges) {
+            match source.open(range.clone()).await {
+                Ok(reader) => {
+                    let lane = lane.clone();
+                    tasks.spawn(async move {
+                        lane.write(reader, range.start, Some(range.end - range.start))
+                            .await
+                    });
+                }
+                Err(e) => {
+                    result = Err(Error::Source {
+                        sent: range.start,
+                        source: e,
+                    });
+                    break;
+                }
+            }
+        }
+        let mut sent = 0;
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Ok(n)) => sent += n,
+                Ok(Err(e)) if result.is_ok() => {
+                    result = Err(e);
+                    tasks.abort_all();
+                }
+                Err(join) if result.is_ok() && !join.is_cancelled() => {
+                    result = Err(Error::sftp(
+                        "write",
+                        &lanes[0].temp_path,
+                        SftpError::UnexpectedBehavior(format!("stripe task failed: {join}")),
+                    ));
+                    tasks.abort_all();
+                }
+                _ => {}
+            }
+        }
+        // The extra lanes' handles, all at once; the main one is closed (or removed) by the
+        // caller. Not on a lost connection: each CLOSE would only wait out the request timeout.
+        if result.as_ref().err().is_some_and(Error::connection_lost) {
+            return result.map(|()| sent);
+        }
+        let closes = lanes
+            .iter()
+            .skip(1)
+            .map(|lane| lane.sftp.close(lane.handle.as_str()));
+        for (lane, closed) in lanes
+            .iter()
+            .skip(1)
+            .zip(futures_util::future::join_all(closes).await)
+        {
+            if let (Err(e), Ok(())) = (closed, &result) {
+                result = Err(Error::sftp("close", &lane.temp_path, e));
+            }
+        }
+        result.map(|()| sent)
+    }
+}
+
+/// One channel's handle on the temporary file, and how it writes.
+#[derive(Clone)]
+struct Lane {
+    sftp: Arc<RawSftpSession>,
+    handle: String,
+    chunk_size: usize,
+    writes_in_flight: usize,
+    temp_path: String,
+}
+
+impl Lane {
+    /// Reads `source` in `chunk_size` pieces and keeps up to `writes_in_flight` WRITEs
+    /// outstanding, starting at offset `start`, until every WRITE is acknowledged. Memory: at
+    /// most (in flight + 1) chunks. Returns the bytes written; more or fewer than
+    /// `expected_len` is an error.
+    async fn write<R: AsyncRead + Unpin>(
+        &self,
+        source: R,
+        start: u64,
+        expected_len: Option<u64>,
+    ) -> Result<u64, Error> {
+        let (written, replies) = self.send(source, start, expected_len).await?;
+        replies.drain(&self.temp_path).await?;
+        Ok(written)
+    }
+
+    /// As [`Lane::write`], but returns once the last WRITE is sent, with the replies still
+    /// to come: the caller may send more requests on the handle first.
+    async fn send<R: AsyncRead + Unpin>(
+        &self,
+        mut source: R,
+        start: u64,
+        expected_len: Option<u64>,
+    ) -> Result<(u64, Replies), Error> {
+        let mut replies = Replies::default();
+        let mut written = 0u64;
+        loop {
+            let mut chunk = vec![0u8; self.chunk_size];
+            let n = read_full(&mut source, &mut chunk)
+                .await
+                .map_err(|source| Error::Source {
+                    sent: start + written,
+                    source,
+                })?;
+            if n == 0 {
+                break;
+            }
+            chunk.truncate(n);
+            if let Some(expected) = expected_len {
+                if written + n as u64 > expected {
+                    return Err(Error::LengthMismatch {
+                        expected,
+                        got: written + n as u64,
+                    });
+                }
+            }
+            while replies.0.len() >= self.writes_in_flight {
+                replies.next(&self.temp_path).await?;
+            }
+            let (sftp, handle, at) = (self.sftp.clone(), self.handle.clone(), start + written);
+            let reply: Reply = Box::pin(async move { sftp.write(handle, at, chunk).await });
+            match Started::now(reply).await {
+                Started::Done(result) => settle(result, &self.temp_path)?,
+                Started::Waiting(reply) => replies.0.push(reply),
+            }
+            written += n as u64;
+        }
+        match expected_len {
+            Some(expected) if expected != written => Err(Error::LengthMismatch {
+                expected,
+                got: written,
+            }),
+            _ => Ok((written, replies)),
+        }
+    }
+}
+
+/// The server's answer to one WRITE.
+type Reply = Pin<Box<dyn Future<Output = Result<Status, SftpError>> + Send>>;
+
+/// WRITEs sent and not yet acknowledged.
+#[derive(Default)]
+struct Replies(FuturesUnordered<Reply>);
+
+impl Replies {
+    /// Waits for one acknowledgement (nothing to do when none is outstanding).
+    async fn next(&mut self, temp_path: &str) -> Result<(), Error> {
+        match self.0.next().await {
+            Some(result) => settle(result, temp_path),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for every acknowledgement; the first refusal is the error.
+    async fn drain(mut self, temp_path: &str) -> Result<(), Error> {
+        while !self.0.is_empty() {
+            self.next(temp_path).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A request already on the wire. russh-sftp sends a request when its future is first
+/// polled; polling once here fixes the order in which requests leave.
+enum Started<F: Future + ?Sized> {
+    /// It finished on that first poll (a refusal before sending, such as a closed session).
+    Done(F::Output),
+    /// Sent; the reply is still to come.
+    Waiting(Pin<Box<F>>),
+}
+
+impl<F: Future + ?Sized> Started<F> {
+    async fn now(mut request: Pin<Box<F>>) -> Self {
+        let first = std::future::poll_fn(|cx| {
+            Poll::Ready(match request.as_mut().poll(cx) {
+                Poll::Ready(out) => Some(out),
+                Poll::Pending => None,
+            })
+        })
+        .await;
+        match first {
+            Some(out) => Started::Done(out),
+            None => Started::Waiting(request),
+        }
+    }
+
+    async fn finish(self) -> F::Output {
+        match self {
+            Started::Done(out) => out,
+            Started::Waiting(request) => request.await,
+        }
+    }
+}
+
+fn settle(reply: Result<Status, SftpError>, temp_path: &str) -> Result<(), Error> {
+    reply
+        .map(drop)
+        .map_err(|e| Error::sftp("write", temp_path, e))
+}
+
+/// Fill `buf` from `source`; fewer bytes only at end of input.
+async fn read_full<R: AsyncRead + Unpin>(source: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match source.read(&mut buf[filled..]).await? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
