@@ -60,6 +60,8 @@ pub mod zip;
 pub use moto::{moto, moto_on, Moto};
 pub use zip::zip_with;
 pub mod strict_aws;
+pub mod s3_bed;
+pub use s3_bed::{s3_bed, S3Bed};
 pub use strict_aws::{strict_aws, StrictAws};
 pub mod runtime_api;
 pub use runtime_api::{Function, Invocation, RuntimeApi};

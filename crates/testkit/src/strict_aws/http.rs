@@ -3,13 +3,13 @@
 //! an answer back; plus form and percent decoding and the error bodies of each AWS protocol.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 
 /// Longest request line or header line accepted.
 const MAX_LINE: usize = 64 * 1024;
 
 /// One HTTP request, body complete (de-chunked).
-pub(super) struct Request {
+pub(crate) struct Request {
     pub method: String,
     /// Path and query, as sent.
     pub target: String,
@@ -42,7 +42,7 @@ impl Request {
 }
 
 /// One HTTP response, body complete.
-pub(super) struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub reason: String,
     pub headers: Vec<(String, String)>,
@@ -89,10 +89,13 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        206 => "Partial Content",
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
         409 => "Conflict",
+        412 => "Precondition Failed",
+        416 => "Range Not Satisfiable",
         502 => "Bad Gateway",
         _ => "Unknown",
     }
@@ -124,7 +127,7 @@ fn read_line(r: &mut impl BufRead) -> io::Result<Option<String>> {
 type Headers = Vec<(String, String)>;
 
 /// The start line and the headers; `None` if the stream ends before the start line.
-fn read_head(r: &mut impl BufRead) -> io::Result<Option<(String, Headers)>> {
+pub(crate) fn read_head(r: &mut impl BufRead) -> io::Result<Option<(String, Headers)>> {
     let start = loop {
         match read_line(r)? {
             None => return Ok(None),
@@ -166,7 +169,7 @@ fn read_chunked(r: &mut impl BufRead) -> io::Result<Vec<u8>> {
     }
 }
 
-fn content_length(headers: &[(String, String)]) -> io::Result<Option<usize>> {
+pub(crate) fn content_length(headers: &[(String, String)]) -> io::Result<Option<usize>> {
     header(headers, "content-length")
         .map(|v| {
             v.parse()
@@ -175,13 +178,13 @@ fn content_length(headers: &[(String, String)]) -> io::Result<Option<usize>> {
         .transpose()
 }
 
-fn is_chunked(headers: &[(String, String)]) -> bool {
+pub(crate) fn is_chunked(headers: &[(String, String)]) -> bool {
     header(headers, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
 }
 
 /// Reads the next request of a client connection; `None` when the client closed it between
 /// requests. Answers `100 Continue` on `client` when asked to before reading the body.
-pub(super) fn read_request(
+pub(crate) fn read_request(
     r: &mut BufReader<TcpStream>,
     client: &mut TcpStream,
 ) -> io::Result<Option<Request>> {
@@ -215,8 +218,64 @@ pub(super) fn read_request(
     }))
 }
 
+/// Accepts connections on `listener` for good (call it on a thread of its own), one thread
+/// (`{name}-conn`) per connection serving its requests in a keep-alive loop until the client
+/// closes it; `answer` writes the answer to each request (`close`: the client asked to close the
+/// connection after it). Errors go to stderr prefixed `name`.
+pub(crate) fn serve_forever<F>(listener: TcpListener, name: &'static str, answer: F)
+where
+    F: Fn(&Request, &mut TcpStream, bool) -> io::Result<()> + Send + Sync + 'static,
+{
+    let answer = std::sync::Arc::new(answer);
+    for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => {
+                let answer = answer.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("{name}-conn"))
+                    .spawn(move || serve_connection(stream, name, &*answer));
+                if let Err(e) = spawned {
+                    eprintln!("{name}: cannot start a connection thread: {e}");
+                }
+            }
+            Err(e) => {
+                eprintln!("{name}: accept: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// One client connection: requests in a keep-alive loop until the client closes it.
+fn serve_connection(
+    stream: TcpStream,
+    name: &str,
+    answer: &dyn Fn(&Request, &mut TcpStream, bool) -> io::Result<()>,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut reader = match stream.try_clone() {
+        Ok(s) => BufReader::new(s),
+        Err(e) => return eprintln!("{name}: clone a client socket: {e}"),
+    };
+    let mut writer = stream;
+    loop {
+        let req = match read_request(&mut reader, &mut writer) {
+            Ok(Some(req)) => req,
+            Ok(None) => return,
+            Err(e) => return eprintln!("{name}: reading a request: {e}; dropping the connection"),
+        };
+        let close = req.wants_close();
+        if let Err(e) = answer(&req, &mut writer, close) {
+            return eprintln!("{name}: answering {} {}: {e}", req.method, req.target);
+        }
+        if close {
+            return;
+        }
+    }
+}
+
 /// Headers the proxy sets itself instead of passing them on.
-fn hop_by_hop(name: &str) -> bool {
+pub(crate) fn hop_by_hop(name: &str) -> bool {
     [
         "connection",
         "keep-alive",
@@ -230,7 +289,7 @@ fn hop_by_hop(name: &str) -> bool {
 
 /// Sends `req` to `upstream` (`host:port`) on a fresh connection (`Connection: close`) and reads
 /// the whole answer.
-pub(super) fn forward(upstream: &str, req: &Request) -> io::Result<Response> {
+pub(crate) fn forward(upstream: &str, req: &Request) -> io::Result<Response> {
     let stream = TcpStream::connect(upstream)?;
     let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.target);
     for (name, value) in req.headers.iter().filter(|(n, _)| !hop_by_hop(n)) {
@@ -282,7 +341,7 @@ pub(super) fn forward(upstream: &str, req: &Request) -> io::Result<Response> {
 
 /// Writes `resp` to the client with a correct `Content-Length` (for a HEAD request: the
 /// upstream's, and no body).
-pub(super) fn write_response(
+pub(crate) fn write_response(
     w: &mut TcpStream,
     resp: &Response,
     head_request: bool,
@@ -311,7 +370,7 @@ pub(super) fn write_response(
 }
 
 /// Percent-decodes `s` (and `+` as a space when `plus_is_space`, as in forms).
-pub(super) fn percent_decode(s: &str, plus_is_space: bool) -> String {
+pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -335,7 +394,7 @@ pub(super) fn percent_decode(s: &str, plus_is_space: bool) -> String {
 }
 
 /// `application/x-www-form-urlencoded` (or a query string) as decoded pairs.
-pub(super) fn parse_form(text: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_form(text: &str) -> Vec<(String, String)> {
     text.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -346,7 +405,7 @@ pub(super) fn parse_form(text: &str) -> Vec<(String, String)> {
 }
 
 /// Form-encodes one value (RFC 3986 unreserved characters kept).
-pub(super) fn form_encode(s: &str) -> String {
+pub(crate) fn form_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -377,7 +436,7 @@ fn xml_escape(s: &str) -> String {
 }
 
 /// An EC2 (query protocol) error: status 400, `<Response><Errors><Error>`.
-pub(super) fn ec2_error(code: &str, message: &str) -> Response {
+pub(crate) fn ec2_error(code: &str, message: &str) -> Response {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{}</Code>\
          <Message>{}</Message></Error></Errors><RequestID>{}</RequestID></Response>",
@@ -389,7 +448,7 @@ pub(super) fn ec2_error(code: &str, message: &str) -> Response {
 }
 
 /// A Lambda (REST-JSON) error: `x-amzn-ErrorType` names it.
-pub(super) fn lambda_error(status: u16, code: &str, message: &str) -> Response {
+pub(crate) fn lambda_error(status: u16, code: &str, message: &str) -> Response {
     let body = serde_json::json!({ "Type": "User", "message": message }).to_string();
     let mut resp = Response::new(status, "application/json", body);
     resp.headers.push(("x-amzn-ErrorType".into(), code.into()));
@@ -397,7 +456,7 @@ pub(super) fn lambda_error(status: u16, code: &str, message: &str) -> Response {
 }
 
 /// An S3 (REST-XML) error; `head` gives the empty body S3 answers to HEAD requests.
-pub(super) fn s3_error(
+pub(crate) fn s3_error(
     status: u16,
     code: &str,
     message: &str,
@@ -422,7 +481,7 @@ pub(super) fn s3_error(
 }
 
 /// 502 for the client when moto could not be reached.
-pub(super) fn bad_gateway(why: &str) -> Response {
+pub(crate) fn bad_gateway(why: &str) -> Response {
     Response::new(
         502,
         "text/plain",

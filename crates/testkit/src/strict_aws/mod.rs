@@ -40,11 +40,11 @@
 //! keep-alive) which end with the process.
 
 mod behaviours;
-mod http;
+pub(crate) mod http;
 mod xml;
 
-use std::io::{self, BufReader};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::io;
+use std::net::{Ipv4Addr, TcpListener};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::Duration;
@@ -192,7 +192,12 @@ impl StrictAws {
         let for_thread = shared.clone();
         thread::Builder::new()
             .name("strict-aws-accept".into())
-            .spawn(move || accept_loop(listener, for_thread))?;
+            .spawn(move || {
+                http::serve_forever(listener, "strict-aws", move |req, w, close| {
+                    let resp = for_thread.handle(req);
+                    http::write_response(w, &resp, req.method == "HEAD", close)
+                })
+            })?;
         Ok(StrictAws {
             endpoint: format!("http://127.0.0.1:{port}"),
             port,
@@ -243,53 +248,6 @@ impl StrictAws {
             .iter()
             .filter(|i| i.behaviour == behaviour && i.subject.contains(subject_contains))
             .count()
-    }
-}
-
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    for conn in listener.incoming() {
-        match conn {
-            Ok(stream) => {
-                let shared = shared.clone();
-                let spawned = thread::Builder::new()
-                    .name("strict-aws-conn".into())
-                    .spawn(move || serve(stream, &shared));
-                if let Err(e) = spawned {
-                    eprintln!("strict-aws: cannot start a connection thread: {e}");
-                }
-            }
-            Err(e) => {
-                eprintln!("strict-aws: accept: {e}");
-                thread::sleep(Duration::from_millis(10));
-            }
-        }
-    }
-}
-
-/// One client connection: requests in a keep-alive loop until the client closes it.
-fn serve(stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_nodelay(true);
-    let mut reader = match stream.try_clone() {
-        Ok(s) => BufReader::new(s),
-        Err(e) => return eprintln!("strict-aws: clone a client socket: {e}"),
-    };
-    let mut writer = stream;
-    loop {
-        let req = match http::read_request(&mut reader, &mut writer) {
-            Ok(Some(req)) => req,
-            Ok(None) => return,
-            Err(e) => {
-                return eprintln!("strict-aws: reading a request: {e}; dropping the connection")
-            }
-        };
-        let close = req.wants_close();
-        let resp = shared.handle(&req);
-        if let Err(e) = http::write_response(&mut writer, &resp, req.method == "HEAD", close) {
-            return eprintln!("strict-aws: answering {} {}: {e}", req.method, req.target);
-        }
-        if close {
-            return;
-        }
     }
 }
 
