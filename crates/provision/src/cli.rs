@@ -52,7 +52,8 @@ pub enum Command {
 
 #[derive(Args)]
 pub struct Inputs {
-    /// The function zip from deploy/package [default: $CARGO_TARGET_DIR/lambda/bootstrap/bootstrap.zip]
+    /// The function zip from deploy/package [default: $CARGO_TARGET_DIR/lambda/bootstrap/bootstrap.zip,
+    /// bootstrap-arm64.zip with --arch arm64]
     #[arg(long, value_name = "PATH")]
     pub zip: Option<PathBuf>,
     /// Create (or update) the partner secret from this JSON file; its content is never printed
@@ -76,6 +77,10 @@ pub struct Inputs {
     /// Most concurrent function instances = connections to the partner [default: 2]
     #[arg(long)]
     pub max_concurrency: Option<u32>,
+    /// The function's instruction set: x86_64 or arm64 (Graviton; build the zip with
+    /// `deploy/package --arch arm64`) [default: x86_64]
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
 }
 
 impl Inputs {
@@ -90,6 +95,7 @@ impl Inputs {
             availability_zones: some(&self.azs),
             eip_allocation_ids: some(&self.eips),
             max_concurrency: self.max_concurrency,
+            architecture: self.arch.clone(),
             ..RawConfig::default()
         }
     }

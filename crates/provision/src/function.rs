@@ -14,7 +14,7 @@ use aws_sdk_lambda::types::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::config::{EXPECTED_EGRESS_ENV, SECRET_ENV};
+use crate::config::{Arch, EXPECTED_EGRESS_ENV, SECRET_ENV};
 use crate::context::Action;
 use crate::context::{is_placeholder, waiter_error, Clients, Ctx, State};
 use crate::error::{aws, Error, Result};
@@ -123,6 +123,8 @@ struct Wanted {
     security_groups: Vec<String>,
     timeout: i32,
     memory: i32,
+    /// Set with the code (UpdateFunctionCode), not with the configuration.
+    architecture: Architecture,
 }
 
 impl Wanted {
@@ -132,7 +134,6 @@ impl Wanted {
         f.role() == Some(self.role.as_str())
             && f.runtime() == Some(&Runtime::Providedal2023)
             && f.handler() == Some("bootstrap")
-            && f.architectures() == [Architecture::X8664]
             && f.timeout() == Some(self.timeout)
             && f.memory_size() == Some(self.memory)
             && f.environment().and_then(|e| e.variables()) == Some(&self.env)
@@ -165,7 +166,10 @@ pub async fn ensure(
 ) -> Result<Function> {
     let (c, spec) = (ctx.clients, ctx.spec);
     let name = spec.function_name();
-    let what = format!("function {name} (provided.al2023, x86_64, in private-one and private-two)");
+    let what = format!(
+        "function {name} (provided.al2023, {}, in private-one and private-two)",
+        spec.architecture.as_str()
+    );
     // The egress self-check compares what the echo service sees with the stack's two EIPs;
     // the operator's `environment` may still set them (or the echo URL) explicitly.
     let mut env: HashMap<String, String> = HashMap::from([(
@@ -186,6 +190,7 @@ pub async fn ensure(
         security_groups: vec![network.security_group.clone()],
         timeout: spec.timeout_seconds as i32,
         memory: spec.memory_mb as i32,
+        architecture: lambda_architecture(spec.architecture),
     };
     let found = find_function(c, &name).await?;
     let arn = ctx
@@ -202,7 +207,7 @@ pub async fn ensure(
                         .function_name(&name)
                         .runtime(Runtime::Providedal2023)
                         .handler("bootstrap")
-                        .architectures(Architecture::X8664)
+                        .architectures(wanted.architecture.clone())
                         .role(&wanted.role)
                         .code(
                             FunctionCode::builder()
@@ -273,14 +278,26 @@ pub async fn ensure(
                     .unwrap_or("no reason given")
             ));
         }
-        let code = format!("code of function {name}");
-        let same_code = package.is_none_or(|p| f.code_sha256() == Some(p.sha256.as_str()));
+        // Lambda changes the architecture only with the code (UpdateFunctionCode's Architectures).
+        let found_arch = f.architectures().first().map_or("none", |a| a.as_str());
+        let same_arch = f.architectures() == [wanted.architecture.clone()];
+        let code = if same_arch {
+            format!("code of function {name}")
+        } else {
+            format!(
+                "code and architecture of function {name} ({found_arch} → {})",
+                spec.architecture.as_str()
+            )
+        };
+        let same_code =
+            same_arch && package.is_none_or(|p| f.code_sha256() == Some(p.sha256.as_str()));
         ctx.converge(&code, State::of(true, same_code), || async {
-            let package = package.expect("same_code is true without a package");
+            let package = package.expect("apply reads the zip before changing anything");
             let req = c
                 .lambda
                 .update_function_code()
                 .function_name(&name)
+                .architectures(wanted.architecture.clone())
                 .zip_file(Blob::new(package.bytes.clone()));
             update(c, (&name, role.1), "UpdateFunctionCode", &code, || {
                 req.clone().send()
@@ -319,6 +336,14 @@ pub async fn ensure(
 
     let mapping = ensure_mapping(ctx, &name, queue_arn, role.1).await?;
     Ok(Function { arn, mapping })
+}
+
+/// The SDK's name for the configured architecture.
+fn lambda_architecture(arch: Arch) -> Architecture {
+    match arch {
+        Arch::X86_64 => Architecture::X8664,
+        Arch::Arm64 => Architecture::Arm64,
+    }
 }
 
 /// Sends an update of the function once it can take one: Lambda refuses any update (409
