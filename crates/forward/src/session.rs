@@ -9,8 +9,8 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use russh::client;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{client, ChannelMsg};
 use russh_sftp::client::rawsession::Limits;
 use russh_sftp::client::RawSftpSession;
 use tokio::net::TcpStream;
@@ -399,6 +399,11 @@ fn keep_channels(
 /// Opens one SFTP channel: session channel, `sftp` subsystem, version negotiation, and the
 /// server's `limits@openssh.com` applied. Returns it with whether `posix-rename@openssh.com` is
 /// offered and the limits.
+///
+/// Three round trips: the channel open; the subsystem request (OpenSSH opens a session channel
+/// with a zero window and grants one only once the subsystem runs, so nothing can go before its
+/// reply: waiting for it costs nothing and turns a refusal into a clear error); INIT with the
+/// limits request right behind it (a server answers in order, so the VERSION arrives first).
 async fn open_sftp(
     ssh: &client::Handle<Pinned>,
     addr: &str,
@@ -410,12 +415,15 @@ async fn open_sftp(
             addr: addr.to_owned(),
             source,
         };
-        let channel = ssh
+        let mut channel = ssh
             .channel_open_session()
             .await
             .map_err(|e| ssh_err("channel open", e))?;
         channel
             .request_subsystem(true, "sftp")
+            .await
+            .map_err(|e| ssh_err("sftp subsystem request", e))?;
+        subsystem_started(&mut channel)
             .await
             .map_err(|e| ssh_err("sftp subsystem request", e))?;
         let mut sftp = RawSftpSession::new_with_config(
@@ -425,21 +433,40 @@ async fn open_sftp(
                 ..Default::default()
             },
         );
-        let version = sftp.init().await.map_err(|e| Error::sftp("init", "", e))?;
+        // Both requests leave on the first poll (`join` polls in order: INIT first). russh-sftp
+        // has no way to send without awaiting, so they are awaited together; a reply with an id
+        // before the VERSION would be refused, but a server answers in order.
+        let (version, limits) = futures_util::future::join(sftp.init(), sftp.limits()).await;
+        let version = version.map_err(|e| Error::sftp("init", "", e))?;
         let has = |name: &str| version.extensions.contains_key(name);
-        let mut limits = None;
-        if has("limits@openssh.com") {
-            let l = Limits::from(
-                sftp.limits()
-                    .await
-                    .map_err(|e| Error::sftp("limits", "", e))?,
-            );
+        // Not offered: whatever the server answered (OP_UNSUPPORTED) is ignored.
+        let limits = match has("limits@openssh.com") {
+            true => Some(Limits::from(
+                limits.map_err(|e| Error::sftp("limits", "", e))?,
+            )),
+            false => None,
+        };
+        if let Some(l) = limits {
             sftp.set_limits(l);
-            limits = Some(l);
         }
         Ok((sftp, has("posix-rename@openssh.com"), limits))
     })
     .await
+}
+
+/// Waits for the server's answer to the subsystem request: `Ok` once it runs, `RequestDenied`
+/// when the server refused it or closed the channel instead.
+async fn subsystem_started(channel: &mut russh::Channel<client::Msg>) -> Result<(), russh::Error> {
+    // Bounded by the caller's timeout; only window adjustments come before the answer.
+    loop {
+        match channel.wait().await {
+            Some(ChannelMsg::Success) => return Ok(()),
+            Some(ChannelMsg::Failure | ChannelMsg::Close | ChannelMsg::Eof) | None => {
+                return Err(russh::Error::RequestDenied)
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 async fn authenticate(
