@@ -108,6 +108,18 @@ pub enum Error {
     #[error("the source produced {got} bytes but {expected} were expected")]
     LengthMismatch { expected: u64, got: u64 },
 
+    /// The source was replaced by a newer version while it was sent: the temporary file was
+    /// removed and the final name left as it was (it must never hold the older bytes).
+    #[error("superseded by a newer version of the source ({current}); {path:?} was not replaced")]
+    Superseded { path: String, current: String },
+
+    /// Asking the source whether its bytes are still the current ones failed.
+    #[error("checking that the source is still the current version failed: {source}")]
+    SourceCheck {
+        #[source]
+        source: io::Error,
+    },
+
     /// After upload the remote file's size differs from what was sent.
     #[error("remote file {path:?} has {remote} bytes after upload but {sent} were sent")]
     SizeMismatch {
@@ -126,10 +138,12 @@ impl Error {
             | Error::Route(_)
             | Error::UntrustedHostKey { .. }
             | Error::AuthRejected { .. }
-            | Error::AlreadyExists { .. } => Permanent,
+            | Error::AlreadyExists { .. }
+            | Error::Superseded { .. } => Permanent,
             Error::Connect { .. }
             | Error::Timeout { .. }
             | Error::Source { .. }
+            | Error::SourceCheck { .. }
             | Error::LengthMismatch { .. }
             | Error::SizeMismatch { .. } => Transient,
             Error::Ssh { source, .. } => ssh_class(source),

@@ -8,8 +8,10 @@
 //! - [`hostkey`]: `TrustedHostKeys` pinning and fingerprints
 //! - [`session`]: SSH connect, host key check, login, SFTP channel; [`Connector`] reuse;
 //!   [`scan_host_key`] for onboarding
-//! - [`publish`]: temp name → pipelined writes → size check → rename
-//! - [`interrupt`]: a publish stopped from outside (a deadline): its temp file closed and removed
+//! - [`publish`]: temp name → pipelined writes → size check → version check → rename; resume
+//!   of an interrupted file, sweep of stale temp files
+//! - [`interrupt`]: a publish stopped from outside (a deadline): its temp file closed and
+//!   removed, or kept with its progress when resumable
 //! - [`error`]: one [`Error`], each variant transient or permanent
 
 pub mod config;
@@ -23,7 +25,9 @@ pub mod session;
 pub use config::{ConfigError, Partner};
 pub use error::{Error, ErrorClass};
 pub use hostkey::{Fingerprint, TrustedHostKeys};
-pub use interrupt::Abandoned;
-pub use publish::{FileRanges, Overwrite, PublishOutcome, Published, RangeSource};
+pub use interrupt::{Abandoned, Kept};
+pub use publish::{
+    Currency, FileRanges, Overwrite, Progress, PublishOutcome, Published, RangeSource,
+};
 pub use route::{RemotePath, Route, RouteError};
 pub use session::{scan_host_key, Connector, Session, Tuning};

@@ -44,6 +44,9 @@ pub struct Tuning {
     pub stripes: usize,
     /// A file gets one stripe per this many bytes (up to `stripes`): small files use one channel.
     pub stripe_min_bytes: u64,
+    /// Our temporary files older than this are removed from a directory the first time a
+    /// connection publishes into it (see `publish::sweep`); zero never sweeps.
+    pub stale_temp_after: Duration,
 }
 
 impl Tuning {
@@ -71,6 +74,7 @@ impl Default for Tuning {
             writes_in_flight: 8,
             stripes: 8,
             stripe_min_bytes: 8 * 1024 * 1024,
+            stale_temp_after: Duration::from_secs(24 * 3600),
         }
     }
 }

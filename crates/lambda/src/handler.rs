@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::check::{self, CheckFailed, Report};
 use crate::event::{decode, Invocation, Item, ObjectRef, Work};
+use crate::progress;
 use crate::receipt::{now_rfc3339, Receipt};
 use crate::secret::SecretSource;
 use crate::settings::Settings;
@@ -235,36 +236,58 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
         }
     }
 
-    /// A record whose work was dropped at the margin before `deadline`: the interrupted transfer's
-    /// handles are closed and its temporary file removed from the partner, within the first two
-    /// thirds of the margin (the last third is for the response). There is no resume yet, so the
-    /// next delivery starts the file over; the record fails as transient so that it comes back
-    /// (SQS: listed in `batchItemFailures`; a direct invocation fails).
+    /// A record whose work was dropped at the margin before `deadline`: the interrupted
+    /// transfer's handles are closed and its temporary file removed from the partner within the
+    /// first half of the margin; a resumable one (an S3 object read by ranges) is kept instead and
+    /// its progress recorded on the object ([`crate::progress`]) by a sixth of the margin before
+    /// the deadline, so the next delivery resumes it; the rest is for the response. The record
+    /// fails as transient so that it comes back (SQS: listed in `batchItemFailures`; a direct
+    /// invocation fails).
     async fn stopped_at_deadline(&mut self, deadline: Instant) -> Outcome {
         let margin = self.settings.deadline_margin;
-        let budget = deadline
-            .checked_sub(margin / 3)
-            .map_or(Duration::ZERO, |t| {
-                t.saturating_duration_since(Instant::now())
-            });
+        let until = |part: u32| {
+            let at = deadline.checked_sub(margin / part).unwrap_or(deadline);
+            (at, at.saturating_duration_since(Instant::now()))
+        };
         let cleaned = match &mut self.partner {
-            Some(p) => p.connector.abandon(budget).await,
+            Some(p) => p.connector.abandon(until(2).1).await,
             None => Default::default(),
         };
-        let temp = if !cleaned.left.is_empty() {
-            format!(
+        let recorded = progress::record(&self.store, &cleaned.kept, until(6).0).await;
+        let mut parts = Vec::new();
+        let mut resumes = false;
+        for (kept, recorded) in cleaned.kept.iter().zip(recorded) {
+            let (done, len) = (kept.progress.bytes_done(), kept.progress.len);
+            parts.push(if recorded {
+                resumes = true;
+                format!("{done} of {len} bytes on the partner; the next delivery resumes")
+            } else {
+                format!(
+                    "{done} of {len} bytes on the partner, but the progress could not be \
+                     recorded: the next delivery starts over"
+                )
+            });
+        }
+        if !cleaned.left.is_empty() {
+            parts.push(format!(
                 "the partner did not answer in time to remove {:?}; the next connection removes it",
                 cleaned.left
-            )
-        } else if cleaned.removed.is_empty() {
-            "no temporary file was started".to_owned()
+            ));
+        } else if !cleaned.removed.is_empty() {
+            parts.push("its temporary file was removed from the partner".to_owned());
+        } else if cleaned.kept.is_empty() {
+            parts.push("no temporary file was started".to_owned());
+        }
+        let retried = if resumes {
+            "will be retried"
         } else {
-            "its temporary file was removed from the partner".to_owned()
+            "will be retried from the start"
         };
         Outcome::failed(
             ErrorClass::Transient,
             format!(
-                "stopped {margin:?} before the invocation's deadline, not finished; {temp}; will be retried from the start"
+                "stopped {margin:?} before the invocation's deadline, not finished; {}; {retried}",
+                parts.join("; ")
             ),
         )
     }
@@ -308,7 +331,9 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             let opened_etag = opened.etag.clone();
             // Large objects go in stripes, each read by its own ranged GET of the same ETag.
             let published = if store.can_read_ranges() && opened.etag.is_some() {
-                let ranges = Ranges::new(store, obj, opened).expect("has an ETag");
+                let ranges = Ranges::new(store, obj, opened)
+                    .expect("has an ETag")
+                    .resuming(progress::from_tags(&tags));
                 connector.publish_ranges(&ranges, path, overwrite).await
             } else {
                 connector
@@ -351,6 +376,12 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
                         ErrorClass::Permanent,
                         "the partner refused the login and the secret has not changed: fix the credentials in the secret",
                     );
+                }
+                // A newer version of the object is (or will be) delivered by its own event.
+                Err(e @ ForwardError::Superseded { .. }) => {
+                    return Outcome::Skipped {
+                        reason: e.to_string(),
+                    }
                 }
                 Err(e) => return Outcome::failed(e.class(), e),
             }
@@ -442,7 +473,8 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             remote_path: remote_path.to_owned(),
             etag,
         };
-        let Some(merged) = receipt.merge_into(tags) else {
+        // The receipt replaces an interrupted delivery's progress.
+        let Some(merged) = receipt.merge_into(progress::without(tags)) else {
             tracing::warn!("object has too many tags for a delivery receipt; a repeated event would deliver it again");
             return;
         };

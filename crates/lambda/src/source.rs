@@ -8,10 +8,11 @@ use std::sync::Mutex;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{Tag, Tagging};
-use forward::RangeSource;
+use forward::{Currency, Progress, RangeSource};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::event::ObjectRef;
+use crate::progress;
 
 /// An object opened for reading: the body streams, nothing is buffered whole.
 pub struct Opened {
@@ -68,6 +69,16 @@ pub trait ObjectStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Start reading the object (the version named by the event, if any).
     fn open(&self, obj: &ObjectRef) -> impl Future<Output = Result<Opened, StoreError>> + Send;
+    /// The current version of the object's key (a HEAD without version id), `None` when the key
+    /// has none (deleted) or the store cannot tell: asked just before the rename, so that an
+    /// older version never replaces a newer one on the partner.
+    fn current(
+        &self,
+        obj: &ObjectRef,
+    ) -> impl Future<Output = Result<Option<Current>, StoreError>> + Send {
+        let _ = obj;
+        async { Ok(None) }
+    }
     /// Whether [`ObjectStore::open_range`] works, so that large objects can be sent in stripes
     /// (each read by its own ranged GET). Without it an object is sent as one stream.
     fn can_read_ranges(&self) -> bool {
@@ -95,15 +106,27 @@ pub trait ObjectStore: Send + Sync {
 /// A streamed object body.
 pub type Body = Box<dyn AsyncRead + Send + Unpin>;
 
+/// What a key's current version is ([`ObjectStore::current`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Current {
+    /// Its version id (versioned buckets).
+    pub version_id: Option<String>,
+    /// Its ETag, without quotes.
+    pub etag: Option<String>,
+}
+
 /// An opened object as a [`RangeSource`] for the striped publish: the first stripe continues the
 /// body already opened, the others are ranged GETs of the same ETag (a changed object fails the
-/// read, and the whole file is retried).
+/// read, and the whole file is retried). Resumable: its identity is the object's version id, else
+/// its ETag ([`progress::identity`]), and it carries what an interrupted delivery recorded
+/// ([`Ranges::resuming`]). Before the rename it checks that it is still the key's current version.
 pub struct Ranges<'a, S> {
     store: &'a S,
     obj: &'a ObjectRef,
     etag: String,
     len: u64,
     first: Mutex<Option<Body>>,
+    progress: Option<Progress>,
 }
 
 impl<'a, S: ObjectStore> Ranges<'a, S> {
@@ -115,7 +138,14 @@ impl<'a, S: ObjectStore> Ranges<'a, S> {
             etag: opened.etag?,
             len: opened.len,
             first: Mutex::new(Some(opened.body)),
+            progress: None,
         })
+    }
+
+    /// With the progress an interrupted delivery recorded on the object (see [`progress`]).
+    pub fn resuming(mut self, progress: Option<Progress>) -> Self {
+        self.progress = progress;
+        self
     }
 }
 
@@ -137,6 +167,32 @@ impl<S: ObjectStore> RangeSource for Ranges<'_, S> {
             .open_range(self.obj, &self.etag, range)
             .await
             .map_err(std::io::Error::other)
+    }
+
+    fn identity(&self) -> Option<String> {
+        Some(progress::identity(self.obj, &self.etag))
+    }
+
+    fn progress(&self) -> Option<Progress> {
+        self.progress.clone()
+    }
+
+    async fn still_current(&self) -> std::io::Result<Currency> {
+        let now = self.store.current(self.obj).await;
+        let Some(now) = now.map_err(std::io::Error::other)? else {
+            return Ok(Currency::Current);
+        };
+        let (bucket, key) = (&self.obj.bucket, &self.obj.key);
+        Ok(match (&self.obj.version_id, &now.version_id, &now.etag) {
+            (Some(sent), Some(now), _) if sent != now => Currency::Superseded(format!(
+                "s3://{bucket}/{key} is now version {now}; this was version {sent}"
+            )),
+            (None, _, Some(now)) if *now != self.etag => Currency::Superseded(format!(
+                "s3://{bucket}/{key} now has ETag {now}; this was ETag {}",
+                self.etag
+            )),
+            _ => Currency::Current,
+        })
     }
 }
 
@@ -288,6 +344,25 @@ impl ObjectStore for S3Store {
             etag: out.e_tag().map(|e| e.trim_matches('"').to_owned()),
             body: Box::new(out.body.into_async_read()),
         })
+    }
+
+    async fn current(&self, obj: &ObjectRef) -> Result<Option<Current>, StoreError> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&obj.bucket)
+            .key(&obj.key)
+            .send()
+            .await;
+        match head.map_err(|e| classify("HeadObject", obj, e)) {
+            Ok(out) => Ok(Some(Current {
+                version_id: out.version_id().map(str::to_owned),
+                etag: out.e_tag().map(|e| e.trim_matches('"').to_owned()),
+            })),
+            // Deleted since: no newer version to protect.
+            Err(StoreError::Missing { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn can_read_ranges(&self) -> bool {

@@ -1,13 +1,13 @@
 //! The invocation's deadline, through the real `bootstrap` over the Runtime API, moto and the real
 //! sshd: a transfer that cannot finish and a stalled partner are both stopped before the deadline,
-//! the record fails as transient (so it comes back), the response is on time, nothing of ours is
-//! left on the partner, and the process serves the next invocation. Its tests run one at a time:
+//! the record fails as transient (so it comes back), the response is on time, the interrupted
+//! file is only ever a hidden temporary one (kept for the next delivery to resume, see
+//! `resume.rs`), and the process serves the next invocation. Its tests run one at a time:
 //! each measures time.
 
 mod util;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,29 +26,8 @@ const LINK_RATE: u64 = 8_000_000;
 /// The invocation's deadline: the default margin (3 s) stops the record at 3 s.
 const DEADLINE: Duration = Duration::from_secs(6);
 
-/// The partner JSON for the test sshd reached through `link`, publishing under `remote`.
-///
-/// `Parallelism` 2: the removal of an interrupted file goes after the writes already in the link
-/// (about 2 MiB per channel, 0.5 s at this rate), well inside the cleanup's 2 s.
-fn behind(link: &DelayProxy, remote: &str) -> Value {
-    let mut partner = partner_json(remote);
-    partner["Port"] = json!(link.addr().port());
-    partner["Parallelism"] = json!(2);
-    partner
-}
-
 fn sshd_addr() -> SocketAddr {
     (sshd().host, sshd().port).into()
-}
-
-/// Every file under `dir` (temporary ones included), as names relative to it.
-fn left_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = testkit::watch::files(dir)
-        .into_iter()
-        .map(|(p, _)| p.strip_prefix(dir).unwrap().display().to_string())
-        .collect();
-    names.sort();
-    names
 }
 
 /// The one outcome line of an invocation that stopped a record at the deadline.
@@ -128,7 +107,8 @@ impl TooBig {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_transfer_too_big_for_the_invocation_is_stopped_in_time_and_its_temp_file_removed() {
+async fn a_transfer_too_big_for_the_invocation_is_stopped_in_time_and_its_temp_file_kept_to_resume()
+{
     let _serial = SERIAL.lock().await;
     let big = TooBig::start("deadline-big", "big/too-big.bin").await;
     big.aws
@@ -142,12 +122,12 @@ async fn a_transfer_too_big_for_the_invocation_is_stopped_in_time_and_its_temp_f
     let log = big.function.log_text();
     assert!(wrote, "the transfer never started: {answer:?}\n{log}");
     big.assert_failed_on_time(&answer, took);
-    assert_stopped_at_deadline(&log, "its temporary file was removed");
+    assert_stopped_at_deadline(&log, "the next delivery resumes");
     assert!(!seen.complete && seen.partial.is_empty(), "{seen:?}");
-    assert_eq!(
-        left_in(&big.local),
-        Vec::<String>::new(),
-        "neither a temporary nor a final file is left on the partner"
+    let left = left_in(&big.local);
+    assert!(
+        matches!(&left[..], [temp] if temp.starts_with("big/.too-big.bin.sfr-") && temp.ends_with(".part")),
+        "only the resumable temporary file is on the partner: {left:?}"
     );
 
     // The same process answers the next invocation.
@@ -157,7 +137,7 @@ async fn a_transfer_too_big_for_the_invocation_is_stopped_in_time_and_its_temp_f
         std::fs::read(big.local.join("next.txt")).unwrap(),
         b"the next invocation"
     );
-    assert_eq!(left_in(&big.local), ["next.txt"]);
+    assert_eq!(left_in(&big.local), [left[0].as_str(), "next.txt"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,8 +158,8 @@ async fn a_partner_that_stalls_mid_transfer_is_bounded_by_the_deadline_and_the_r
     let log = big.function.log_text();
     assert!(paused, "the transfer never started: {answer:?}\n{log}");
     big.assert_failed_on_time(&answer, took);
-    // The stalled partner could not be asked to remove the file: the next connection does.
-    assert_stopped_at_deadline(&log, "the next connection removes it");
+    // What the stalled partner had acknowledged is recorded; the retry resumes from there.
+    assert_stopped_at_deadline(&log, "the next delivery resumes");
 
     // SQS redelivers it to the same process; the partner answers again.
     let watch = Watch::start(&big.local, big.key, big.data.len() as u64);

@@ -91,7 +91,21 @@ impl Session {
         on: &RawSftpSession,
         temp_path: &str,
     ) -> Result<String, Error> {
-        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUDE;
+        self.open_temp(on, temp_path, true).await
+    }
+
+    /// Opens `temp_path` for writing, created if missing: `exclusive` fails if it exists;
+    /// otherwise an existing file is kept as it is (never truncated: a resumed file).
+    pub(super) async fn open_temp(
+        &self,
+        on: &RawSftpSession,
+        temp_path: &str,
+        exclusive: bool,
+    ) -> Result<String, Error> {
+        let mut flags = OpenFlags::WRITE | OpenFlags::CREATE;
+        if exclusive {
+            flags |= OpenFlags::EXCLUDE;
+        }
         on.open(temp_path, flags, FileAttributes::empty())
             .await
             .map(|h| h.handle)
@@ -203,12 +217,30 @@ pub(super) fn join2(dir: &str, name: &str) -> String {
 
 /// `.name.<8 hex>.part`, shortened so it stays within 255 bytes.
 pub(super) fn temp_name(file_name: &str) -> String {
+    let tag: u32 = rand::rng().random();
+    format!(".{}.{tag:08x}.part", name_stem(file_name))
+}
+
+/// The part of `file_name` a temporary name starts with: at most 200 bytes.
+pub(super) fn name_stem(file_name: &str) -> &str {
     let mut end = file_name.len().min(200);
     while !file_name.is_char_boundary(end) {
         end -= 1;
     }
-    let tag: u32 = rand::rng().random();
-    format!(".{}.{tag:08x}.part", &file_name[..end])
+    &file_name[..end]
+}
+
+/// Whether `name` is one of our temporary names: `.name.<8 hex>.part` (a plain publish, the
+/// writability probe) or `.name.sfr-<16 hex>.part` (a resumable one).
+pub(super) fn is_temp_name(name: &str) -> bool {
+    let Some(inner) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".part")) else {
+        return false;
+    };
+    let Some((stem, tag)) = inner.rsplit_once('.') else {
+        return false;
+    };
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    !stem.is_empty() && (hex(tag, 8) || tag.strip_prefix("sfr-").is_some_and(|t| hex(t, 16)))
 }
 
 #[cfg(test)]
@@ -222,6 +254,24 @@ mod tests {
         assert_ne!(a, temp_name("report.csv"));
         let long = "é".repeat(127); // 254 bytes
         assert!(temp_name(&long).len() <= 255);
+    }
+
+    #[test]
+    fn only_our_temporary_names_are_recognised() {
+        assert!(is_temp_name(&temp_name("report.csv")));
+        assert!(is_temp_name(".a.b.sfr-0123456789abcdef.part"));
+        assert!(is_temp_name(".sftp-forward-probe.deadbeef.part"));
+        for foreign in [
+            ".report.csv.part",
+            ".report.csv.1234.part",
+            "report.csv.deadbeef.part",
+            "..deadbeef.part",
+            ".a.sfr-0123.part",
+            ".a.deadbeef.partial",
+            ".bashrc",
+        ] {
+            assert!(!is_temp_name(foreign), "{foreign}");
+        }
     }
 
     #[test]

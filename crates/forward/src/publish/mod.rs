@@ -22,26 +22,28 @@
 //! grants); the size check and the rename are the same as for one stream.
 
 mod file_ops;
+pub mod resume;
 mod source;
+mod sweep;
 mod write;
 
-pub use source::{FileRanges, RangeSource};
+pub use resume::Progress;
+pub use source::{Currency, FileRanges, RangeSource};
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::client::RawSftpSession;
-use russh_sftp::protocol::StatusCode;
 use tokio::io::AsyncRead;
 use tracing::Instrument;
 
 use crate::error::Error;
 use crate::route::RemotePath;
-use crate::session::{lock, Connector, Session};
+use crate::session::{Connector, Session};
 use file_ops::{join2, temp_name};
+use resume::{missing, resume_key, resume_temp_name, Plan, Tracker};
 use source::{by_size, NoRanges, Payload};
 
 /// What to do when the final name already exists on the partner.
@@ -136,7 +138,7 @@ impl Connector {
         let (small, large) = by_size(files, self.tuning().stripe_min());
         let lanes = small.len().clamp(1, self.parallelism());
         let results = self
-            .session_for(lanes)
+            .session_sweeping(lanes)
             .await?
             .publish_all(files, &small, &large, lanes, policy)
             .await;
@@ -157,7 +159,7 @@ impl Connector {
         policy: Overwrite,
     ) -> Result<Published, Error> {
         let stripes = payload.stripes(self.tuning().stripe_min(), self.parallelism());
-        let result = match self.session_for(stripes).await {
+        let result = match self.session_sweeping(stripes).await {
             Ok(session) => {
                 session
                     .publish_payload(payload, stripes, path, policy)
@@ -290,23 +292,38 @@ impl Session {
         }
 
         self.create_dirs(on, path.parent()).await?;
-        let temp_path = join2(dir, &temp_name(path.file_name()));
+        self.sweep_once(dir).await;
+        let resumable = payload.ranges().and_then(|s| Some((s, s.identity()?)));
+        let temp_path = match &resumable {
+            Some((_, identity)) => {
+                let key = resume_key(&final_path, identity);
+                join2(dir, &resume_temp_name(path.file_name(), &key))
+            }
+            None => join2(dir, &temp_name(path.file_name())),
+        };
         // Known to the session until this function ends by itself; if the caller drops it at a
-        // deadline instead, `Connector::abandon` closes and removes what it had opened.
+        // deadline instead, `Connector::abandon` closes what it had opened and removes it (or,
+        // resumable, keeps it and reports its progress).
         self.unsettled.begin(&temp_path);
-        let opened = match self.open_exclusive(on, &temp_path).await {
-            // The directory may have been removed since we cached it: check once more.
-            Err(Error::Sftp {
-                source: SftpError::Status(s),
-                ..
-            }) if s.status_code == StatusCode::NoSuchFile => {
-                lock(&self.known_dirs).clear();
-                match self.create_dirs(on, path.parent()).await {
-                    Ok(()) => self.open_exclusive(on, &temp_path).await,
+        let mut plan = Plan {
+            todo: missing(&[], expected_len.unwrap_or(0)),
+            tracker: None,
+        };
+        let opened = match &resumable {
+            Some((source, identity)) => {
+                let key = resume_key(&final_path, identity);
+                match self.resume_point(on, &temp_path, &key, *source).await {
+                    Ok(done) => {
+                        plan.todo = missing(&done, source.len());
+                        let tracker = Tracker::new(key, identity.clone(), source.len(), done);
+                        self.unsettled.resumable(&temp_path, tracker.clone());
+                        plan.tracker = Some(tracker);
+                        self.open_in(on, path.parent(), &temp_path, false).await
+                    }
                     Err(e) => Err(e),
                 }
             }
-            other => other,
+            None => self.open_in(on, path.parent(), &temp_path, true).await,
         };
         let handle = match opened {
             Ok(handle) => handle,
@@ -321,6 +338,7 @@ impl Session {
         let written = self
             .upload_and_rename(
                 payload,
+                plan,
                 channels,
                 &handle,
                 &temp_path,
@@ -330,11 +348,13 @@ impl Session {
             )
             .await;
         match written {
-            Ok(bytes) => {
+            Ok(sent) => {
                 self.unsettled.settled(&temp_path);
                 self.touch();
+                let bytes = expected_len.unwrap_or(sent);
                 tracing::info!(
                     bytes,
+                    sent,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "published"
                 );

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 
+use super::resume::Progress;
 use crate::route::RemotePath;
 
 /// A source that can be read by byte range, so that several channels can write one file.
@@ -22,6 +23,33 @@ pub trait RangeSource: Sync {
     /// A reader of exactly the bytes `range` (end exclusive).
     fn open(&self, range: Range<u64>)
         -> impl Future<Output = std::io::Result<Self::Reader>> + Send;
+    /// What names these exact bytes (an S3 version id or ETag), if anything does. A source with
+    /// an identity is resumable: its temporary file is named after the final path and the
+    /// identity (see [`resume`](super::resume)), and is kept when the publish is stopped from
+    /// outside, so that another attempt for the same bytes continues it.
+    fn identity(&self) -> Option<String> {
+        None
+    }
+    /// What an earlier, interrupted attempt left on the partner (from
+    /// [`Abandoned::kept`](crate::Abandoned::kept)); used only when it matches this file and
+    /// identity and the temporary file is still there.
+    fn progress(&self) -> Option<Progress> {
+        None
+    }
+    /// Whether these bytes are still the source's current ones, asked just before the rename:
+    /// [`Currency::Superseded`] removes the temporary file instead of renaming it.
+    fn still_current(&self) -> impl Future<Output = std::io::Result<Currency>> + Send {
+        std::future::ready(Ok(Currency::Current))
+    }
+}
+
+/// The answer of [`RangeSource::still_current`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Currency {
+    /// Still the current bytes (or the source cannot tell).
+    Current,
+    /// A newer version replaced them; what it is, for the operator.
+    Superseded(String),
 }
 
 /// A local file as a [`RangeSource`] (the CLI's `send ./file`, the benchmarks).
@@ -73,6 +101,16 @@ pub(super) enum Payload<'a, R, S> {
     Ranges(&'a S),
 }
 
+impl<'a, R, S> Payload<'a, R, S> {
+    /// The range source, if it is one.
+    pub(super) fn ranges(&self) -> Option<&'a S> {
+        match self {
+            Payload::Ranges(s) => Some(*s),
+            Payload::Stream { .. } => None,
+        }
+    }
+}
+
 /// The `Payload` type parameter of a plain stream publish.
 pub(super) struct NoRanges;
 
@@ -118,24 +156,10 @@ pub(super) fn stripes_for(len: u64, min_bytes: u64, max: usize) -> usize {
     (len / min_bytes.max(1)).clamp(1, max.max(1) as u64) as usize
 }
 
-/// `len` bytes cut into at most `k` consecutive ranges whose boundaries are multiples of
-/// `align` (so every WRITE but the last is a full chunk); never an empty range, except the
-/// single one of an empty file.
-pub(super) fn stripe_ranges(len: u64, k: usize, align: u64) -> Vec<Range<u64>> {
-    let align = align.max(1);
-    let per = len.div_ceil(k.max(1) as u64).div_ceil(align) * align;
-    if per == 0 {
-        return std::iter::once(0..0).collect();
-    }
-    (0..len)
-        .step_by(per as usize)
-        .map(|start| start..(start + per).min(len))
-        .collect()
-}
-
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)] // one byte range, not a range turned into a Vec
 mod tests {
-    use super::*;
+    use crate::publish::resume::cut;
 
     #[test]
     fn stripes_cover_the_file_once_on_chunk_boundaries() {
@@ -147,8 +171,12 @@ mod tests {
             (39, 4, 10),
             (1 << 30, 8, 255 * 1024),
         ] {
-            let r = stripe_ranges(len, k, align);
-            assert!(!r.is_empty() && r.len() <= k, "{len} {k}: {r:?}");
+            let r = cut(&[0..len], k, align);
+            if len == 0 {
+                assert!(r.is_empty());
+                continue;
+            }
+            assert!(r.len() <= k, "{len} {k}: {r:?}");
             assert_eq!(r[0].start, 0);
             assert_eq!(r.last().unwrap().end, len);
             for w in r.windows(2) {
@@ -157,6 +185,6 @@ mod tests {
                 assert!(w[0].start < w[0].end);
             }
         }
-        assert_eq!(stripe_ranges(39, 4, 10), [0..10, 10..20, 20..30, 30..39]);
+        assert_eq!(cut(&[0..39], 4, 10), [0..10, 10..20, 20..30, 30..39]);
     }
 }

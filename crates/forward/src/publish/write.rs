@@ -17,17 +17,20 @@ use tokio::task::JoinSet;
 use crate::error::Error;
 use crate::session::Session;
 
-use super::source::{stripe_ranges, Payload, RangeSource};
+use super::resume::{cut, Acks, Plan};
+use super::source::{Currency, Payload, RangeSource};
 use super::Overwrite;
 
 impl Session {
-    /// Writes the payload through `channels[0]`'s `handle` (and the other channels' own
-    /// handles when striped), checks the size, closes and renames. Sets `closed` once the
-    /// CLOSE of `handle` is sent.
+    /// Writes the payload (a range source: the `plan`'s ranges) through `channels[0]`'s
+    /// `handle` (and the other channels' own handles when striped), checks the size, asks the
+    /// source whether it is still current, closes and renames. Sets `closed` once the CLOSE of
+    /// `handle` is sent. Returns the bytes written by this attempt.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn upload_and_rename<R: AsyncRead + Unpin, S: RangeSource>(
         &self,
         payload: Payload<'_, R, S>,
+        plan: Plan,
         channels: &[Arc<RawSftpSession>],
         handle: &str,
         temp_path: &str,
@@ -43,22 +46,33 @@ impl Session {
             writes_in_flight: self.writes_in_flight,
             temp_path: temp_path.to_owned(),
         };
-        let (sent, writes) = match payload {
+        let ranges = payload.ranges();
+        let (sent, total, writes) = match payload {
             Payload::Stream {
                 source,
                 expected_len,
-            } => lane.send(source, 0, expected_len).await?,
-            Payload::Ranges(source) if channels.len() == 1 => {
-                let reader = source
-                    .open(0..source.len())
-                    .await
-                    .map_err(|source| Error::Source { sent: 0, source })?;
-                lane.send(reader, 0, Some(source.len())).await?
+            } => {
+                let (sent, writes) = lane.send(source, 0, expected_len, None).await?;
+                (sent, sent, writes)
             }
-            Payload::Ranges(source) => (
-                self.striped_writes(source, channels, lane.clone()).await?,
-                Replies::default(),
-            ),
+            Payload::Ranges(source) if channels.len() == 1 && plan.todo.len() == 1 => {
+                let piece = plan.todo[0].clone();
+                let acks = plan.acks(std::slice::from_ref(&piece)).pop().flatten();
+                let reader = source
+                    .open(piece.clone())
+                    .await
+                    .map_err(|e| Error::Source {
+                        sent: piece.start,
+                        source: e,
+                    })?;
+                let len = Some(piece.end - piece.start);
+                let (sent, writes) = lane.send(reader, piece.start, len, acks).await?;
+                (sent, source.len(), writes)
+            }
+            Payload::Ranges(source) => {
+                let sent = self.striped_writes(source, &plan, channels, lane).await?;
+                (sent, source.len(), Replies::default())
+            }
         };
         // FSTAT and CLOSE go out right behind the last WRITE: a server processes the requests
         // on one file in the order received (draft-ietf-secsh-filexfer-13, 4.2), so a single
@@ -74,32 +88,48 @@ impl Session {
             .map_err(|e| Error::sftp("fstat", temp_path, e))?
             .attrs
             .size;
-        if remote != Some(sent) {
+        if remote != Some(total) {
             return Err(Error::SizeMismatch {
                 path: temp_path.to_owned(),
                 remote: remote.unwrap_or(0),
-                sent,
+                sent: total,
             });
         }
         close.map_err(|e| Error::sftp("close", temp_path, e))?;
+        if let Some(source) = ranges {
+            // The window left: a newer version that lands between this answer and the rename.
+            let answer = source.still_current().await;
+            if let Currency::Superseded(current) =
+                answer.map_err(|e| Error::SourceCheck { source: e })?
+            {
+                return Err(Error::Superseded {
+                    path: final_path.to_owned(),
+                    current,
+                });
+            }
+        }
         self.rename_into_place(main, temp_path, final_path, policy)
             .await?;
         Ok(sent)
     }
 
-    /// Writes `source` over `channels` (the first is `main`'s): every extra channel opens the
-    /// temporary file too, each lane writes its own chunk-aligned byte range, read from its own
-    /// reader. A channel that cannot open the file only means fewer stripes.
+    /// Writes the `plan`'s ranges of `source` over `channels` (the first is `main`'s): every
+    /// extra channel opens the temporary file too, the ranges are cut into pieces (one per
+    /// channel, more when there are gaps), and each lane writes one piece at a time, read from
+    /// its own reader, taking the next piece when done. A channel that cannot open the file
+    /// only means fewer lanes.
     async fn striped_writes<S: RangeSource>(
         &self,
         source: &S,
+        plan: &Plan,
         channels: &[Arc<RawSftpSession>],
         main: Lane,
     ) -> Result<u64, Error> {
-        let len = source.len();
+        let pieces = cut(&plan.todo, channels.len(), self.chunk_size as u64);
+        let acks = plan.acks(&pieces);
         // Every extra channel opens the temporary file, all at once (round trips add up on a WAN).
         let mut opening = JoinSet::new();
-        for sftp in channels.iter().skip(1) {
+        for sftp in channels.iter().skip(1).take(pieces.len().saturating_sub(1)) {
             let (sftp, temp_path) = (sftp.clone(), main.temp_path.clone());
             opening.spawn(async move {
                 let opened = sftp
@@ -127,39 +157,53 @@ impl Session {
                 }
             }
         }
-        let ranges = stripe_ranges(len, lanes.len(), self.chunk_size as u64);
-        if lanes.len() > 1 {
-            tracing::debug!(stripes = ranges.len(), len, "striped upload");
+        if lanes.len() > 1 || pieces.len() > 1 {
+            let len = source.len();
+            tracing::debug!(
+                stripes = lanes.len(),
+                pieces = pieces.len(),
+                len,
+                "striped upload"
+            );
         }
-        let mut tasks: JoinSet<Result<u64, Error>> = JoinSet::new();
+        let mut tasks: JoinSet<(Lane, Result<u64, Error>)> = JoinSet::new();
         let mut result = Ok(());
-        for (lane, range) in lanes.iter().zip(ranges) {
-            match source.open(range.clone()).await {
-                Ok(reader) => {
-                    let lane = lane.clone();
-                    tasks.spawn(async move {
-                        lane.write(reader, range.start, Some(range.end - range.start))
-                            .await
-                    });
-                }
-                Err(e) => {
-                    result = Err(Error::Source {
-                        sent: range.start,
-                        source: e,
-                    });
-                    break;
+        let mut idle = lanes.clone();
+        let mut pieces = pieces.into_iter().zip(acks).peekable();
+        let mut sent = 0;
+        loop {
+            // Each idle lane takes the next piece; its reader is opened just before.
+            while result.is_ok() && pieces.peek().is_some() {
+                let Some(lane) = idle.pop() else { break };
+                let (range, acks) = pieces.next().expect("peeked");
+                match source.open(range.clone()).await {
+                    Ok(reader) => {
+                        tasks.spawn(async move {
+                            let len = Some(range.end - range.start);
+                            let written = lane.write(reader, range.start, len, acks).await;
+                            (lane, written)
+                        });
+                    }
+                    Err(e) => {
+                        result = Err(Error::Source {
+                            sent: range.start,
+                            source: e,
+                        });
+                        tasks.abort_all();
+                    }
                 }
             }
-        }
-        let mut sent = 0;
-        while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok(Ok(n)) => sent += n,
-                Ok(Err(e)) if result.is_ok() => {
+            match tasks.join_next().await {
+                None => break,
+                Some(Ok((lane, Ok(n)))) => {
+                    sent += n;
+                    idle.push(lane);
+                }
+                Some(Ok((_, Err(e)))) if result.is_ok() => {
                     result = Err(e);
                     tasks.abort_all();
                 }
-                Err(join) if result.is_ok() && !join.is_cancelled() => {
+                Some(Err(join)) if result.is_ok() && !join.is_cancelled() => {
                     result = Err(Error::sftp(
                         "write",
                         &lanes[0].temp_path,
@@ -167,7 +211,7 @@ impl Session {
                     ));
                     tasks.abort_all();
                 }
-                _ => {}
+                Some(_) => {}
             }
         }
         // The extra lanes' handles, all at once; the main one is closed (or removed) by the
@@ -212,8 +256,9 @@ impl Lane {
         source: R,
         start: u64,
         expected_len: Option<u64>,
+        acks: Option<Acks>,
     ) -> Result<u64, Error> {
-        let (written, replies) = self.send(source, start, expected_len).await?;
+        let (written, replies) = self.send(source, start, expected_len, acks).await?;
         replies.drain(&self.temp_path).await?;
         Ok(written)
     }
@@ -225,8 +270,9 @@ impl Lane {
         mut source: R,
         start: u64,
         expected_len: Option<u64>,
+        acks: Option<Acks>,
     ) -> Result<(u64, Replies), Error> {
-        let mut replies = Replies::default();
+        let mut replies = Replies(FuturesUnordered::new(), acks);
         let mut written = 0u64;
         loop {
             let mut chunk = vec![0u8; self.chunk_size];
@@ -252,9 +298,10 @@ impl Lane {
                 replies.next(&self.temp_path).await?;
             }
             let (sftp, handle, at) = (self.sftp.clone(), self.handle.clone(), start + written);
-            let reply: Reply = Box::pin(async move { sftp.write(handle, at, chunk).await });
+            let reply: Reply =
+                Box::pin(async move { (sftp.write(handle, at, chunk).await, at, n as u64) });
             match Started::now(reply).await {
-                Started::Done(result) => settle(result, &self.temp_path)?,
+                Started::Done(reply) => replies.settle(reply, &self.temp_path)?,
                 Started::Waiting(reply) => replies.0.push(reply),
             }
             written += n as u64;
@@ -269,20 +316,33 @@ impl Lane {
     }
 }
 
-/// The server's answer to one WRITE.
-type Reply = Pin<Box<dyn Future<Output = Result<Status, SftpError>> + Send>>;
+/// The server's answer to one WRITE, with the WRITE's offset and length.
+type Reply = Pin<Box<dyn Future<Output = (Result<Status, SftpError>, u64, u64)> + Send>>;
 
-/// WRITEs sent and not yet acknowledged.
+/// WRITEs sent and not yet acknowledged, and where the acknowledgements are counted (a
+/// resumable file's progress).
 #[derive(Default)]
-struct Replies(FuturesUnordered<Reply>);
+struct Replies(FuturesUnordered<Reply>, Option<Acks>);
 
 impl Replies {
     /// Waits for one acknowledgement (nothing to do when none is outstanding).
     async fn next(&mut self, temp_path: &str) -> Result<(), Error> {
         match self.0.next().await {
-            Some(result) => settle(result, temp_path),
+            Some(reply) => self.settle(reply, temp_path),
             None => Ok(()),
         }
+    }
+
+    fn settle(
+        &mut self,
+        (reply, at, len): (Result<Status, SftpError>, u64, u64),
+        temp_path: &str,
+    ) -> Result<(), Error> {
+        settle(reply, temp_path)?;
+        if let Some(acks) = &mut self.1 {
+            acks.acked(at, len);
+        }
+        Ok(())
     }
 
     /// Waits for every acknowledgement; the first refusal is the error.

@@ -44,6 +44,27 @@ pub fn partner_json(remote_dir: &str) -> Value {
     sshd().partner_json(remote_dir)
 }
 
+/// The partner JSON for the test sshd reached through `link`, publishing under `remote`.
+///
+/// `Parallelism` 2: what an interrupted file has in flight goes after the writes already in the
+/// link (about 2 MiB per channel, 0.5 s at 8 MB/s), well inside the deadline's cleanup.
+pub fn behind(link: &testkit::delay::DelayProxy, remote: &str) -> Value {
+    let mut partner = partner_json(remote);
+    partner["Port"] = json!(link.addr().port());
+    partner["Parallelism"] = json!(2);
+    partner
+}
+
+/// Every file under `dir` (temporary ones included), as names relative to it.
+pub fn left_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = testkit::watch::files(dir)
+        .into_iter()
+        .map(|(p, _)| p.strip_prefix(dir).unwrap().display().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
 impl Aws {
     pub async fn bucket(&self, hint: &str) -> String {
         let name = unique(hint).to_lowercase();
@@ -51,7 +72,13 @@ impl Aws {
         name
     }
 
-    pub async fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+    /// Puts an object; S3's answer (its ETag, its version id in a versioned bucket).
+    pub async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: &[u8],
+    ) -> aws_sdk_s3::operation::put_object::PutObjectOutput {
         self.s3
             .put_object()
             .bucket(bucket)
@@ -59,7 +86,7 @@ impl Aws {
             .body(ByteStream::from(body.to_vec()))
             .send()
             .await
-            .unwrap();
+            .unwrap()
     }
 
     pub async fn tags(&self, bucket: &str, key: &str) -> Vec<(String, String)> {

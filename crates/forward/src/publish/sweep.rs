@@ -1,0 +1,113 @@
+//! Sweeping stale temporary files. A temporary file is left on the partner when a process dies
+//! mid-file (Lambda killed it, the connection broke and no later one came), or when a resumable
+//! file is never resumed (its object was deleted, or replaced by a version that gets its own
+//! temporary name). The first time a connection publishes into a directory, it lists it and
+//! removes the files of our naming pattern only (`.name.<8 hex>.part`, `.name.sfr-<16 hex>.part`)
+//! whose modification time is older than [`Tuning::stale_temp_after`](crate::Tuning) (24 h by
+//! default; the partner's clock is trusted). Bounded in time; failures are only logged.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use russh_sftp::client::error::Error as SftpError;
+use russh_sftp::protocol::StatusCode;
+
+use crate::error::Error;
+use crate::session::{bounded, Connector, Session};
+
+use super::file_ops::{is_temp_name, join2};
+
+/// The most one sweep may take, listing and removals together.
+const SWEEP_LIMIT: Duration = Duration::from_secs(5);
+/// The most files one sweep removes (the rest go on the next connection's sweep).
+const MOST_REMOVED: usize = 1000;
+
+impl Connector {
+    /// [`Connector::session_for`], the session told the tuning's `stale_temp_after`.
+    pub(super) async fn session_sweeping(
+        &mut self,
+        channels: usize,
+    ) -> Result<&mut Session, Error> {
+        let stale = self.tuning().stale_temp_after;
+        let session = self.session_for(channels).await?;
+        session.unsettled.set_stale_after(stale);
+        Ok(session)
+    }
+}
+
+impl Session {
+    /// Removes our stale temporary files from `dir`, once per connection and directory (see
+    /// the module doc).
+    pub(super) async fn sweep_once(&self, dir: &str) {
+        let stale = self.unsettled.stale_after();
+        if stale.is_zero() || !self.unsettled.first_visit(dir) {
+            return;
+        }
+        let swept = bounded(
+            SWEEP_LIMIT,
+            "sweeping stale temporary files",
+            &self.addr,
+            self.sweep(dir, stale),
+        )
+        .await;
+        match swept {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(dir, ?removed, "removed stale temporary files")
+            }
+            Ok(_) => {}
+            // Nothing can be stale in a directory that is not there yet.
+            Err(Error::Sftp {
+                source: SftpError::Status(s),
+                ..
+            }) if s.status_code == StatusCode::NoSuchFile => {}
+            Err(e) => tracing::warn!(dir, error = %e, "could not sweep stale temporary files"),
+        }
+    }
+
+    async fn sweep(&self, dir: &str, stale: Duration) -> Result<Vec<String>, Error> {
+        let on = &self.sftp;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let handle = on
+            .opendir(dir)
+            .await
+            .map_err(|e| Error::sftp("opendir", dir, e))?
+            .handle;
+        let mut old = Vec::new();
+        let listed = loop {
+            match on.readdir(handle.as_str()).await {
+                Ok(name) => old.extend(
+                    name.files
+                        .into_iter()
+                        .filter(|f| f.attrs.file_type().is_file() && is_temp_name(&f.filename))
+                        .filter(|f| {
+                            f.attrs
+                                .mtime
+                                .is_some_and(|m| now.saturating_sub(u64::from(m)) > stale.as_secs())
+                        })
+                        .map(|f| join2(dir, &f.filename)),
+                ),
+                Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => break Ok(()),
+                Err(e) => break Err(Error::sftp("readdir", dir, e)),
+            }
+        };
+        let _ = on.close(handle).await;
+        listed?;
+        old.truncate(MOST_REMOVED);
+        let removals = old.iter().map(|path| on.remove(path.as_str()));
+        let mut removed = Vec::new();
+        for (path, result) in old
+            .iter()
+            .zip(futures_util::future::join_all(removals).await)
+        {
+            match result {
+                Ok(_) => removed.push(path.clone()),
+                Err(e) => {
+                    tracing::warn!(path, error = %e, "could not remove a stale temporary file")
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
