@@ -113,6 +113,15 @@ pub enum Error {
     #[error("superseded by a newer version of the source ({current}); {path:?} was not replaced")]
     Superseded { path: String, current: String },
 
+    /// A resumable temporary file was gone at the rename: another delivery of the same object
+    /// version (a duplicate event in another process) renamed it into place first. Retrying
+    /// finds that delivery's receipt.
+    #[error(
+        "{path:?} was moved away before the rename, by another delivery of the same version; \
+         retried"
+    )]
+    TempTaken { path: String },
+
     /// Asking the source whether its bytes are still the current ones failed.
     #[error("checking that the source is still the current version failed: {source}")]
     SourceCheck {
@@ -144,6 +153,7 @@ impl Error {
             | Error::Timeout { .. }
             | Error::Source { .. }
             | Error::SourceCheck { .. }
+            | Error::TempTaken { .. }
             | Error::LengthMismatch { .. }
             | Error::SizeMismatch { .. } => Transient,
             Error::Ssh { source, .. } => ssh_class(source),

@@ -44,9 +44,15 @@ pub(crate) struct Unsettled {
 
 impl Unsettled {
     /// A publish is about to create `temp_path`. Registered before the OPEN goes out, so a file
-    /// whose OPEN was sent but not answered is still known.
-    pub(crate) fn begin(&self, temp_path: &str) {
-        lock(&self.files).insert(temp_path.to_owned(), Open::default());
+    /// whose OPEN was sent but not answered is still known. False (and nothing changed) when
+    /// another publish of this session has it already.
+    pub(crate) fn begin(&self, temp_path: &str) -> bool {
+        let mut files = lock(&self.files);
+        if files.contains_key(temp_path) {
+            return false;
+        }
+        files.insert(temp_path.to_owned(), Open::default());
+        true
     }
 
     /// `temp_path` is resumable: kept, not removed, when abandoned; `tracker` knows its progress.

@@ -317,3 +317,27 @@ async fn an_object_overwritten_while_it_is_sent_never_lands_under_its_final_name
     assert!(matches!(outcome, Outcome::Delivered { .. }), "{outcome:?}");
     assert_eq!(std::fs::read(local.join(key)).unwrap(), new_data);
 }
+
+/// Guards the deterministic temporary name against duplicate events: SQS delivers at least once,
+/// and two copies of one event in a batch must both succeed, not race for one temporary file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_event_twice_in_one_batch_delivers_the_file_once_and_fails_neither() {
+    let _serial = SERIAL.lock().await;
+    let aws = aws().await;
+    let bucket = aws.bucket("resume-dup").await;
+    let key = "dup.bin";
+    let data = noise(3 << 20);
+    aws.put(&bucket, key, &data).await;
+    let (local, remote) = scratch_dir("resume-dup");
+    let secret = aws.secret(&partner_json(&remote)).await;
+    let mut forwarder = aws.forwarder(&secret, &[]);
+    let body = s3_body(&bucket, key);
+    let event = sqs_event(&[("m-1".to_owned(), body.clone()), ("m-2".to_owned(), body)]);
+    let response = forwarder.handle(&event, None).await.unwrap();
+    assert!(failures(&response).is_empty(), "{response}");
+    assert!(
+        std::fs::read(local.join(key)).unwrap() == data,
+        "the bytes differ"
+    );
+    assert_eq!(left_in(&local), [key], "no temporary file is left");
+}

@@ -293,18 +293,27 @@ impl Session {
 
         self.create_dirs(on, path.parent()).await?;
         self.sweep_once(dir).await;
-        let resumable = payload.ranges().and_then(|s| Some((s, s.identity()?)));
-        let temp_path = match &resumable {
-            Some((_, identity)) => {
-                let key = resume_key(&final_path, identity);
-                join2(dir, &resume_temp_name(path.file_name(), &key))
-            }
-            None => join2(dir, &temp_name(path.file_name())),
-        };
+        let mut resumable = payload.ranges().and_then(|s| Some((s, s.identity()?)));
         // Known to the session until this function ends by itself; if the caller drops it at a
         // deadline instead, `Connector::abandon` closes what it had opened and removes it (or,
         // resumable, keeps it and reports its progress).
-        self.unsettled.begin(&temp_path);
+        let resume_path = resumable.as_ref().map(|(_, identity)| {
+            let key = resume_key(&final_path, identity);
+            join2(dir, &resume_temp_name(path.file_name(), &key))
+        });
+        let temp_path = match resume_path {
+            Some(p) if self.unsettled.begin(&p) => p,
+            taken => {
+                if taken.is_some() {
+                    // The same bytes are being published to the same name on this connection
+                    // now (a duplicate event in one batch): this one goes the plain way.
+                    resumable = None;
+                }
+                let p = join2(dir, &temp_name(path.file_name()));
+                self.unsettled.begin(&p);
+                p
+            }
+        };
         let mut plan = Plan {
             todo: missing(&[], expected_len.unwrap_or(0)),
             tracker: None,
@@ -366,6 +375,21 @@ impl Session {
                 })
             }
             Err(e) => {
+                let e = match e {
+                    // Another delivery of the same version (another process) renamed it first.
+                    Error::Sftp {
+                        op: "posix-rename" | "rename",
+                        source: russh_sftp::client::error::Error::Status(s),
+                        ..
+                    } if resumable.is_some()
+                        && s.status_code == russh_sftp::protocol::StatusCode::NoSuchFile =>
+                    {
+                        Error::TempTaken {
+                            path: temp_path.clone(),
+                        }
+                    }
+                    e => e,
+                };
                 let handle = (!closed.load(Ordering::Relaxed)).then_some(handle.as_str());
                 self.remove_temp(on, handle, &temp_path, &e).await;
                 self.unsettled.settled(&temp_path);
