@@ -541,15 +541,6 @@ fn config_errors_name_the_field_and_never_echo_secrets() {
     assert_eq!((p.port, p.remote_directory.as_str()), (22, "."));
 }
 
-/// A local file of `len` noise bytes (seed `seed`) in a fresh temp dir, with its sha256.
-fn noise_file(seed: u64, len: u64) -> (tempfile::TempDir, std::path::PathBuf, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("source.bin");
-    let mut out = std::fs::File::create(&file).unwrap();
-    std::io::copy(&mut Noise::new(seed, len), &mut out).unwrap();
-    (dir, file, sha256_of_reader(Noise::new(seed, len)))
-}
-
 /// The SFTP channels sshd started for the connection from local `port`.
 fn sftp_channels_from_port(port: u16) -> usize {
     let s = testkit::sshd();

@@ -113,11 +113,14 @@ impl Session {
         Ok(sent)
     }
 
-    /// Writes the `plan`'s ranges of `source` over `channels` (the first is `main`'s): every
-    /// extra channel opens the temporary file too, the ranges are cut into pieces (one per
-    /// channel, more when there are gaps), and each lane writes one piece at a time, read from
-    /// its own reader, taking the next piece when done. A channel that cannot open the file
-    /// only means fewer lanes.
+    /// Writes the `plan`'s ranges of `source` over `channels` (the first is `main`'s): the
+    /// ranges are cut into pieces (one per channel, more when there are gaps) and each lane
+    /// writes one piece at a time, read from its own reader, taking the next piece when done.
+    /// The main lane starts at once; every extra channel opens the temporary file meanwhile (all
+    /// at once) and joins as soon as it has its handle, so a WAN's round trips are not waited
+    /// for in a row. A channel that cannot open the file only means fewer lanes. An extra lane
+    /// closes its handle as soon as no piece is left for it: right behind the WRITEs of the last
+    /// piece, so the size check follows the last acknowledgement without another round trip.
     async fn striped_writes<S: RangeSource>(
         &self,
         source: &S,
@@ -127,7 +130,15 @@ impl Session {
     ) -> Result<u64, Error> {
         let pieces = cut(&plan.todo, channels.len(), self.chunk_size as u64);
         let acks = plan.acks(&pieces);
-        // Every extra channel opens the temporary file, all at once (round trips add up on a WAN).
+        if pieces.len() > 1 {
+            let len = source.len();
+            tracing::debug!(
+                channels = channels.len(),
+                pieces = pieces.len(),
+                len,
+                "striped upload"
+            );
+        }
         let mut opening = JoinSet::new();
         for sftp in channels.iter().skip(1).take(pieces.len().saturating_sub(1)) {
             let (sftp, temp_path) = (sftp.clone(), main.temp_path.clone());
@@ -138,50 +149,48 @@ impl Session {
                 (sftp, opened)
             });
         }
-        let mut lanes = vec![main];
-        while let Some(done) = opening.join_next().await {
-            match done {
-                Ok((sftp, Ok(h))) => {
-                    self.unsettled.opened(&lanes[0].temp_path, &sftp, &h.handle);
-                    lanes.push(Lane {
-                        sftp,
-                        handle: h.handle,
-                        ..lanes[0].clone()
-                    })
-                }
-                Ok((_, Err(e))) => {
-                    tracing::warn!(error = %e, "a channel could not open the temporary file; fewer stripes")
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "opening the temporary file failed; fewer stripes")
-                }
-            }
-        }
-        if lanes.len() > 1 || pieces.len() > 1 {
-            let len = source.len();
-            tracing::debug!(
-                stripes = lanes.len(),
-                pieces = pieces.len(),
-                len,
-                "striped upload"
-            );
-        }
-        let mut tasks: JoinSet<(Lane, Result<u64, Error>)> = JoinSet::new();
+        let temp_path = main.temp_path.clone();
+        let template = main.clone();
+        // A CLOSE on an extra lane's handle, sent on the first poll.
+        let close = |lane: Lane| Box::pin(async move { lane.sftp.close(lane.handle).await });
+        // The extra lanes that opened, and the channels whose handle's CLOSE is sent.
+        let (mut extras, mut closed) = (Vec::new(), Vec::new());
+        let mut closes = Vec::new();
+        // Lanes ready for a piece, and whether each is an extra one (its handle ours to close).
+        let mut idle = vec![(main, false)];
+        let mut tasks: JoinSet<(Lane, bool, bool, Result<u64, Error>)> = JoinSet::new();
         let mut result = Ok(());
-        let mut idle = lanes.clone();
         let mut pieces = pieces.into_iter().zip(acks).peekable();
         let mut sent = 0;
+        // Each turn hands out pieces, then waits for a lane to finish or to open: bounded by
+        // the pieces and the channels, each step by the request timeout.
         loop {
-            // Each idle lane takes the next piece; its reader is opened just before.
             while result.is_ok() && pieces.peek().is_some() {
-                let Some(lane) = idle.pop() else { break };
+                let Some((lane, extra)) = idle.pop() else {
+                    break;
+                };
                 let (range, acks) = pieces.next().expect("peeked");
+                let close_behind = extra && pieces.peek().is_none();
                 match source.open(range.clone()).await {
                     Ok(reader) => {
                         tasks.spawn(async move {
                             let len = Some(range.end - range.start);
-                            let written = lane.write(reader, range.start, len, acks).await;
-                            (lane, written)
+                            if !close_behind {
+                                let written = lane.write(reader, range.start, len, acks).await;
+                                return (lane, extra, false, written);
+                            }
+                            let (n, replies) = match lane.send(reader, range.start, len, acks).await
+                            {
+                                Ok(sending) => sending,
+                                Err(e) => return (lane, extra, false, Err(e)),
+                            };
+                            let closing = Started::now(close(lane.clone())).await;
+                            let written = replies.drain(&lane.temp_path).await;
+                            let closing = closing.finish().await;
+                            let closing = closing
+                                .map(drop)
+                                .map_err(|e| Error::sftp("close", &lane.temp_path, e));
+                            (lane, extra, true, written.and(closing).map(|()| n))
                         });
                     }
                     Err(e) => {
@@ -193,43 +202,72 @@ impl Session {
                     }
                 }
             }
-            match tasks.join_next().await {
-                None => break,
-                Some(Ok((lane, Ok(n)))) => {
-                    sent += n;
-                    idle.push(lane);
+            // Nothing left for the idle lanes: their handles are closed now, behind the others' WRITEs.
+            if pieces.peek().is_none() || result.is_err() {
+                for (lane, extra) in idle.drain(..) {
+                    if extra {
+                        closed.push(lane.sftp.clone());
+                        closes.push(Started::now(close(lane)).await);
+                    }
                 }
-                Some(Ok((_, Err(e)))) if result.is_ok() => {
-                    result = Err(e);
-                    tasks.abort_all();
-                }
-                Some(Err(join)) if result.is_ok() && !join.is_cancelled() => {
-                    result = Err(Error::sftp(
-                        "write",
-                        &lanes[0].temp_path,
-                        SftpError::UnexpectedBehavior(format!("stripe task failed: {join}")),
-                    ));
-                    tasks.abort_all();
-                }
-                Some(_) => {}
+            }
+            tokio::select! {
+                opened = opening.join_next(), if !opening.is_empty() => match opened {
+                    Some(Ok((sftp, Ok(h)))) => {
+                        self.unsettled.opened(&temp_path, &sftp, &h.handle);
+                        let lane = Lane { sftp, handle: h.handle, ..template.clone() };
+                        extras.push(lane.clone());
+                        idle.push((lane, true));
+                    }
+                    Some(Ok((_, Err(e)))) => {
+                        tracing::warn!(error = %e, "a channel could not open the temporary file; fewer stripes")
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "opening the temporary file failed; fewer stripes")
+                    }
+                    None => {}
+                },
+                done = tasks.join_next(), if !tasks.is_empty() => match done {
+                    Some(Ok((lane, extra, was_closed, written))) => {
+                        match was_closed {
+                            true => closed.push(lane.sftp.clone()),
+                            false => idle.push((lane, extra)),
+                        }
+                        match written {
+                            Ok(n) => sent += n,
+                            Err(e) if result.is_ok() => {
+                                result = Err(e);
+                                tasks.abort_all();
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                    Some(Err(join)) if result.is_ok() && !join.is_cancelled() => {
+                        result = Err(Error::sftp(
+                            "write",
+                            &temp_path,
+                            SftpError::UnexpectedBehavior(format!("stripe task failed: {join}")),
+                        ));
+                        tasks.abort_all();
+                    }
+                    _ => {}
+                },
+                else => break,
             }
         }
-        // The extra lanes' handles, all at once; the main one is closed (or removed) by the
-        // caller. Not on a lost connection: each CLOSE would only wait out the request timeout.
+        // Not on a lost connection: each CLOSE would only wait out the request timeout.
         if result.as_ref().err().is_some_and(Error::connection_lost) {
             return result.map(|()| sent);
         }
-        let closes = lanes
-            .iter()
-            .skip(1)
-            .map(|lane| lane.sftp.close(lane.handle.as_str()));
-        for (lane, closed) in lanes
-            .iter()
-            .skip(1)
-            .zip(futures_util::future::join_all(closes).await)
-        {
-            if let (Err(e), Ok(())) = (closed, &result) {
-                result = Err(Error::sftp("close", &lane.temp_path, e));
+        // Lanes of aborted pieces are closed here.
+        for lane in extras {
+            if !closed.iter().any(|c| Arc::ptr_eq(c, &lane.sftp)) {
+                closes.push(Started::now(close(lane)).await);
+            }
+        }
+        for closing in closes {
+            if let (Err(e), Ok(())) = (closing.finish().await, &result) {
+                result = Err(Error::sftp("close", &temp_path, e));
             }
         }
         result.map(|()| sent)

@@ -110,6 +110,15 @@ impl std::io::Read for Noise {
     }
 }
 
+/// A local file of `len` noise bytes (seed `seed`) in a fresh temp dir, with its sha256.
+pub fn noise_file(seed: u64, len: u64) -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("source.bin");
+    let mut out = std::fs::File::create(&file).unwrap();
+    std::io::copy(&mut Noise::new(seed, len), &mut out).unwrap();
+    (dir, file, sha256_of_reader(Noise::new(seed, len)))
+}
+
 pub fn sha256_of_reader(mut r: impl std::io::Read) -> String {
     let mut h = Sha256::new();
     std::io::copy(&mut r, &mut h).unwrap();
