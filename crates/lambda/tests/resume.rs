@@ -259,6 +259,11 @@ async fn a_new_version_never_continues_an_older_ones_temp_file_and_stale_ones_ar
         .map(str::to_owned)
         .collect();
     expected.sort();
+    // The sweep runs beside the publish: give it its bound (5 s) to finish.
+    let started = Instant::now();
+    while left_in(&local) != expected && started.elapsed() < Duration::from_secs(6) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         left_in(&local),
         expected,

@@ -257,15 +257,32 @@ impl Session {
         source: &S,
     ) -> Result<Vec<std::ops::Range<u64>>, Error> {
         let len = source.len();
-        let size = match self.size_of(on, temp_path).await? {
-            Some(size) if size > len => {
+        let found = match on.stat(temp_path).await {
+            Ok(a) => Some((a.attrs.size.unwrap_or(0), a.attrs.mtime)),
+            Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => None,
+            Err(e) => return Err(Error::sftp("stat", temp_path, e)),
+        };
+        let size = match found {
+            Some((size, _)) if size > len => {
                 on.remove(temp_path)
                     .await
                     .map_err(|e| Error::sftp("remove", temp_path, e))?;
                 None
             }
-            size => size,
+            other => other.map(|(size, _)| size),
         };
+        // A file as old as the sweep's bound may be being removed right now (the sweep runs
+        // beside this publish): it is not continued but written again from the start, so a
+        // removal before the OPEN loses nothing.
+        let stale = self.unsettled.stale_after();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let sweepable = !stale.is_zero()
+            && found
+                .and_then(|(_, mtime)| mtime)
+                .is_some_and(|m| now.saturating_sub(u64::from(m)) > stale.as_secs());
         let progress = source.progress().filter(|p| p.key == key && p.len == len);
         let Some(progress) = progress else {
             if size.is_some() {
@@ -278,7 +295,7 @@ impl Session {
         };
         let furthest = progress.done.last().map_or(0, |r| r.end);
         match size {
-            Some(size) if size >= furthest => {
+            Some(size) if size >= furthest && !sweepable => {
                 let resumed_from = progress.bytes_done();
                 tracing::info!(
                     resumed_from,
@@ -292,7 +309,9 @@ impl Session {
                     temp_path,
                     ?size,
                     furthest,
-                    "the progress recorded does not match the temporary file; starting over"
+                    sweepable,
+                    "the progress recorded does not match the temporary file (or it is as old as \
+                     the sweep's bound); starting over"
                 );
                 Ok(Vec::new())
             }

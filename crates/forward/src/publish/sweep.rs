@@ -4,12 +4,16 @@
 //! temporary name). The first time a connection publishes into a directory, it lists it and
 //! removes the files of our naming pattern only (`.name.<8 hex>.part`, `.name.sfr-<16 hex>.part`)
 //! whose modification time is older than [`Tuning::stale_temp_after`](crate::Tuning) (24 h by
-//! default; the partner's clock is trusted). Bounded in time; failures are only logged.
+//! default; the partner's clock is trusted). In the background, bounded in time; failures are
+//! only logged. (A resumable file that old is not continued, see `resume_point`.)
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use russh_sftp::client::error::Error as SftpError;
+use russh_sftp::client::RawSftpSession;
 use russh_sftp::protocol::StatusCode;
+
+use tracing::Instrument;
 
 use crate::error::Error;
 use crate::session::{bounded, Connector, Session};
@@ -36,78 +40,76 @@ impl Connector {
 
 impl Session {
     /// Removes our stale temporary files from `dir`, once per connection and directory (see
-    /// the module doc).
+    /// the module doc). In the background, beside the publish that asked: the listing's round
+    /// trips never delay a file (only files a day old are touched, never the one being written).
     pub(super) async fn sweep_once(&self, dir: &str) {
         let stale = self.unsettled.stale_after();
         if stale.is_zero() || !self.unsettled.first_visit(dir) {
             return;
         }
-        let swept = bounded(
-            SWEEP_LIMIT,
-            "sweeping stale temporary files",
-            &self.addr,
-            self.sweep(dir, stale),
-        )
-        .await;
-        match swept {
-            Ok(removed) if !removed.is_empty() => {
-                tracing::info!(dir, ?removed, "removed stale temporary files")
-            }
-            Ok(_) => {}
-            // Nothing can be stale in a directory that is not there yet.
-            Err(Error::Sftp {
-                source: SftpError::Status(s),
-                ..
-            }) if s.status_code == StatusCode::NoSuchFile => {}
-            Err(e) => tracing::warn!(dir, error = %e, "could not sweep stale temporary files"),
-        }
-    }
-
-    async fn sweep(&self, dir: &str, stale: Duration) -> Result<Vec<String>, Error> {
-        let on = &self.sftp;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let handle = on
-            .opendir(dir)
-            .await
-            .map_err(|e| Error::sftp("opendir", dir, e))?
-            .handle;
-        let mut old = Vec::new();
-        let listed = loop {
-            match on.readdir(handle.as_str()).await {
-                Ok(name) => old.extend(
-                    name.files
-                        .into_iter()
-                        .filter(|f| f.attrs.file_type().is_file() && is_temp_name(&f.filename))
-                        .filter(|f| {
-                            f.attrs
-                                .mtime
-                                .is_some_and(|m| now.saturating_sub(u64::from(m)) > stale.as_secs())
-                        })
-                        .map(|f| join2(dir, &f.filename)),
-                ),
-                Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => break Ok(()),
-                Err(e) => break Err(Error::sftp("readdir", dir, e)),
+        let (sftp, dir, addr) = (self.sftp.clone(), dir.to_owned(), self.addr.clone());
+        let sweeping = async move {
+            let work = sweep(&sftp, &dir, stale);
+            match bounded(SWEEP_LIMIT, "sweeping stale temporary files", &addr, work).await {
+                Ok(removed) if !removed.is_empty() => {
+                    tracing::info!(dir, ?removed, "removed stale temporary files")
+                }
+                Ok(_) => {}
+                // Nothing can be stale in a directory that is not there yet.
+                Err(Error::Sftp {
+                    source: SftpError::Status(s),
+                    ..
+                }) if s.status_code == StatusCode::NoSuchFile => {}
+                Err(e) => tracing::warn!(dir, error = %e, "could not sweep stale temporary files"),
             }
         };
-        let _ = on.close(handle).await;
-        listed?;
-        old.truncate(MOST_REMOVED);
-        let removals = old.iter().map(|path| on.remove(path.as_str()));
-        let mut removed = Vec::new();
-        for (path, result) in old
-            .iter()
-            .zip(futures_util::future::join_all(removals).await)
-        {
-            match result {
-                Ok(_) => removed.push(path.clone()),
-                Err(e) => {
-                    tracing::warn!(path, error = %e, "could not remove a stale temporary file")
-                }
+        tokio::spawn(sweeping.instrument(tracing::Span::current()));
+    }
+}
+
+async fn sweep(on: &RawSftpSession, dir: &str, stale: Duration) -> Result<Vec<String>, Error> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let handle = on
+        .opendir(dir)
+        .await
+        .map_err(|e| Error::sftp("opendir", dir, e))?
+        .handle;
+    let mut old = Vec::new();
+    let listed = loop {
+        match on.readdir(handle.as_str()).await {
+            Ok(name) => old.extend(
+                name.files
+                    .into_iter()
+                    .filter(|f| f.attrs.file_type().is_file() && is_temp_name(&f.filename))
+                    .filter(|f| {
+                        f.attrs
+                            .mtime
+                            .is_some_and(|m| now.saturating_sub(u64::from(m)) > stale.as_secs())
+                    })
+                    .map(|f| join2(dir, &f.filename)),
+            ),
+            Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => break Ok(()),
+            Err(e) => break Err(Error::sftp("readdir", dir, e)),
+        }
+    };
+    let _ = on.close(handle).await;
+    listed?;
+    old.truncate(MOST_REMOVED);
+    let removals = old.iter().map(|path| on.remove(path.as_str()));
+    let mut removed = Vec::new();
+    for (path, result) in old
+        .iter()
+        .zip(futures_util::future::join_all(removals).await)
+    {
+        match result {
+            Ok(_) => removed.push(path.clone()),
+            Err(e) => {
+                tracing::warn!(path, error = %e, "could not remove a stale temporary file")
             }
         }
-        Ok(removed)
     }
+    Ok(removed)
 }
