@@ -41,7 +41,7 @@ use tracing::Instrument;
 
 use crate::error::Error;
 use crate::route::RemotePath;
-use crate::session::{Connector, Session};
+use crate::session::{lock, Connector, Session};
 use file_ops::{join2, temp_name};
 use resume::{missing, resume_key, resume_temp_name, Plan, Tracker};
 use source::{by_size, NoRanges, Payload};
@@ -135,21 +135,47 @@ impl Connector {
         files: &[(S, RemotePath)],
         policy: Overwrite,
     ) -> Result<Vec<Result<Published, Error>>, Error> {
+        let results: std::sync::Mutex<Vec<Option<Result<Published, Error>>>> =
+            std::sync::Mutex::new(files.iter().map(|_| None).collect());
+        self.publish_each(files, policy, &|i, result| {
+            lock(&results)[i] = Some(result);
+        })
+        .await?;
+        Ok(results
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .into_iter()
+            .map(|r| r.expect("every file was published or failed"))
+            .collect())
+    }
+
+    /// [`Connector::publish_all`], handing each file's result to `done` (with its index in
+    /// `files`) as soon as that file is finished, so that a caller cut off by a deadline keeps
+    /// what was already published and can act on each result (a receipt) while the others are
+    /// still being written. `done` is called exactly once per file unless the call is dropped.
+    pub async fn publish_each<S: RangeSource>(
+        &mut self,
+        files: &[(S, RemotePath)],
+        policy: Overwrite,
+        done: &(dyn Fn(usize, Result<Published, Error>) + Sync),
+    ) -> Result<(), Error> {
         let (small, large) = by_size(files, self.tuning().stripe_min());
         let lanes = small.len().clamp(1, self.parallelism());
-        let results = self
-            .session_sweeping(lanes)
+        let lost = AtomicBool::new(false);
+        let noted = |i: usize, result: Result<Published, Error>| {
+            if result.as_ref().is_err_and(Error::connection_lost) {
+                lost.store(true, Ordering::Relaxed);
+            }
+            done(i, result);
+        };
+        self.session_sweeping(lanes)
             .await?
-            .publish_all(files, &small, &large, lanes, policy)
+            .publish_all(files, &small, &large, lanes, policy, &noted)
             .await;
-        if let Some(lost) = results
-            .iter()
-            .filter_map(|r| r.as_ref().err())
-            .find(|e| e.connection_lost())
-        {
-            self.discard_if_broken(lost);
+        if lost.load(Ordering::Relaxed) {
+            self.drop_live();
         }
-        Ok(results)
+        Ok(())
     }
 
     async fn publish_payload<R: AsyncRead + Unpin, S: RangeSource>(
@@ -188,9 +214,9 @@ impl Session {
         self.publish_on(&channels, payload, path, policy).await
     }
 
-    /// See [`Connector::publish_all`]: the `small` files (indices into `files`, see [`by_size`])
-    /// shared out among `lanes` channels (each takes the next file when it is done with one),
-    /// then the `large` ones, each striped.
+    /// See [`Connector::publish_each`]: the `small` files (indices into `files`, see
+    /// [`by_size`]) shared out among `lanes` channels (each takes the next file when it is done
+    /// with one), then the `large` ones, each striped; each result goes to `done` at once.
     async fn publish_all<S: RangeSource>(
         &mut self,
         files: &[(S, RemotePath)],
@@ -198,43 +224,33 @@ impl Session {
         large: &[usize],
         lanes: usize,
         policy: Overwrite,
-    ) -> Vec<Result<Published, Error>> {
-        let mut results: Vec<Option<Result<Published, Error>>> =
-            files.iter().map(|_| None).collect();
+        done: &(dyn Fn(usize, Result<Published, Error>) + Sync),
+    ) {
         if !small.is_empty() {
             let channels = self.sftp_channels(lanes).await;
             let (this, next) = (&*self, AtomicUsize::new(0));
             let workers = channels.iter().map(|channel| {
                 let next = &next;
                 async move {
-                    let mut done = Vec::new();
                     while let Some(&i) = small.get(next.fetch_add(1, Ordering::Relaxed)) {
                         let (source, path) = &files[i];
                         let payload: Payload<'_, tokio::io::Empty, S> = Payload::Ranges(source);
                         let one = std::slice::from_ref(channel);
-                        done.push((i, this.publish_on(one, payload, path, policy).await));
+                        done(i, this.publish_on(one, payload, path, policy).await);
                     }
-                    done
                 }
             });
-            for (i, result) in futures_util::future::join_all(workers)
-                .await
-                .into_iter()
-                .flatten()
-            {
-                results[i] = Some(result);
-            }
+            futures_util::future::join_all(workers).await;
         }
         for &i in large {
             let (source, path) = &files[i];
             let payload: Payload<'_, tokio::io::Empty, S> = Payload::Ranges(source);
             let stripes = payload.stripes(self.stripe_min_bytes, self.stripes);
-            results[i] = Some(self.publish_payload(payload, stripes, path, policy).await);
+            done(
+                i,
+                self.publish_payload(payload, stripes, path, policy).await,
+            );
         }
-        results
-            .into_iter()
-            .map(|r| r.expect("every file was published or failed"))
-            .collect()
     }
 
     /// Publish a payload as `path` over `channels` (the first one opens, checks and renames;
@@ -384,9 +400,7 @@ impl Session {
                     } if resumable.is_some()
                         && s.status_code == russh_sftp::protocol::StatusCode::NoSuchFile =>
                     {
-                        Error::TempTaken {
-                            path: temp_path.clone(),
-                        }
+                        Error::TempTaken { path: temp_path.clone() }
                     }
                     e => e,
                 };
