@@ -230,6 +230,25 @@ impl S3Store {
     }
 }
 
+/// The length S3 announced for a whole object. Without one there is no size to check the
+/// partner's file against, and a body that ends early would be renamed into place as a short
+/// (even 0-byte) "delivered" file: the record fails as transient instead (S3 always sends it; a
+/// proxy or an S3-compatible store that streams without it may not the next time).
+fn announced_len(obj: &ObjectRef, content_length: Option<i64>) -> Result<u64, StoreError> {
+    content_length
+        .and_then(|l| u64::try_from(l).ok())
+        .ok_or_else(|| StoreError::Failed {
+            op: "GetObject",
+            bucket: obj.bucket.clone(),
+            key: obj.key.clone(),
+            message: format!(
+                "the response announced no object length (Content-Length {content_length:?}); \
+                 not delivered, since its size could not be checked on the partner"
+            ),
+            transient: true,
+        })
+}
+
 fn classify<E>(op: &'static str, obj: &ObjectRef, err: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -337,10 +356,7 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| classify("GetObject", obj, e))?;
         Ok(Opened {
-            len: out
-                .content_length()
-                .and_then(|l| u64::try_from(l).ok())
-                .unwrap_or(0),
+            len: announced_len(obj, out.content_length())?,
             etag: out.e_tag().map(|e| e.trim_matches('"').to_owned()),
             body: Box::new(out.body.into_async_read()),
         })
@@ -400,5 +416,33 @@ impl ObjectStore for S3Store {
             });
         }
         Ok(Box::new(out.body.into_async_read()))
+    }
+}
+
+#[cfg(test)]
+mod announced_len_tests {
+    use super::*;
+
+    /// Guards against a response without Content-Length becoming a 0-byte delivered file.
+    #[test]
+    fn an_object_without_a_length_fails_as_transient_instead_of_being_empty() {
+        let obj = ObjectRef {
+            bucket: "b".into(),
+            key: "k.csv".into(),
+            version_id: None,
+            etag: None,
+            size: None,
+        };
+        assert_eq!(announced_len(&obj, Some(0)).unwrap(), 0);
+        assert_eq!(announced_len(&obj, Some(4096)).unwrap(), 4096);
+        for missing in [None, Some(-1)] {
+            let err = announced_len(&obj, missing).unwrap_err();
+            assert!(err.is_transient(), "{err}");
+            assert!(
+                err.to_string().contains("s3://b/k.csv")
+                    && err.to_string().contains("no object length"),
+                "{err}"
+            );
+        }
     }
 }
