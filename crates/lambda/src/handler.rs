@@ -1,59 +1,27 @@
-//! The handler: a loop over records that turns each into one [`Outcome`]. The batch response,
-//! the logs and the EMF metrics are all derived from the outcomes.
+//! The handler: an invocation's records, all forwarded together ([`batch`]), each to one
+//! [`Outcome`]. The batch response, the logs and the EMF metrics are all derived from the
+//! outcomes ([`outcome`]).
+
+mod batch;
+mod outcome;
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
-use forward::{Connector, Error as ForwardError, ErrorClass, Partner, PublishOutcome, RemotePath};
+use forward::{Connector, ErrorClass, Partner, RemotePath};
 use serde_json::{json, Value};
-use tracing::Instrument;
 
 use crate::check::{self, CheckFailed, Report};
 use crate::event::{decode, Invocation, Item, ObjectRef, Work};
 use crate::progress;
-use crate::receipt::{now_rfc3339, Receipt};
 use crate::secret::SecretSource;
 use crate::settings::Settings;
-use crate::source::{ObjectStore, Ranges, StoreError};
-
-/// How one record ended. Every record ends in exactly one of these.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Published and verified on the partner.
-    Delivered { remote_path: String, bytes: u64 },
-    /// Nothing to do, with the reason (already delivered, object gone, test event, folder marker).
-    Skipped { reason: String },
-    /// Not delivered: retried when transient, kept for an operator (DLQ, failed invocation) either way.
-    Failed { class: ErrorClass, reason: String },
-}
-
-impl Outcome {
-    fn failed(class: ErrorClass, reason: impl ToString) -> Outcome {
-        Outcome::Failed {
-            class,
-            reason: reason.to_string(),
-        }
-    }
-
-    fn is_failed(&self) -> bool {
-        matches!(self, Outcome::Failed { .. })
-    }
-}
-
-/// A direct (non-SQS) invocation in which some record failed: the invocation fails so that Lambda
-/// retries it (and then its on-failure destination keeps it).
-#[derive(Debug, thiserror::Error)]
-#[error("{failed} of {total} records failed: {reasons}")]
-pub struct BatchFailed {
-    /// Records that failed.
-    pub failed: usize,
-    /// Records in the invocation.
-    pub total: usize,
-    /// `key: reason` for each failure.
-    pub reasons: String,
-}
+use crate::source::ObjectStore;
+use batch::Job;
+use outcome::{emf, log_outcome, summary};
+pub use outcome::{BatchFailed, Outcome};
 
 /// How [`Forwarder::forward_with`] treats one object; the default is what the Lambda does.
 #[derive(Clone, Debug, Default)]
@@ -112,11 +80,7 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
                 return Ok(serde_json::to_value(report).expect("serialisable"));
             }
         };
-        let mut results = Vec::with_capacity(items.len());
-        for item in items {
-            let outcomes = self.process_item(&item, deadline).await;
-            results.push((item.message_id, outcomes));
-        }
+        let results = self.forward_items(&items, deadline).await;
         let all: Vec<&(String, Outcome)> = results.iter().flat_map(|(_, o)| o).collect();
         println!("{}", emf(&all, started.elapsed()));
 
@@ -155,42 +119,75 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
         Ok(summary(&all))
     }
 
-    /// Every record of one item, each with a label for logs (`s3://bucket/key` or the reason).
-    async fn process_item(
+    /// Every record of every item, as (message id, [(label, outcome)]) with a label for logs
+    /// (`s3://bucket/key` or the message id): the objects all go together
+    /// ([`Forwarder::forward_batch`]), and each record's outcome is logged in its own span.
+    async fn forward_items(
         &mut self,
-        item: &Item,
+        items: &[Item],
         deadline: Option<Instant>,
-    ) -> Vec<(String, Outcome)> {
-        let label = item.message_id.clone().unwrap_or_else(|| "record".into());
-        let works = match &item.work {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::error!(message_id = ?item.message_id, outcome = "failed", class = "permanent", reason = %e, "cannot decode record");
-                return vec![(label, Outcome::failed(ErrorClass::Permanent, e))];
-            }
-        };
-        let mut out = Vec::with_capacity(works.len());
-        for work in works {
-            match work {
-                Work::Skip(reason) => {
-                    tracing::info!(message_id = ?item.message_id, outcome = "skipped", reason = %reason, "nothing to forward");
-                    out.push((
-                        label.clone(),
-                        Outcome::Skipped {
-                            reason: reason.clone(),
-                        },
-                    ));
+    ) -> Vec<(Option<String>, Vec<(String, Outcome)>)> {
+        let options = ForwardOptions::default();
+        let mut jobs = Vec::new();
+        // Per item, its records: an outcome known already, or the index of the record's job.
+        let mut entries: Vec<Vec<(String, Result<Outcome, usize>)>> = Vec::new();
+        for item in items {
+            let label = item.message_id.clone().unwrap_or_else(|| "record".into());
+            let mut records = Vec::new();
+            match &item.work {
+                Err(e) => {
+                    tracing::error!(message_id = ?item.message_id, outcome = "failed", class = "permanent", reason = %e, "cannot decode record");
+                    records.push((label, Ok(Outcome::failed(ErrorClass::Permanent, e))));
                 }
-                Work::Forward(obj) => {
-                    let what = format!("s3://{}/{}", obj.bucket, obj.key);
-                    let span = tracing::info_span!("record", bucket = %obj.bucket, key = %obj.key, version = ?obj.version_id, size = ?obj.size, message_id = ?item.message_id);
-                    let outcome = self.forward(obj, deadline).instrument(span.clone()).await;
-                    span.in_scope(|| log_outcome(&outcome));
-                    out.push((what, outcome));
+                Ok(works) => {
+                    for work in works {
+                        match work {
+                            Work::Skip(reason) => {
+                                tracing::info!(message_id = ?item.message_id, outcome = "skipped", reason = %reason, "nothing to forward");
+                                let skipped = Outcome::Skipped {
+                                    reason: reason.clone(),
+                                };
+                                records.push((label.clone(), Ok(skipped)));
+                            }
+                            Work::Forward(obj) => {
+                                let span = tracing::info_span!("record", bucket = %obj.bucket, key = %obj.key, version = ?obj.version_id, size = ?obj.size, message_id = ?item.message_id);
+                                let what = format!("s3://{}/{}", obj.bucket, obj.key);
+                                records.push((what, Err(jobs.len())));
+                                jobs.push(Job {
+                                    obj,
+                                    options: &options,
+                                    span,
+                                });
+                            }
+                        }
+                    }
                 }
             }
+            entries.push(records);
         }
-        out
+        let mut outcomes: Vec<Option<Outcome>> = self
+            .forward_batch(&jobs, deadline)
+            .await
+            .into_iter()
+            .map(Some)
+            .collect();
+        for (job, outcome) in jobs.iter().zip(outcomes.iter().flatten()) {
+            job.span.in_scope(|| log_outcome(outcome));
+        }
+        items
+            .iter()
+            .zip(entries)
+            .map(|(item, records)| {
+                let records = records
+                    .into_iter()
+                    .map(|(what, o)| {
+                        let o = o.unwrap_or_else(|job| outcomes[job].take().expect("one per job"));
+                        (what, o)
+                    })
+                    .collect();
+                (item.message_id.clone(), records)
+            })
+            .collect()
     }
 
     /// One object: route, receipt check, stream from S3 into the publisher, receipt.
@@ -199,41 +196,23 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             .await
     }
 
-    /// [`Forwarder::forward`] with an operator's choices (the CLI's `--force`, `--remote-path`).
+    /// [`Forwarder::forward`] with an operator's choices (the CLI's `--force`, `--remote-path`):
+    /// a batch of one.
     pub async fn forward_with(
         &mut self,
         obj: &ObjectRef,
         deadline: Option<Instant>,
         options: &ForwardOptions,
     ) -> Outcome {
-        let mapped = match &options.remote_path {
-            Some(p) => Ok(p.clone()),
-            None => self.settings.route.map(&obj.key),
+        let job = Job {
+            obj,
+            options,
+            span: tracing::Span::current(),
         };
-        let path = match mapped {
-            Ok(p) => p,
-            Err(e) => return Outcome::failed(ErrorClass::Permanent, e),
-        };
-        let Some(deadline) = deadline else {
-            return self.deliver(obj, &path, options).await;
-        };
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left < self.settings.min_time_left {
-            return Outcome::failed(
-                ErrorClass::Transient,
-                format!("only {left:?} of invocation time left; not started, will be retried"),
-            );
-        }
-        // The whole record (S3, secret, connection, transfer, receipt) runs until the margin
-        // before the deadline; a stalled partner is bounded by this too, not only by each
-        // request's own timeout.
-        let stop_at = deadline
-            .checked_sub(self.settings.deadline_margin)
-            .unwrap_or(deadline);
-        match tokio::time::timeout_at(stop_at.into(), self.deliver(obj, &path, options)).await {
-            Ok(outcome) => outcome,
-            Err(_) => self.stopped_at_deadline(deadline).await,
-        }
+        self.forward_batch(std::slice::from_ref(&job), deadline)
+            .await
+            .pop()
+            .expect("one outcome for one record")
     }
 
     /// A record whose work was dropped at the margin before `deadline`: the interrupted
@@ -292,102 +271,6 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
         )
     }
 
-    /// [`Forwarder::forward_with`] after the route and the time checks, without a time bound.
-    async fn deliver(
-        &mut self,
-        obj: &ObjectRef,
-        path: &RemotePath,
-        options: &ForwardOptions,
-    ) -> Outcome {
-        let tags = match self.store.tags(obj).await {
-            Ok(t) => t,
-            Err(e) => return store_outcome(e),
-        };
-        let receipt = Receipt::from_tags(&tags).filter(|_| !options.force);
-        if let (Some(r), Some(etag)) = (&receipt, &obj.etag) {
-            if &r.etag == etag {
-                return already(r);
-            }
-        }
-
-        let mut retried_auth = false;
-        loop {
-            let opened = match self.store.open(obj).await {
-                Ok(o) => o,
-                Err(e) => return store_outcome(e),
-            };
-            if let (Some(r), None, Some(etag)) = (&receipt, &obj.etag, &opened.etag) {
-                if &r.etag == etag {
-                    return already(r);
-                }
-            }
-            let overwrite = self.settings.overwrite;
-            if let Err(outcome) = self.connector().await {
-                return outcome;
-            }
-            // (Field by field: the store is read while the connector is in use.)
-            let connector = &mut self.partner.as_mut().expect("set by connector()").connector;
-            let store = &self.store;
-            let opened_etag = opened.etag.clone();
-            // Large objects go in stripes, each read by its own ranged GET of the same ETag.
-            let published = if store.can_read_ranges() && opened.etag.is_some() {
-                let ranges = Ranges::new(store, obj, opened)
-                    .expect("has an ETag")
-                    .resuming(progress::from_tags(&tags));
-                connector.publish_ranges(&ranges, path, overwrite).await
-            } else {
-                connector
-                    .publish(opened.body, Some(opened.len), path, overwrite)
-                    .await
-            };
-            match published {
-                Ok(done) if done.outcome == PublishOutcome::SkippedSameSize => {
-                    return Outcome::Skipped {
-                        reason: format!(
-                            "{} already has the same size on the partner",
-                            done.remote_path
-                        ),
-                    }
-                }
-                Ok(done) => {
-                    let etag = opened_etag
-                        .clone()
-                        .or_else(|| obj.etag.clone())
-                        .unwrap_or_default();
-                    self.write_receipt(obj, tags, &done.remote_path, etag).await;
-                    return Outcome::Delivered {
-                        remote_path: done.remote_path,
-                        bytes: done.bytes,
-                    };
-                }
-                Err(ForwardError::AuthRejected { .. }) if !retried_auth => {
-                    // The secret may have been rotated: read it again, once.
-                    retried_auth = true;
-                    let before = self.partner.as_ref().map(|p| p.secret_digest);
-                    self.partner = None;
-                    if let Err(outcome) = self.connector().await {
-                        return outcome;
-                    }
-                    if self.partner.as_ref().map(|p| p.secret_digest) != before {
-                        tracing::info!("login refused; the secret changed since it was cached, retrying with the new one");
-                        continue;
-                    }
-                    return Outcome::failed(
-                        ErrorClass::Permanent,
-                        "the partner refused the login and the secret has not changed: fix the credentials in the secret",
-                    );
-                }
-                // A newer version of the object is (or will be) delivered by its own event.
-                Err(e @ ForwardError::Superseded { .. }) => {
-                    return Outcome::Skipped {
-                        reason: e.to_string(),
-                    }
-                }
-                Err(e) => return Outcome::failed(e.class(), e),
-            }
-        }
-    }
-
     /// The egress self-check with the current secret (read afresh, not from the cache) and these
     /// settings. The report is logged as one JSON line; `Err` if the check found any problem or
     /// could not run.
@@ -418,7 +301,17 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             Err(CheckFailed::Problems(Box::new(report)))
         }
     }
+}
 
+/// The partner side of a [`Forwarder`] (kept connector, secret, settings), borrowed apart from
+/// its store so that a batch logs in while its records are read from S3.
+struct Link<'a, K> {
+    partner: &'a mut Option<Partnered>,
+    secrets: &'a K,
+    settings: &'a Settings,
+}
+
+impl<K: SecretSource> Link<'_, K> {
     /// The kept connector, refreshed when the secret's TTL has passed (kept as is if the secret is unchanged).
     async fn connector(&mut self) -> Result<&mut Connector, Outcome> {
         let fresh = self
@@ -441,7 +334,7 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
                     )
                 })?;
             let digest = digest(&text);
-            match &mut self.partner {
+            match &mut *self.partner {
                 Some(p) if p.secret_digest == digest => p.fetched_at = Instant::now(),
                 _ => {
                     let partner = Partner::from_json(&text).map_err(|e| {
@@ -450,7 +343,7 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
                             format!("secret {}: {e}", self.settings.secret_id),
                         )
                     })?;
-                    self.partner = Some(Partnered {
+                    *self.partner = Some(Partnered {
                         connector: Connector::new(partner, self.settings.tuning.clone()),
                         secret_digest: digest,
                         fetched_at: Instant::now(),
@@ -459,29 +352,6 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             }
         }
         Ok(&mut self.partner.as_mut().expect("set above").connector)
-    }
-
-    async fn write_receipt(
-        &self,
-        obj: &ObjectRef,
-        tags: Vec<(String, String)>,
-        remote_path: &str,
-        etag: String,
-    ) {
-        let receipt = Receipt {
-            delivered_at: now_rfc3339(),
-            remote_path: remote_path.to_owned(),
-            etag,
-        };
-        // The receipt replaces an interrupted delivery's progress.
-        let Some(merged) = receipt.merge_into(progress::without(tags)) else {
-            tracing::warn!("object has too many tags for a delivery receipt; a repeated event would deliver it again");
-            return;
-        };
-        if let Err(e) = self.store.put_tags(obj, merged).await {
-            // The file is on the partner: failing the record now would only send it again.
-            tracing::warn!(error = %e, "delivered, but the receipt could not be written");
-        }
     }
 }
 
@@ -510,102 +380,8 @@ impl HandlerError {
     }
 }
 
-fn store_outcome(e: StoreError) -> Outcome {
-    match e {
-        StoreError::Missing { .. } => Outcome::Skipped {
-            reason: format!("{e}; nothing to send"),
-        },
-        _ if e.is_transient() => Outcome::failed(ErrorClass::Transient, e),
-        _ => Outcome::failed(ErrorClass::Permanent, e),
-    }
-}
-
-fn already(r: &Receipt) -> Outcome {
-    Outcome::Skipped {
-        reason: format!(
-            "already delivered to {} at {}",
-            r.remote_path, r.delivered_at
-        ),
-    }
-}
-
 fn digest(text: &str) -> u64 {
     let mut h = DefaultHasher::new();
     text.hash(&mut h);
     h.finish()
-}
-
-fn log_outcome(outcome: &Outcome) {
-    match outcome {
-        Outcome::Delivered { remote_path, bytes } => {
-            tracing::info!(outcome = "delivered", remote_path = %remote_path, bytes, "delivered")
-        }
-        Outcome::Skipped { reason } => {
-            tracing::info!(outcome = "skipped", reason = %reason, "skipped")
-        }
-        Outcome::Failed { class, reason } => {
-            tracing::error!(outcome = "failed", class = %class, reason = %reason, "not delivered")
-        }
-    }
-}
-
-fn summary(all: &[&(String, Outcome)]) -> Value {
-    let count = |f: fn(&Outcome) -> bool| all.iter().filter(|(_, o)| f(o)).count();
-    json!({
-        "delivered": count(|o| matches!(o, Outcome::Delivered { .. })),
-        "skipped": count(|o| matches!(o, Outcome::Skipped { .. })),
-        "failed": count(|o| o.is_failed()),
-    })
-}
-
-/// One CloudWatch Embedded Metric Format line for the invocation.
-fn emf(all: &[&(String, Outcome)], elapsed: Duration) -> Value {
-    let mut delivered = 0u64;
-    let mut bytes = 0u64;
-    let (mut skipped, mut transient, mut permanent) = (0u64, 0u64, 0u64);
-    for (_, o) in all {
-        match o {
-            Outcome::Delivered { bytes: b, .. } => {
-                delivered += 1;
-                bytes += b;
-            }
-            Outcome::Skipped { .. } => skipped += 1,
-            Outcome::Failed {
-                class: ErrorClass::Transient,
-                ..
-            } => transient += 1,
-            Outcome::Failed {
-                class: ErrorClass::Permanent,
-                ..
-            } => permanent += 1,
-        }
-    }
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let metric = |name: &str, unit: &str| json!({ "Name": name, "Unit": unit });
-    json!({
-        "_aws": {
-            "Timestamp": now_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": "SftpForward",
-                "Dimensions": [[]],
-                "Metrics": [
-                    metric("FilesDelivered", "Count"),
-                    metric("BytesDelivered", "Bytes"),
-                    metric("FilesSkipped", "Count"),
-                    metric("FailuresTransient", "Count"),
-                    metric("FailuresPermanent", "Count"),
-                    metric("Duration", "Milliseconds"),
-                ],
-            }],
-        },
-        "FilesDelivered": delivered,
-        "BytesDelivered": bytes,
-        "FilesSkipped": skipped,
-        "FailuresTransient": transient,
-        "FailuresPermanent": permanent,
-        "Duration": elapsed.as_millis() as u64,
-    })
 }

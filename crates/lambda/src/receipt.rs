@@ -1,6 +1,19 @@
 //! Delivery receipts as S3 object tags. Tagging does not fire ObjectCreated events (writing
-//! metadata would: it copies the object), so a receipt never re-triggers the function. An object
-//! whose receipt names its current ETag has been delivered and is skipped when its event repeats.
+//! metadata would: it copies the object), so a receipt never re-triggers the function.
+//!
+//! A receipt vouches for one delivery: these bytes (ETag) of this object (bucket and key) to this
+//! remote path. S3 copies tags on CopyObject and keeps the ETag of a single-part object, so an
+//! ETag alone would let a copy or a move to a new key pass for delivered, and a receipt written
+//! by hand for another key or path would block a delivery. So a receipt also carries
+//! [`RECEIPT_OF`], a digest binding bucket, key, ETag and remote path ([`binding`]), and counts
+//! only when that digest is the one of the delivery about to be made.
+//!
+//! Receipts written before the digest existed carry only the ETag and the path: such a receipt
+//! counts when its ETag and its path equal those of the delivery about to be made (so upgrading
+//! does not send every repeated event again), and is replaced by a bound one on the next delivery.
+//! A copy under a new key maps to a new path, so it is delivered; the one case an old receipt
+//! still skips is a copy whose key maps to the same path (a `{basename}` template), where the
+//! partner already holds these very bytes.
 
 /// Tag holding the delivery time (RFC 3339, UTC).
 pub const DELIVERED: &str = "sftp-forward-delivered";
@@ -8,9 +21,12 @@ pub const DELIVERED: &str = "sftp-forward-delivered";
 pub const PATH: &str = "sftp-forward-path";
 /// Tag holding the ETag of the bytes that were delivered.
 pub const ETAG: &str = "sftp-forward-etag";
+/// Tag holding [`binding`] of the delivery: which object, which bytes, which remote path.
+pub const RECEIPT_OF: &str = "sftp-forward-receipt-of";
 /// S3 allows at most 10 tags per object.
 pub const MAX_TAGS: usize = 10;
 const MAX_VALUE: usize = 256;
+const OURS: [&str; 4] = [DELIVERED, PATH, ETAG, RECEIPT_OF];
 
 /// A receipt read from or written to an object's tags.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,9 +37,34 @@ pub struct Receipt {
     pub remote_path: String,
     /// The ETag of the object that was delivered.
     pub etag: String,
+    /// [`binding`] of the delivery; `None` on a receipt written before it existed.
+    pub receipt_of: Option<String>,
+}
+
+/// One delivery as a receipt names it: the object, its bytes and where they go.
+#[derive(Clone, Copy, Debug)]
+pub struct Delivery<'a> {
+    /// The object's bucket.
+    pub bucket: &'a str,
+    /// The object's key.
+    pub key: &'a str,
+    /// The ETag of the object's bytes, without quotes.
+    pub etag: &'a str,
+    /// The final path on the partner, as the publisher names it (under `RemoteDirectory`).
+    pub remote_path: &'a str,
 }
 
 impl Receipt {
+    /// The receipt for `delivery`, made now.
+    pub fn of(delivery: Delivery<'_>) -> Receipt {
+        Receipt {
+            delivered_at: now_rfc3339(),
+            remote_path: delivery.remote_path.to_owned(),
+            etag: delivery.etag.to_owned(),
+            receipt_of: Some(binding(delivery)),
+        }
+    }
+
     /// The receipt among `tags`, if all its tags are there.
     pub fn from_tags(tags: &[(String, String)]) -> Option<Receipt> {
         let get = |k: &str| {
@@ -35,7 +76,18 @@ impl Receipt {
             delivered_at: get(DELIVERED)?,
             remote_path: get(PATH).unwrap_or_default(),
             etag: get(ETAG)?,
+            receipt_of: get(RECEIPT_OF),
         })
+    }
+
+    /// Whether this receipt says that `delivery` was already made: the same bytes of the same
+    /// object to the same path (see the module doc for receipts without a digest).
+    pub fn vouches_for(&self, delivery: Delivery<'_>) -> bool {
+        self.etag == delivery.etag
+            && match &self.receipt_of {
+                Some(digest) => *digest == binding(delivery),
+                None => self.remote_path == tag_value(delivery.remote_path),
+            }
     }
 
     /// `tags` with this receipt added (replacing an older receipt, keeping every other tag).
@@ -43,15 +95,53 @@ impl Receipt {
     pub fn merge_into(&self, tags: Vec<(String, String)>) -> Option<Vec<(String, String)>> {
         let mut out: Vec<(String, String)> = tags
             .into_iter()
-            .filter(|(k, _)| k != DELIVERED && k != PATH && k != ETAG)
+            .filter(|(k, _)| !OURS.contains(&k.as_str()))
             .collect();
-        if out.len() + 3 > MAX_TAGS {
+        if out.len() + OURS.len() > MAX_TAGS {
             return None;
         }
         out.push((DELIVERED.into(), tag_value(&self.delivered_at)));
         out.push((PATH.into(), tag_value(&self.remote_path)));
         out.push((ETAG.into(), tag_value(&self.etag)));
+        if let Some(digest) = &self.receipt_of {
+            out.push((RECEIPT_OF.into(), digest.clone()));
+        }
         Some(out)
+    }
+}
+
+/// The digest a receipt for `delivery` carries: `v1:` and the 128-bit FNV-1a of bucket, key,
+/// ETag and remote path, each prefixed by its length (so no two deliveries share an input). It
+/// is stable across builds and fits S3's tag rules (34 characters of `[v0-9a-f:]`). Not a
+/// secret: it tells a receipt for one delivery from a receipt for another, and whoever may tag
+/// the object may as well delete it.
+pub fn binding(delivery: Delivery<'_>) -> String {
+    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+    let mut h = OFFSET;
+    let fields = [
+        delivery.bucket,
+        delivery.key,
+        delivery.etag,
+        delivery.remote_path,
+    ];
+    for field in fields {
+        let len = (field.len() as u64).to_be_bytes();
+        for b in len.iter().chain(field.as_bytes()) {
+            h ^= u128::from(*b);
+            h = h.wrapping_mul(PRIME);
+        }
+    }
+    format!("v1:{h:032x}")
+}
+
+/// The path the publisher gives `path` under `remote_directory` (what a delivery's receipt
+/// names): the partner's directory, then the route's relative path.
+pub fn final_path(remote_directory: &str, path: &str) -> String {
+    match remote_directory {
+        "." | "" => path.to_owned(),
+        "/" => format!("/{path}"),
+        dir => format!("{dir}/{path}"),
     }
 }
 
@@ -89,22 +179,85 @@ mod tests {
         (k.into(), v.into())
     }
 
+    fn delivery<'a>(key: &'a str, etag: &'a str, remote_path: &'a str) -> Delivery<'a> {
+        Delivery {
+            bucket: "bucket",
+            key,
+            etag,
+            remote_path,
+        }
+    }
+
     #[test]
     fn merge_keeps_other_tags_and_replaces_an_old_receipt() {
-        let r = Receipt {
-            delivered_at: "2026-11-25T22:00:00Z".into(),
-            remote_path: "inbound/a (1).csv".into(),
-            etag: "abc".into(),
-        };
+        let r = Receipt::of(delivery("a (1).csv", "abc", "inbound/a (1).csv"));
         let merged = r
-            .merge_into(vec![t("team", "finance"), t(ETAG, "old")])
+            .merge_into(vec![
+                t("team", "finance"),
+                t(ETAG, "old"),
+                t(RECEIPT_OF, "x"),
+            ])
             .unwrap();
-        assert_eq!(merged.len(), 4);
+        assert_eq!(merged.len(), 5);
         assert!(merged.contains(&t("team", "finance")));
         assert!(merged.contains(&t(PATH, "inbound/a _1_.csv")));
-        assert_eq!(Receipt::from_tags(&merged).unwrap().etag, "abc");
-        let full: Vec<_> = (0..8).map(|i| t(&format!("k{i}"), "v")).collect();
+        let back = Receipt::from_tags(&merged).unwrap();
+        assert_eq!(back.etag, "abc");
+        assert_eq!(back.receipt_of, r.receipt_of);
+        let full: Vec<_> = (0..7).map(|i| t(&format!("k{i}"), "v")).collect();
         assert!(r.merge_into(full).is_none(), "never drop the owner's tags");
+    }
+
+    #[test]
+    fn a_receipt_vouches_only_for_its_own_object_bytes_and_path() {
+        let made = delivery("in/a.csv", "e1", "up/in/a.csv");
+        let r = Receipt::from_tags(&Receipt::of(made).merge_into(vec![]).unwrap()).unwrap();
+        assert!(r.vouches_for(made));
+        assert!(
+            !r.vouches_for(delivery("copy/a.csv", "e1", "up/in/a.csv")),
+            "other key"
+        );
+        assert!(
+            !r.vouches_for(delivery("in/a.csv", "e1", "up/other.csv")),
+            "other path"
+        );
+        assert!(
+            !r.vouches_for(delivery("in/a.csv", "e2", "up/in/a.csv")),
+            "other bytes"
+        );
+        let other_bucket = Delivery {
+            bucket: "other",
+            ..made
+        };
+        assert!(!r.vouches_for(other_bucket));
+        // Length prefixes: moving a character between fields gives another digest.
+        assert_ne!(
+            binding(delivery("ab", "c", "p")),
+            binding(delivery("a", "bc", "p"))
+        );
+        assert!(binding(made).len() <= MAX_VALUE && tag_value(&binding(made)) == binding(made));
+    }
+
+    #[test]
+    fn a_receipt_from_before_the_digest_counts_only_for_the_same_path() {
+        let old = vec![
+            t(DELIVERED, "2026-11-25T22:00:00Z"),
+            t(PATH, "up/in/a _1_.csv"),
+            t(ETAG, "e1"),
+        ];
+        let r = Receipt::from_tags(&old).unwrap();
+        assert_eq!(r.receipt_of, None);
+        assert!(r.vouches_for(delivery("in/a (1).csv", "e1", "up/in/a (1).csv")));
+        assert!(!r.vouches_for(delivery("copy/a (1).csv", "e1", "up/copy/a (1).csv")));
+        assert!(!r.vouches_for(delivery("in/a (1).csv", "e2", "up/in/a (1).csv")));
+    }
+
+    #[test]
+    fn final_paths_join_like_the_publisher() {
+        assert_eq!(final_path("upload", "a/b.csv"), "upload/a/b.csv");
+        assert_eq!(final_path("/", "b.csv"), "/b.csv");
+        assert_eq!(final_path(".", "b.csv"), "b.csv");
+        assert_eq!(final_path("", "b.csv"), "b.csv");
     }
 
     #[test]

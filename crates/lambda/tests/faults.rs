@@ -292,6 +292,9 @@ async fn a_slow_partner_gets_what_fits_before_the_deadline_and_the_rest_is_left_
     );
     let mut partner = partner_json(&remote);
     partner["Port"] = serde_json::json!(wan.addr().port());
+    // One SFTP channel: the batch's files go one after another, so only some fit (with more
+    // channels all six go at once and all fit).
+    partner["Parallelism"] = serde_json::json!(1);
     let secret = aws.secret(&partner).await;
     let data = noise(1 << 20);
     for i in 0..N {

@@ -220,6 +220,38 @@ impl Aws {
     }
 }
 
+/// A test's usual set-up: the moto clients, a new bucket, a scratch directory on the shared sshd
+/// and a partner secret for it.
+pub struct Bed {
+    pub aws: Aws,
+    pub bucket: String,
+    /// The scratch directory on this machine, and as the partner names it.
+    pub local: std::path::PathBuf,
+    pub remote: String,
+    pub secret: String,
+}
+
+impl Bed {
+    pub async fn start(hint: &str) -> Bed {
+        let aws = aws().await;
+        let bucket = aws.bucket(hint).await;
+        let (local, remote) = testkit::scratch_dir(hint);
+        let secret = aws.secret(&partner_json(&remote)).await;
+        Bed {
+            aws,
+            bucket,
+            local,
+            remote,
+            secret,
+        }
+    }
+
+    /// A forwarder for this bed, with settings from `env`.
+    pub fn forwarder(&self, env: &[(&str, &str)]) -> Forwarder<S3Store, SecretsManager> {
+        self.aws.forwarder(&self.secret, env)
+    }
+}
+
 /// An SQS event as Lambda delivers it, carrying these (message id, body) pairs.
 pub fn sqs_event(messages: &[(String, String)]) -> Value {
     json!({

@@ -1,0 +1,448 @@
+//! A batch of records, all at once over the one partner connection:
+//!
+//! ```text
+//! route every record (a bad key fails only its own record)
+//! → in waves of at most WAVE records, each started only with enough time left:
+//!     secret (cached; read again after its TTL) → the partner's RemoteDirectory
+//!     prepare every record at once (S3): tags → receipt check → GetObject opened
+//!     log in (a refused login re-reads the secret once, for the whole wave)
+//!     publish_each: small files one SFTP channel each, up to Parallelism; large ones striped,
+//!       one after another → as each file lands, its outcome, then its receipt (tags), while
+//!       the others are still being written
+//! ```
+//!
+//! The invocation's deadline minus the margin cuts the whole batch: the records that already have
+//! an outcome keep it, every other one fails as transient (see `stopped_at_deadline`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::Poll;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use forward::{Error as ForwardError, ErrorClass, PublishOutcome, Published, RemotePath};
+use tracing::{Instrument, Span};
+
+use super::outcome::{already, store_outcome, Outcome};
+use super::{ForwardOptions, Forwarder, Link};
+use crate::event::ObjectRef;
+use crate::progress;
+use crate::receipt::{final_path, Delivery, Receipt};
+use crate::secret::SecretSource;
+use crate::source::{ObjectStore, Opened, Ranges};
+
+/// More tries to open a connection that failed fast (see `Link::log_in`).
+const RECONNECTS: u32 = 3;
+
+/// The most records prepared at once: each holds an open GetObject until its turn to publish.
+const WAVE: usize = 64;
+
+/// One record of a batch: the object, how to treat it, and its span (bucket, key, ...).
+pub(super) struct Job<'a> {
+    pub obj: &'a ObjectRef,
+    pub options: &'a ForwardOptions,
+    pub span: Span,
+}
+
+/// A record whose S3 side is done: no receipt vouches for it, its body is open.
+struct Prepared {
+    path: RemotePath,
+    opened: Opened,
+    tags: Vec<(String, String)>,
+}
+
+/// Each job's outcome, once known.
+struct Slots(Mutex<Vec<Option<Outcome>>>);
+
+impl Slots {
+    fn new(n: usize) -> Slots {
+        Slots(Mutex::new(vec![None; n]))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<Outcome>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, job: usize, outcome: Outcome) {
+        self.lock()[job] = Some(outcome);
+    }
+
+    fn set_all(&self, jobs: impl IntoIterator<Item = usize>, outcome: &Outcome) {
+        let mut slots = self.lock();
+        for job in jobs {
+            slots[job] = Some(outcome.clone());
+        }
+    }
+
+    fn fill_unset(&self, outcome: &Outcome) {
+        for slot in self.lock().iter_mut().filter(|s| s.is_none()) {
+            *slot = Some(outcome.clone());
+        }
+    }
+
+    fn into_outcomes(self) -> Vec<Outcome> {
+        self.0
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .into_iter()
+            .map(|o| o.expect("every record has an outcome"))
+            .collect()
+    }
+}
+
+impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
+    /// Every job of a batch to its outcome (in the order of `jobs`); see the module doc.
+    pub(super) async fn forward_batch(
+        &mut self,
+        jobs: &[Job<'_>],
+        deadline: Option<Instant>,
+    ) -> Vec<Outcome> {
+        let slots = Slots::new(jobs.len());
+        let mut routed = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.iter().enumerate() {
+            let mapped = match &job.options.remote_path {
+                Some(p) => Ok(p.clone()),
+                None => self.settings.route.map(&job.obj.key),
+            };
+            match mapped {
+                Ok(path) => routed.push((i, path)),
+                Err(e) => slots.set(i, Outcome::failed(ErrorClass::Permanent, e)),
+            }
+        }
+        let Some(deadline) = deadline else {
+            self.waves(jobs, &routed, None, &slots).await;
+            return slots.into_outcomes();
+        };
+        // Everything (S3, secret, connection, transfers, receipts) runs until the margin before
+        // the deadline; a stalled partner is bounded by this too, not only by each request's
+        // own timeout.
+        let stop_at = deadline
+            .checked_sub(self.settings.deadline_margin)
+            .unwrap_or(deadline);
+        let run = self.waves(jobs, &routed, Some(deadline), &slots);
+        if tokio::time::timeout_at(stop_at.into(), run).await.is_err() {
+            let stopped = self.stopped_at_deadline(deadline).await;
+            slots.fill_unset(&stopped);
+        }
+        slots.into_outcomes()
+    }
+
+    async fn waves(
+        &mut self,
+        jobs: &[Job<'_>],
+        routed: &[(usize, RemotePath)],
+        deadline: Option<Instant>,
+        slots: &Slots,
+    ) {
+        for (n, wave) in routed.chunks(WAVE).enumerate() {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if let Some(left) = left.filter(|l| *l < self.settings.min_time_left) {
+                let late = Outcome::failed(
+                    ErrorClass::Transient,
+                    format!("only {left:?} of invocation time left; not started, will be retried"),
+                );
+                slots.set_all(routed[n * WAVE..].iter().map(|(i, _)| *i), &late);
+                return;
+            }
+            self.wave(jobs, wave, slots).await;
+        }
+    }
+
+    async fn wave(&mut self, jobs: &[Job<'_>], wave: &[(usize, RemotePath)], slots: &Slots) {
+        let Forwarder {
+            store,
+            secrets,
+            settings,
+            partner,
+            ..
+        } = &mut *self;
+        let mut link = Link {
+            partner,
+            secrets: &*secrets,
+            settings: &*settings,
+        };
+        // (The receipt check uses the RemoteDirectory of the secret read here; a rotation that
+        // also moves the directory is seen from the next wave on.)
+        let remote_directory = match link.connector().await {
+            Ok(c) => c.partner().remote_directory.clone(),
+            Err(outcome) => return slots.set_all(wave.iter().map(|(i, _)| *i), &outcome),
+        };
+        let store = &*store;
+        let prepare_all = join_all(wave.iter().map(|(i, path)| {
+            let job = &jobs[*i];
+            let final_path = final_path(&remote_directory, path.as_str());
+            async move {
+                let prepared = prepare(store, job.obj, path, job.options.force, &final_path).await;
+                (*i, prepared)
+            }
+            .instrument(job.span.clone())
+        }));
+        // S3 and the SSH handshake at the same time.
+        let (prepared, logged_in) = tokio::join!(prepare_all, link.log_in());
+        let mut ready = Vec::with_capacity(prepared.len());
+        for (i, p) in prepared {
+            match p {
+                Ok(p) => ready.push((i, p)),
+                Err(outcome) => slots.set(i, outcome),
+            }
+        }
+        if ready.is_empty() {
+            return;
+        }
+        match logged_in {
+            Ok(()) => self.publish(jobs, ready, slots).await,
+            Err(outcome) => slots.set_all(ready.iter().map(|(i, _)| *i), &outcome),
+        }
+    }
+}
+
+impl<K: SecretSource> Link<'_, K> {
+    /// The kept connection, opened now (before any file), so that what goes wrong there is
+    /// handled once for the wave, not once per record:
+    /// - a refused login: the secret may have been rotated, so it is read again, once; if it has
+    ///   not changed, the refusal is permanent;
+    /// - a connection that failed fast and transiently (a partner shedding load drops new
+    ///   connections, sshd's `MaxStartups`): up to [`RECONNECTS`] more tries after growing,
+    ///   jittered pauses (at most 2.1 s in all), since the whole wave would otherwise come back
+    ///   for it. A timeout is not tried again: that would only use up the invocation.
+    async fn log_in(&mut self) -> Result<(), Outcome> {
+        let (mut reread, mut reconnects) = (false, 0);
+        loop {
+            let err = match self.connector().await?.session().await {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            match err {
+                ForwardError::AuthRejected { .. } if !reread => {
+                    reread = true;
+                    let before = self.partner.as_ref().map(|p| p.secret_digest);
+                    *self.partner = None;
+                    self.connector().await?;
+                    if self.partner.as_ref().map(|p| p.secret_digest) == before {
+                        return Err(Outcome::failed(
+                            ErrorClass::Permanent,
+                            "the partner refused the login and the secret has not changed: fix the credentials in the secret",
+                        ));
+                    }
+                    tracing::info!("login refused; the secret changed since it was cached, retrying with the new one");
+                }
+                e if e.is_transient()
+                    && !matches!(e, ForwardError::Timeout { .. })
+                    && reconnects < RECONNECTS =>
+                {
+                    let base = 100u64 << reconnects;
+                    let pause = Duration::from_millis(base + u64::from(jitter()) % (2 * base));
+                    reconnects += 1;
+                    tracing::info!(error = %e, ?pause, "could not open the connection; trying again");
+                    tokio::time::sleep(pause).await;
+                }
+                e => return Err(Outcome::failed(e.class(), e)),
+            }
+        }
+    }
+}
+
+impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
+    /// The prepared records over the logged-in connection: all of them in one
+    /// [`forward::Connector::publish_each`], each receipt written as soon as its file has landed.
+    /// (A store that cannot read ranges sends its objects as streams, one after another.)
+    async fn publish(&mut self, jobs: &[Job<'_>], ready: Vec<(usize, Prepared)>, slots: &Slots) {
+        let overwrite = self.settings.overwrite;
+        let store = &self.store;
+        let connector = &mut self.partner.as_mut().expect("logged in").connector;
+        let (ranged, streamed): (Vec<_>, Vec<_>) = ready
+            .into_iter()
+            .partition(|(_, p)| store.can_read_ranges() && p.opened.etag.is_some());
+        let mut files = Vec::with_capacity(ranged.len());
+        let mut owners = Vec::with_capacity(ranged.len());
+        for (i, p) in ranged {
+            let recorded = progress::from_tags(&p.tags);
+            owners.push((i, p.tags, p.opened.etag.clone()));
+            let ranges = Ranges::new(store, jobs[i].obj, p.opened)
+                .expect("has an ETag")
+                .resuming(recorded);
+            files.push((ranges, p.path));
+        }
+        if !files.is_empty() {
+            let (landed, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
+            let publish = async {
+                let landed = landed;
+                let done = |k: usize, result: Result<Published, ForwardError>| {
+                    // The receiver lives until this future ends.
+                    let _ = landed.send((k, result));
+                };
+                connector.publish_each(&files, overwrite, &done).await
+            };
+            let receipts = async {
+                while let Some(first) = arrivals.recv().await {
+                    let mut now = vec![first];
+                    while let Ok(more) = arrivals.try_recv() {
+                        now.push(more);
+                    }
+                    join_all(now.into_iter().map(|(k, result)| {
+                        let (i, tags, etag) = &owners[k];
+                        finish(
+                            store,
+                            &jobs[*i],
+                            *i,
+                            tags.clone(),
+                            etag.clone(),
+                            result,
+                            slots,
+                        )
+                    }))
+                    .await;
+                }
+            };
+            let (published, ()) = tokio::join!(publish, receipts);
+            if let Err(e) = published {
+                let outcome = Outcome::failed(e.class(), e);
+                slots.set_all(owners.iter().map(|(i, ..)| *i), &outcome);
+            }
+        }
+        for (i, p) in streamed {
+            let etag = p.opened.etag.clone();
+            let (body, len) = (p.opened.body, p.opened.len);
+            let result = connector
+                .publish(body, Some(len), &p.path, overwrite)
+                .instrument(jobs[i].span.clone())
+                .await;
+            finish(store, &jobs[i], i, p.tags, etag, result, slots).await;
+        }
+    }
+}
+
+/// One record's S3 side before its bytes go: its tags, the receipt check (a receipt that vouches
+/// for this very delivery skips it, unless forced), its body opened.
+async fn prepare<S: ObjectStore>(
+    store: &S,
+    obj: &ObjectRef,
+    path: &RemotePath,
+    force: bool,
+    final_path: &str,
+) -> Result<Prepared, Outcome> {
+    let tags = store.tags(obj).await.map_err(store_outcome)?;
+    let receipt = Receipt::from_tags(&tags).filter(|_| !force);
+    let vouches = |etag: Option<&str>| {
+        let r = receipt.as_ref()?;
+        let delivery = Delivery {
+            bucket: &obj.bucket,
+            key: &obj.key,
+            etag: etag?,
+            remote_path: final_path,
+        };
+        r.vouches_for(delivery).then(|| already(r))
+    };
+    if let Some(skipped) = vouches(obj.etag.as_deref()) {
+        return Err(skipped);
+    }
+    let opened = store.open(obj).await.map_err(store_outcome)?;
+    if obj.etag.is_none() {
+        if let Some(skipped) = vouches(opened.etag.as_deref()) {
+            return Err(skipped);
+        }
+    }
+    Ok(Prepared {
+        path: path.clone(),
+        opened,
+        tags,
+    })
+}
+
+/// A publish result to the record's outcome (known at once), then, for a delivered file, its
+/// receipt on the object.
+async fn finish<S: ObjectStore>(
+    store: &S,
+    job: &Job<'_>,
+    i: usize,
+    tags: Vec<(String, String)>,
+    opened_etag: Option<String>,
+    published: Result<Published, ForwardError>,
+    slots: &Slots,
+) {
+    let done = match published {
+        Ok(done) if done.outcome == PublishOutcome::SkippedSameSize => {
+            let reason = format!(
+                "{} already has the same size on the partner",
+                done.remote_path
+            );
+            return slots.set(i, Outcome::Skipped { reason });
+        }
+        Ok(done) => done,
+        // A newer version of the object is (or will be) delivered by its own event.
+        Err(e @ ForwardError::Superseded { .. }) => {
+            let reason = e.to_string();
+            return slots.set(i, Outcome::Skipped { reason });
+        }
+        Err(e) => return slots.set(i, Outcome::failed(e.class(), e)),
+    };
+    let delivered = Outcome::Delivered {
+        remote_path: done.remote_path.clone(),
+        bytes: done.bytes,
+    };
+    slots.set(i, delivered);
+    let obj = job.obj;
+    let etag = opened_etag.or_else(|| obj.etag.clone()).unwrap_or_default();
+    let delivery = Delivery {
+        bucket: &obj.bucket,
+        key: &obj.key,
+        etag: &etag,
+        remote_path: &done.remote_path,
+    };
+    write_receipt(store, obj, tags, delivery)
+        .instrument(job.span.clone())
+        .await;
+}
+
+async fn write_receipt<S: ObjectStore>(
+    store: &S,
+    obj: &ObjectRef,
+    tags: Vec<(String, String)>,
+    delivery: Delivery<'_>,
+) {
+    // The receipt replaces an interrupted delivery's progress.
+    let Some(merged) = Receipt::of(delivery).merge_into(progress::without(tags)) else {
+        tracing::warn!("object has too many tags for a delivery receipt; a repeated event would deliver it again");
+        return;
+    };
+    if let Err(e) = store.put_tags(obj, merged).await {
+        // The file is on the partner: failing the record now would only send it again.
+        tracing::warn!(error = %e, "delivered, but the receipt could not be written");
+    }
+}
+
+/// A few bits that differ between instances retrying at once (no random source needed for this).
+fn jitter() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_micros())
+}
+
+/// Runs `futures` concurrently on this task; their outputs in order. (The `futures` crate's
+/// `join_all`, which this crate does not otherwise need; for the few futures of one wave, each
+/// wake polls every one that is not finished.)
+async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(v) => *output = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
+}
