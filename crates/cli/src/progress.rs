@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use forward::RangeSource;
 use indicatif::{ProgressBar, ProgressStyle};
 use sftp_forward_lambda::event::ObjectRef;
-use sftp_forward_lambda::source::{Body, ObjectStore, Opened, StoreError};
+use sftp_forward_lambda::source::{Body, Current, ObjectStore, Opened, StoreError};
 use tokio::io::{AsyncRead, ReadBuf};
 
 const BYTES: &str = "{msg} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}";
@@ -132,6 +132,10 @@ impl<S: ObjectStore> ObjectStore for MeteredStore<S> {
             body: Box::new(Metered::new(opened.body, self.bar.clone())),
             ..opened
         })
+    }
+
+    async fn current(&self, obj: &ObjectRef) -> Result<Option<Current>, StoreError> {
+        self.inner.current(obj).await
     }
 
     fn can_read_ranges(&self) -> bool {

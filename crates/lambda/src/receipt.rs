@@ -90,6 +90,24 @@ impl Receipt {
             }
     }
 
+    /// [`Receipt::vouches_for`] when the partner's `RemoteDirectory` is not known (the CLI's
+    /// `replay --dry-run` reads no secret): the receipt's own path must end with the route's
+    /// `path` and, when the receipt carries a digest, the digest must bind this object and ETag to
+    /// that recorded path. A recorded path that S3's tag rules changed (see [`tag_value`]) never
+    /// vouches here, so a dry run may list as "would deliver" what the real run skips, never the
+    /// other way round.
+    pub fn vouches_for_route(&self, bucket: &str, key: &str, etag: &str, path: &str) -> bool {
+        let recorded = self.remote_path.as_str();
+        let under = recorded == path || recorded.ends_with(&format!("/{path}"));
+        let delivery = Delivery {
+            bucket,
+            key,
+            etag,
+            remote_path: recorded,
+        };
+        under && self.vouches_for(delivery)
+    }
+
     /// `tags` with this receipt added (replacing an older receipt, keeping every other tag).
     /// `None` when the object already carries so many tags that ours do not fit.
     pub fn merge_into(&self, tags: Vec<(String, String)>) -> Option<Vec<(String, String)>> {
@@ -236,6 +254,16 @@ mod tests {
             binding(delivery("a", "bc", "p"))
         );
         assert!(binding(made).len() <= MAX_VALUE && tag_value(&binding(made)) == binding(made));
+    }
+
+    #[test]
+    fn without_the_remote_directory_a_receipt_vouches_for_its_route_path_only() {
+        let made = delivery("in/a.csv", "e1", "up/in/a.csv");
+        let r = Receipt::from_tags(&Receipt::of(made).merge_into(vec![]).unwrap()).unwrap();
+        assert!(r.vouches_for_route("bucket", "in/a.csv", "e1", "in/a.csv"));
+        assert!(!r.vouches_for_route("bucket", "copy/a.csv", "e1", "in/a.csv"));
+        assert!(!r.vouches_for_route("bucket", "in/a.csv", "e1", "n/a.csv"));
+        assert!(!r.vouches_for_route("bucket", "in/a.csv", "e2", "in/a.csv"));
     }
 
     #[test]

@@ -22,8 +22,10 @@ pub struct Settings {
     /// (`SFTP_FORWARD_MIN_TIME_LEFT_SECS`, 20); they fail as transient and are retried.
     pub min_time_left: Duration,
     /// Every record is stopped this long before the invocation's deadline
-    /// (`SFTP_FORWARD_DEADLINE_MARGIN_SECS`, 3, from 1 to 60): the first two thirds of it remove
-    /// the interrupted temporary file, the last third sends the response.
+    /// (`SFTP_FORWARD_DEADLINE_MARGIN_SECS`, 3, from 1 to 60): its first half closes the interrupted
+    /// transfer (removing a temporary file that cannot be resumed), progress of a resumable one is
+    /// recorded on the object by a sixth of the margin before the deadline, the rest sends the
+    /// response.
     pub deadline_margin: Duration,
     /// Network bounds for the partner connection.
     pub tuning: Tuning,

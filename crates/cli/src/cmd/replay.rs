@@ -160,7 +160,12 @@ async fn plan(
                     reason: e.to_string(),
                 },
                 (Ok(tags), path) => match (Receipt::from_tags(&tags), path) {
-                    (Some(r), _) if !force && Some(&r.etag) == obj.etag.as_ref() => {
+                    (Some(r), Ok(p))
+                        if !force
+                            && obj.etag.as_deref().is_some_and(|etag| {
+                                r.vouches_for_route(&obj.bucket, &obj.key, etag, p.as_str())
+                            }) =>
+                    {
                         Outcome::Skipped {
                             reason: format!(
                                 "already delivered to {} at {}",
