@@ -400,7 +400,9 @@ impl Session {
                     } if resumable.is_some()
                         && s.status_code == russh_sftp::protocol::StatusCode::NoSuchFile =>
                     {
-                        Error::TempTaken { path: temp_path.clone() }
+                        Error::TempTaken {
+                            path: temp_path.clone(),
+                        }
                     }
                     e => e,
                 };
