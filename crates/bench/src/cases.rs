@@ -1,5 +1,7 @@
-//! The six cases of issue 6. Each builds its contenders, runs them alternating (`runs` rounds of
-//! one run each, the scratch directory emptied before every run) and returns its table.
+//! Cases 1, 3, 4, 5 and 6 (the cases that read S3 are in `lambda_cases`; case 6 also runs the
+//! Lambda path and rclone's s3 source on the S3 bed), and what every case shares: each builds its
+//! contenders, runs them alternating (`runs` rounds of one run each, the scratch directory emptied
+//! before every run) and returns its table.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,8 +11,10 @@ use forward::Tuning;
 use testkit::delay::DelayProxy;
 
 use crate::bed::{random_file, Bed, OUR_CIPHER, RCLONE_FLAGS};
+use crate::lambda_cases::{object_key, BED_NOTE};
 use crate::measure::{self, median, Job, Sample};
 use crate::report::{num, Table};
+use crate::s3side::S3Side;
 
 /// Sizes and counts of one harness run.
 pub struct Plan {
@@ -31,13 +35,13 @@ const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
 /// One side of a comparison: a label and how to make its command for one run.
-struct Contender<'a> {
-    label: String,
+pub struct Contender<'a> {
+    pub label: String,
     job: Box<dyn Fn() -> anyhow::Result<Job> + 'a>,
 }
 
 impl<'a> Contender<'a> {
-    fn new(label: impl Into<String>, job: impl Fn() -> anyhow::Result<Job> + 'a) -> Self {
+    pub fn new(label: impl Into<String>, job: impl Fn() -> anyhow::Result<Job> + 'a) -> Self {
         Contender {
             label: label.into(),
             job: Box::new(job),
@@ -47,7 +51,7 @@ impl<'a> Contender<'a> {
 
 /// `runs` rounds, each running every contender once in turn; samples per contender. A run that
 /// leaves other than `bytes` in the scratch directory is an error.
-fn alternate(
+pub fn alternate(
     bed: &Bed,
     contenders: &[Contender],
     runs: usize,
@@ -92,7 +96,7 @@ fn phases(stdout: &str) -> String {
 }
 
 /// Rows of MB/s, CPU s/GiB and the ratio of `ours` (an index into `contenders`) to each.
-fn throughput(
+pub fn throughput(
     table: &mut Table,
     contenders: &[Contender],
     samples: &[Vec<Sample>],
@@ -124,8 +128,42 @@ fn throughput(
     overlap_note(table, samples);
 }
 
+/// "<ours> MB/s = N× <other>, …": the median rate of `contenders[ours]` against each of `others`.
+fn ratio_note(
+    contenders: &[Contender],
+    samples: &[Vec<Sample>],
+    bytes: u64,
+    ours: usize,
+    others: &[usize],
+) -> String {
+    let rate = |i: usize| {
+        median(
+            &samples[i]
+                .iter()
+                .map(|s| bytes as f64 / s.wall.as_secs_f64() / 1e6)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let ratios: Vec<String> = others
+        .iter()
+        .map(|&o| {
+            format!(
+                "**{}×** {}",
+                num(rate(ours) / rate(o), 2),
+                contenders[o].label
+            )
+        })
+        .collect();
+    format!(
+        "{}: {} MB/s = {}.",
+        contenders[ours].label,
+        num(rate(ours), 0),
+        ratios.join(", ")
+    )
+}
+
 /// Says how many runs overlapped someone else's build or test.
-fn overlap_note(table: &mut Table, samples: &[Vec<Sample>]) {
+pub fn overlap_note(table: &mut Table, samples: &[Vec<Sample>]) {
     let all: Vec<&Sample> = samples.iter().flatten().collect();
     let busy = all.iter().filter(|s| s.overlapped).count();
     table.note(format!(
@@ -134,7 +172,7 @@ fn overlap_note(table: &mut Table, samples: &[Vec<Sample>]) {
     ));
 }
 
-const THROUGHPUT_HEADER: &[&str] = &[
+pub const THROUGHPUT_HEADER: &[&str] = &[
     "contender",
     "median MB/s",
     "range MB/s",
@@ -143,7 +181,7 @@ const THROUGHPUT_HEADER: &[&str] = &[
     "ours (default K) / contender",
 ];
 
-fn size_label(bytes: u64) -> String {
+pub fn size_label(bytes: u64) -> String {
     if bytes >= GIB && bytes.is_multiple_of(GIB) {
         format!("{} GiB", bytes / GIB)
     } else {
@@ -228,105 +266,6 @@ pub fn loopback(bed: &Bed, plan: &Plan) -> anyhow::Result<Table> {
     table.note(format!(
         "Ours negotiates {OUR_CIPHER}; CPU is the client process tree's user+system time \
          (`wait4` rusage); machine CPU is every CPU's busy time during the run (/proc/stat: client, sshd, kernel, and anything else running). rclone: {}.",
-        RCLONE_FLAGS.join(" ")
-    ));
-    Ok(table)
-}
-
-/// Case 2: an object in moto's S3 to the sshd: the Lambda path vs rclone.
-pub fn s3(bed: &Bed, plan: &Plan, rt: &tokio::runtime::Runtime) -> anyhow::Result<Table> {
-    let moto = testkit::moto();
-    let file = bed.work.join(format!("random-{}.bin", plan.medium));
-    random_file(&file, plan.medium)?;
-    let (bucket, key) = ("sftp-forward-bench", "in/object.bin");
-    let secret = format!("bench-partner-{}", std::process::id());
-    let partner = bed.sshd.partner_json(&bed.remote_dir).to_string();
-    rt.block_on(async {
-        let config = moto.sdk_config().await;
-        let s3 = sftp_forward_lambda::source::S3Store::client(&config);
-        s3.create_bucket().bucket(bucket).send().await?;
-        let body = aws_sdk_s3::primitives::ByteStream::from_path(&file).await?;
-        s3.put_object()
-            .bucket(bucket)
-            .key(key)
-            .body(body)
-            .send()
-            .await?;
-        aws_sdk_secretsmanager::Client::new(&config)
-            .create_secret()
-            .name(&secret)
-            .secret_string(partner)
-            .send()
-            .await?;
-        anyhow::Ok(())
-    })
-    .context("set up the bucket and the secret in moto")?;
-
-    // Ours at the default K, and at K=4: moto reads the whole object for every GET, ranged or
-    // not (its `FakeKey.value`), so each extra stripe costs this bed a full copy of the object.
-    let ours = |label: String, k: Option<usize>| {
-        let (moto, secret) = (&moto, &secret);
-        Contender::new(label, move || {
-            let mut cmd = bed.ours("forward-s3");
-            cmd.args([bucket, key, "ours.bin"])
-                .envs(moto.env())
-                .env("SFTP_FORWARD_SECRET_ID", secret);
-            if let Some(k) = k {
-                cmd.env("SFTP_FORWARD_PARALLELISM", k.to_string());
-            }
-            Ok(cmd.into())
-        })
-    };
-    let contenders = [
-        ours(
-            format!(
-                "sftp-forward Lambda path (Forwarder, K={} default)",
-                Tuning::default().stripes
-            ),
-            None,
-        ),
-        ours(
-            "sftp-forward Lambda path, K=4 (SFTP_FORWARD_PARALLELISM=4)".into(),
-            Some(4),
-        ),
-        Contender::new("rclone copy s3: → sftp:", || {
-            let mut cmd = bed.rclone_copy(bed.sshd.port, &format!("s3:{bucket}/{key}"), "rclone");
-            let s3 = [
-                ("TYPE", "s3".to_owned()),
-                ("PROVIDER", "Other".to_owned()),
-                ("ENV_AUTH", "false".to_owned()),
-                ("ACCESS_KEY_ID", testkit::moto::ACCESS_KEY_ID.to_owned()),
-                (
-                    "SECRET_ACCESS_KEY",
-                    testkit::moto::SECRET_ACCESS_KEY.to_owned(),
-                ),
-                ("REGION", testkit::moto::REGION.to_owned()),
-                ("ENDPOINT", moto.endpoint.clone()),
-                ("FORCE_PATH_STYLE", "true".to_owned()),
-            ];
-            for (k, v) in s3 {
-                cmd.env(format!("RCLONE_CONFIG_S3_{k}"), v);
-            }
-            Ok(cmd.into())
-        }),
-    ];
-    let samples = alternate(bed, &contenders, plan.runs, plan.medium)?;
-    let mut table = Table::new(
-        format!(
-            "2. S3 (moto) → loopback sshd, {} object ({} runs each, alternating)",
-            size_label(plan.medium),
-            plan.runs
-        ),
-        THROUGHPUT_HEADER,
-    );
-    throughput(&mut table, &contenders, &samples, plan.medium, 0);
-    table.note(format!(
-        "Ours: `Forwarder::forward_with` on `S3Store` as `bootstrap` runs it (tags, GetObject, \
-         ranged GETs per stripe, publish, receipt tag), K = {} (SFTP_FORWARD_PARALLELISM unset) and \
-         K = 4. moto serves every GET, ranged or not, by copying the whole object out of its store, \
-         so each stripe costs this bed a full copy of the object (not so on S3). \
-         rclone: s3 backend on moto (path style, AWS_CA_BUNDLE unset), {}. moto's CPU is in the machine column only.",
-        Tuning::default().stripes,
         RCLONE_FLAGS.join(" ")
     ));
     Ok(table)
@@ -460,8 +399,9 @@ fn reported(sample: &Sample, field: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("no {field} in {v}"))
 }
 
-/// Case 6: the partner behind a delay proxy.
-pub fn wan(bed: &Bed, plan: &Plan) -> anyhow::Result<Vec<Table>> {
+/// Case 6: the partner behind a delay proxy; the Lambda path and rclone also read the same
+/// bytes from the S3 bed.
+pub fn wan(bed: &Bed, plan: &Plan, s3: &S3Side) -> anyhow::Result<Vec<Table>> {
     let medium = bed.work.join(format!("random-{}.bin", plan.medium));
     random_file(&medium, plan.medium)?;
     let big = bed.work.join(format!("random-{}.bin", plan.big));
@@ -480,7 +420,20 @@ pub fn wan(bed: &Bed, plan: &Plan) -> anyhow::Result<Vec<Table>> {
         let port = proxy.addr().port();
         bed.trust_port(port)?;
         for (file, bytes, runs) in &sizes {
-            let contenders = upload_contenders(bed, port, file, &stripes, &[Some(OUR_CIPHER)])?;
+            let key = object_key(s3, file, *bytes)?;
+            let mut contenders = upload_contenders(bed, port, file, &stripes, &[Some(OUR_CIPHER)])?;
+            // [ours K…, sftp, rclone local] + [Lambda path, rclone s3:]
+            let n = contenders.len();
+            let (lambda, others) = (n, [n - 2, n - 1, n + 1]);
+            contenders.push(s3.lambda_path(
+                bed,
+                port,
+                &key,
+                None,
+                "sftp-forward Lambda path on the S3 bed (Forwarder, default K)",
+                |_| {},
+            )?);
+            contenders.push(s3.rclone(bed, port, || key.clone(), "rclone copy s3: → sftp:"));
             let samples = alternate(bed, &contenders, *runs, *bytes)?;
             let mut table = Table::new(
                 format!(
@@ -496,10 +449,11 @@ pub fn wan(bed: &Bed, plan: &Plan) -> anyhow::Result<Vec<Table>> {
                 *bytes,
                 default_index(&stripes),
             );
+            table.note(ratio_note(&contenders, &samples, *bytes, lambda, &others));
             table.note(format!(
                 "Each direction delayed {} ms by testkit::delay (userspace, in the harness process; \
                  its copying CPU is in the machine column only). sftp with {OUR_CIPHER} (our cipher); \
-                 rclone: {}.",
+                 rclone: {}; its s3: source and the Lambda path read from the S3 bed. {BED_NOTE}",
                 rtt_ms as f64 / 2.0,
                 RCLONE_FLAGS.join(" ")
             ));

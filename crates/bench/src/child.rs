@@ -8,7 +8,11 @@
 //! - `publish-dir PARTNER_JSON DIR`: every file of DIR over one `Connector` (connection reuse),
 //!   with `Connector::publish_all` (several files at once, one SFTP channel each);
 //! - `forward-s3 BUCKET KEY NAME`: the Lambda path (`Forwarder::forward_with` on `S3Store`),
-//!   configured by the environment like `bootstrap` (`SFTP_FORWARD_SECRET_ID`, `AWS_*`).
+//!   configured by the environment like `bootstrap` (`SFTP_FORWARD_SECRET_ID`, `AWS_*`);
+//! - `sqs-batches BUCKET PREFIX COUNT BATCH ENVS`: COUNT small objects under PREFIX as SQS event
+//!   payloads of BATCH records through `Forwarder::handle`, the batches dealt in turn to ENVS
+//!   forwarders running at once (function environments); prints `files` (and `bytes` 0: the
+//!   harness counts what landed).
 
 use std::io;
 use std::ops::Range;
@@ -76,6 +80,12 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
             (bytes, names.len())
         }
         ["forward-s3", bucket, key, name] => (forward_s3(bucket, key, name).await?, 1),
+        ["sqs-batches", bucket, prefix, count, batch, envs] => {
+            let count = count.parse().context("COUNT")?;
+            let events = crate::lambda_cases::sqs_events(bucket, prefix, count, batch.parse()?);
+            sqs_batches(events, envs.parse().context("ENVS")?).await?;
+            (0, count)
+        }
         _ => bail!("unknown child mode {args:?}"),
     };
     let mut line = serde_json::json!({"bytes": bytes, "files": files, "vmhwm_kib": vm_hwm_kib()});
@@ -94,15 +104,49 @@ fn connector(partner_file: &str, stripes: usize) -> anyhow::Result<Connector> {
     Ok(Connector::new(Partner::from_json(&text)?, tuning))
 }
 
-/// The Lambda's own path for one object, forced (a receipt from an earlier run does not skip it).
-async fn forward_s3(bucket: &str, key: &str, name: &str) -> anyhow::Result<u64> {
+/// A forwarder configured by the environment, as `bootstrap` builds it.
+async fn forwarder() -> anyhow::Result<Forwarder<S3Store, SecretsManager>> {
     let settings = Settings::from_env(|k| std::env::var(k).ok())?;
     let config = aws_config::load_from_env().await;
-    let mut forwarder = Forwarder::new(
+    Ok(Forwarder::new(
         S3Store::new(S3Store::client(&config)),
         SecretsManager::new(aws_sdk_secretsmanager::Client::new(&config)),
         settings,
-    );
+    ))
+}
+
+/// `events` through `Forwarder::handle`, dealt in turn to `envs` forwarders running at once;
+/// an item failure in any batch response is an error.
+async fn sqs_batches(events: Vec<serde_json::Value>, envs: usize) -> anyhow::Result<()> {
+    let mut running = tokio::task::JoinSet::new();
+    for env in 0..envs.max(1) {
+        let mine: Vec<_> = events
+            .iter()
+            .skip(env)
+            .step_by(envs.max(1))
+            .cloned()
+            .collect();
+        let mut forwarder = forwarder().await?;
+        running.spawn(async move {
+            for event in &mine {
+                let response = forwarder.handle(event, None).await?;
+                let failed = &response["batchItemFailures"];
+                if failed.as_array().is_none_or(|f| !f.is_empty()) {
+                    bail!("environment {env}: batch response {response}");
+                }
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = running.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+/// The Lambda's own path for one object, forced (a receipt from an earlier run does not skip it).
+async fn forward_s3(bucket: &str, key: &str, name: &str) -> anyhow::Result<u64> {
+    let mut forwarder = forwarder().await?;
     let obj = ObjectRef {
         bucket: bucket.to_owned(),
         key: key.to_owned(),

@@ -1,9 +1,10 @@
-//! `bench`: the benchmark harness of issue 6 (run by `tests/bench/run`, documented in
-//! docs/BENCHMARKS.md). Starts testkit's loopback sshd (and moto for case 2), runs our publisher,
-//! the Lambda path, OpenSSH `sftp` and rclone side by side, alternating, and prints Markdown tables.
+//! `bench`: the benchmark harness of issues 6 and 15 (run by `tests/bench/run`, documented in
+//! docs/BENCHMARKS.md). Starts testkit's loopback sshd (and moto behind testkit's S3 bed for cases
+//! 2, 6, 7 and 8), runs our publisher, the Lambda path, OpenSSH `sftp` and rclone side by side,
+//! alternating, and prints Markdown tables.
 //!
 //! ```text
-//! bench [--quick] [--runs N] [--cases 1,2,3,4,5,6] [--bootstrap PATH] [--wan-big]
+//! bench [--quick] [--runs N] [--cases 1,2,3,4,5,6,7,8] [--bootstrap PATH] [--wan-big]
 //! bench child MODE ARGS...     (our side of a case, run by the harness; see child.rs)
 //! ```
 //!
@@ -14,15 +15,21 @@
 //! - [`measure`]: one run of a child process: wall time and `wait4` rusage; medians
 //! - [`bed`]: the sshd, the scratch directory, input files, the `sftp`/rclone command lines
 //! - [`child`]: our side, as child modes of this binary
-//! - [`cases`]: the six cases → tables; [`coldstart`]: case 5's listener
+//! - [`s3side`]: the S3 bed, its bucket and objects, the Lambda path and rclone reading from it
+//! - [`cgroup`]: a CPU quota for our child (case 7, Lambda's CPU share)
+//! - [`cases`]: cases 1, 3–6 → tables; [`lambda_cases`]: cases 2, 7 (CPU share, $/GB) and 8
+//!   (SQS batches); [`coldstart`]: case 5's listener
 //! - [`report`]: Markdown, machine and versions
 
 mod bed;
 mod cases;
+mod cgroup;
 mod child;
 mod coldstart;
+mod lambda_cases;
 mod measure;
 mod report;
+mod s3side;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -49,7 +56,7 @@ fn run() -> anyhow::Result<()> {
 
     let mut quick = false;
     let mut runs = None;
-    let mut cases: Vec<u32> = (1..=6).collect();
+    let mut cases: Vec<u32> = (1..=8).collect();
     let mut bootstrap = None;
     let mut wan_big = false;
     let mut it = args.iter();
@@ -91,18 +98,27 @@ fn run() -> anyhow::Result<()> {
 
     println!("## Benchmark run\n\n{}", report::machine());
     let bed = bed::Bed::new()?;
+    let s3side = std::cell::OnceCell::new();
+    let s3 = || -> anyhow::Result<&s3side::S3Side> {
+        if s3side.get().is_none() {
+            let _ = s3side.set(s3side::S3Side::new(&rt)?);
+        }
+        Ok(s3side.get().expect("just set"))
+    };
     for case in cases {
         eprintln!("case {case}");
         let tables = match case {
             1 => vec![cases::loopback(&bed, &plan)?],
-            2 => vec![cases::s3(&bed, &plan, &rt)?],
+            2 => vec![lambda_cases::s3_object(&bed, &plan, s3()?)?],
             3 => vec![cases::small_files(&bed, &plan)?],
             4 => vec![cases::memory(&bed, &plan)?],
             5 => {
                 let path = bootstrap.clone().context("case 5 needs --bootstrap PATH")?;
                 vec![cases::cold_start(&path, 10)?]
             }
-            6 => cases::wan(&bed, &plan)?,
+            6 => cases::wan(&bed, &plan, s3()?)?,
+            7 => vec![lambda_cases::lambda_share(&bed, &plan, s3()?)?],
+            8 => vec![lambda_cases::batches(&bed, &plan, s3()?)?],
             other => bail!("there is no case {other}"),
         };
         for table in tables {
