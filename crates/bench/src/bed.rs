@@ -41,13 +41,14 @@ impl Bed {
         let (local_dir, remote_dir) = testkit::scratch_dir("bench");
         let work = PathBuf::from(WORK_DIR);
         fs::create_dir_all(&work).with_context(|| format!("create {WORK_DIR}"))?;
-        let key_file = work.join("client_ed25519");
+        // Per process: another `bench` running at the same time has its own sshd and keys.
+        let key_file = work.join(format!("client_ed25519-{}", std::process::id()));
         write_private(&key_file, &sshd.keys.ed25519)?;
         let bed = Bed {
             sshd,
             local_dir,
             remote_dir,
-            known_hosts: work.join("known_hosts"),
+            known_hosts: work.join(format!("known_hosts-{}", std::process::id())),
             key_file,
             work,
             exe: std::env::current_exe().context("find this executable")?,
@@ -103,7 +104,9 @@ impl Bed {
     pub fn partner_file(&self, port: u16) -> anyhow::Result<PathBuf> {
         let mut partner = self.sshd.partner_json(&self.remote_dir);
         partner["Port"] = port.into();
-        let path = self.work.join(format!("partner-{port}.json"));
+        let path = self
+            .work
+            .join(format!("partner-{}-{port}.json", std::process::id()));
         write_private(&path, &partner.to_string())?;
         Ok(path)
     }
