@@ -356,7 +356,7 @@ impl Spec {
             memory_mb: in_range(
                 "function_memory_mb",
                 raw.function_memory_mb,
-                512,
+                1024,
                 128,
                 10_240,
             )?,
