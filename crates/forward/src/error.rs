@@ -122,6 +122,14 @@ pub enum Error {
     )]
     TempTaken { path: String },
 
+    /// The temporary file to be continued vanished or was cut short between the check of its
+    /// progress and its OPEN (removed by another delivery or a sweep); nothing is renamed.
+    #[error(
+        "the temporary file {path:?} to be continued was removed or cut short meanwhile; the next \
+         delivery writes it again from the start"
+    )]
+    ResumeLost { path: String },
+
     /// Asking the source whether its bytes are still the current ones failed.
     #[error("checking that the source is still the current version failed: {source}")]
     SourceCheck {
@@ -154,6 +162,7 @@ impl Error {
             | Error::Source { .. }
             | Error::SourceCheck { .. }
             | Error::TempTaken { .. }
+            | Error::ResumeLost { .. }
             | Error::LengthMismatch { .. }
             | Error::SizeMismatch { .. } => Transient,
             Error::Ssh { source, .. } => ssh_class(source),

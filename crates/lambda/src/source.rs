@@ -177,6 +177,22 @@ impl<S: ObjectStore> RangeSource for Ranges<'_, S> {
         self.progress.clone()
     }
 
+    async fn discard_progress(&self) -> std::io::Result<()> {
+        let tags = self
+            .store
+            .tags(self.obj)
+            .await
+            .map_err(std::io::Error::other)?;
+        if progress::from_tags(&tags).is_none() {
+            return Ok(());
+        }
+        tracing::info!("the recorded progress no longer matches the partner's file; cleared");
+        self.store
+            .put_tags(self.obj, progress::without(tags))
+            .await
+            .map_err(std::io::Error::other)
+    }
+
     async fn still_current(&self) -> std::io::Result<Currency> {
         let now = self.store.current(self.obj).await;
         let Some(now) = now.map_err(std::io::Error::other)? else {

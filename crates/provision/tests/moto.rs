@@ -108,7 +108,7 @@ async fn lifecycle_plan_apply_reapply_destroy_reapply() {
     .unwrap();
     let changed = util::spec(RawConfig {
         partner_address: None,
-        function_memory_mb: Some(1024),
+        function_memory_mb: Some(2048),
         architecture: Some("arm64".into()),
         ..raw(stack, &changed_files)
     });

@@ -340,10 +340,24 @@ impl Session {
                 match self.resume_point(on, &temp_path, &key, *source).await {
                     Ok(done) => {
                         plan.todo = missing(&done, source.len());
+                        let furthest = done.iter().map(|r| r.end).max();
                         let tracker = Tracker::new(key, identity.clone(), source.len(), done);
                         self.unsettled.resumable(&temp_path, tracker.clone());
                         plan.tracker = Some(tracker);
-                        self.open_in(on, path.parent(), &temp_path, false).await
+                        match furthest {
+                            // Continued: the file must still be there and as long as the
+                            // furthest completed byte, or the skipped ranges would be holes.
+                            Some(furthest) => self.open_to_continue(on, &temp_path, furthest).await,
+                            None => match source.progress() {
+                                Some(_) => match source.discard_progress().await {
+                                    Ok(()) => {
+                                        self.open_in(on, path.parent(), &temp_path, false).await
+                                    }
+                                    Err(e) => Err(Error::Source { sent: 0, source: e }),
+                                },
+                                None => self.open_in(on, path.parent(), &temp_path, false).await,
+                            },
+                        }
                     }
                     Err(e) => Err(e),
                 }

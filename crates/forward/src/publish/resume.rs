@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::client::RawSftpSession;
-use russh_sftp::protocol::StatusCode;
+use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 
 use super::RangeSource;
 use crate::error::Error;
@@ -245,6 +245,41 @@ impl Session {
         }
     }
 
+    /// Opens the resumable `temp_path` to continue it: never created (a file removed since its
+    /// progress was checked would come back empty, its skipped ranges holes), and checked on the
+    /// handle to be at least `furthest` bytes long. Either failure is [`Error::ResumeLost`].
+    pub(super) async fn open_to_continue(
+        &self,
+        on: &RawSftpSession,
+        temp_path: &str,
+        furthest: u64,
+    ) -> Result<String, Error> {
+        let lost = || Error::ResumeLost {
+            path: temp_path.to_owned(),
+        };
+        let handle = match on
+            .open(temp_path, OpenFlags::WRITE, FileAttributes::empty())
+            .await
+        {
+            Ok(h) => h.handle,
+            Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => {
+                return Err(lost())
+            }
+            Err(e) => return Err(Error::sftp("open", temp_path, e)),
+        };
+        match on.fstat(handle.as_str()).await {
+            Ok(a) if a.attrs.size.unwrap_or(0) >= furthest => Ok(handle),
+            Ok(_) => {
+                let _ = on.close(handle.as_str()).await;
+                Err(lost())
+            }
+            Err(e) => {
+                let _ = on.close(handle.as_str()).await;
+                Err(Error::sftp("fstat", temp_path, e))
+            }
+        }
+    }
+
     /// What of the resumable `temp_path` (named by `key`) can be kept: the source's progress when
     /// it names this file and length and the file is there, at least as long as the furthest
     /// completed byte; otherwise nothing (start over, into the same file: the same bytes go to the
@@ -293,7 +328,7 @@ impl Session {
             }
             return Ok(Vec::new());
         };
-        let furthest = progress.done.last().map_or(0, |r| r.end);
+        let furthest = progress.done.iter().map(|r| r.end).max().unwrap_or(0);
         match size {
             Some(size) if size >= furthest && !sweepable => {
                 let resumed_from = progress.bytes_done();

@@ -41,6 +41,12 @@ pub trait RangeSource: Sync {
     fn still_current(&self) -> impl Future<Output = std::io::Result<Currency>> + Send {
         std::future::ready(Ok(Currency::Current))
     }
+    /// Forget the recorded [`RangeSource::progress`]: asked before the first WRITE when this
+    /// attempt writes the file again from the start, so that a record which outlived its file
+    /// can never vouch for ranges of a new one that are not written yet.
+    fn discard_progress(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
 }
 
 /// The answer of [`RangeSource::still_current`].

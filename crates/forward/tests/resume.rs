@@ -1,0 +1,92 @@
+//! Resume against the real sshd: a recorded progress is trusted only while its temporary file is
+//! there and long enough; otherwise the file is written from the start and the record is
+//! discarded first, so it can never vouch for ranges of a new file that were not written.
+
+mod util;
+
+use std::ops::Range;
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use forward::publish::resume::resume_key;
+use forward::{FileRanges, Overwrite, Progress, PublishOutcome, RangeSource};
+use testkit::scratch_dir;
+use util::*;
+
+/// A local file that names its bytes and carries a recorded progress, counting discards.
+struct Recorded {
+    file: FileRanges,
+    progress: Progress,
+    discarded: AtomicUsize,
+}
+
+impl RangeSource for Recorded {
+    type Reader = <FileRanges as RangeSource>::Reader;
+
+    fn len(&self) -> u64 {
+        self.file.len()
+    }
+
+    async fn open(&self, range: Range<u64>) -> std::io::Result<Self::Reader> {
+        self.file.open(range).await
+    }
+
+    fn identity(&self) -> Option<String> {
+        Some("v1".into())
+    }
+
+    fn progress(&self) -> Option<Progress> {
+        Some(self.progress.clone())
+    }
+
+    async fn discard_progress(&self) -> std::io::Result<()> {
+        self.discarded.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_progress_whose_file_is_gone_or_short_is_discarded_and_the_file_written_whole() {
+    let len = 3 << 20;
+    let (_dir, file, sha) = noise_file(7, len);
+    for (case, temp_len) in [("gone", None), ("short", Some(1000u64))] {
+        let (local, remote) = scratch_dir(&format!("resume-{case}"));
+        let final_path = format!("{remote}/out.bin");
+        let key = resume_key(&final_path, "v1");
+        let source = Recorded {
+            file: FileRanges::new(&file).await.unwrap(),
+            // Claims the first two thirds are on the partner already.
+            progress: Progress {
+                key: key.clone(),
+                len,
+                done: vec![0..2 << 20],
+            },
+            discarded: AtomicUsize::new(0),
+        };
+        if let Some(n) = temp_len {
+            // The temporary file of these bytes, but shorter than the record says.
+            // Owned like the partner's own files, so that its login may write it.
+            let temp = local.join(format!(".out.bin.sfr-{key}.part"));
+            std::fs::write(&temp, vec![0u8; n as usize]).unwrap();
+            let owner = std::fs::metadata(&local).unwrap();
+            std::os::unix::fs::chown(&temp, Some(owner.uid()), Some(owner.gid())).unwrap();
+        }
+        let mut c = connector(&partner_json(&remote));
+        let done = c
+            .publish_ranges(&source, &path("out.bin"), Overwrite::Overwrite)
+            .await
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(done.outcome, PublishOutcome::Written, "{case}");
+        assert_eq!(
+            sha256_of_reader(std::fs::File::open(local.join("out.bin")).unwrap()),
+            sha,
+            "{case}: written whole, no holes where the record claimed bytes"
+        );
+        assert_eq!(
+            source.discarded.load(Ordering::SeqCst),
+            1,
+            "{case}: the stale record is discarded before writing"
+        );
+        assert_eq!(files_under(&local), ["out.bin"], "{case}: no temp left");
+    }
+}
