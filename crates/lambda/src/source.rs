@@ -183,12 +183,18 @@ impl<S: ObjectStore> RangeSource for Ranges<'_, S> {
             .tags(self.obj)
             .await
             .map_err(std::io::Error::other)?;
-        if progress::from_tags(&tags).is_none() {
+        // Rewritten with no completed range rather than removed: it then vouches for nothing,
+        // and the tag set never becomes empty (which moto's PutObjectTagging refuses).
+        let Some(mut recorded) = progress::from_tags(&tags).filter(|p| !p.done.is_empty()) else {
             return Ok(());
-        }
+        };
+        recorded.done.clear();
+        let Some(tags) = progress::merged(tags, &recorded) else {
+            return Ok(());
+        };
         tracing::info!("the recorded progress no longer matches the partner's file; cleared");
         self.store
-            .put_tags(self.obj, progress::without(tags))
+            .put_tags(self.obj, tags)
             .await
             .map_err(std::io::Error::other)
     }

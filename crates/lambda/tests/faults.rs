@@ -320,7 +320,23 @@ async fn a_slow_partner_gets_what_fits_before_the_deadline_and_the_rest_is_left_
         !delivered.is_empty() && !failed.is_empty(),
         "some fit, some are left: delivered {delivered:?}, failed {failed:?}"
     );
-    assert_eq!(delivered.len() + failed.len(), N, "none lost: {failed:?}");
+    // None lost: every record is delivered or left for retry. A record whose rename went out
+    // just before the margin can be both: on the partner, but reported failed because its
+    // reply came too late (the documented window; its retry writes the same bytes again).
+    for i in 0..N {
+        assert!(
+            delivered.contains(&i) || failed.contains(&format!("m-{i}")),
+            "m-{i} lost: delivered {delivered:?}, failed {failed:?}"
+        );
+    }
+    let both = delivered
+        .iter()
+        .filter(|i| failed.contains(&format!("m-{i}")))
+        .count();
+    assert!(
+        both <= 1,
+        "only the record in flight at the margin can be both: {failed:?}"
+    );
     eprintln!(
         "slow partner: {} delivered within the 8 s invocation, {} left for retry",
         delivered.len(),
@@ -331,10 +347,9 @@ async fn a_slow_partner_gets_what_fits_before_the_deadline_and_the_rest_is_left_
             std::fs::read(local.join(format!("slow/{i}.bin"))).unwrap() == data,
             "slow/{i}.bin differs"
         );
-        assert!(!failed.contains(&format!("m-{i}")));
     }
 
-    // SQS redelivers what was left; with time enough, all of it arrives.
+    // SQS redelivers what was left; with time enough, all of it arrives at the first retry.
     let retry: Vec<(String, String)> = batch
         .iter()
         .filter(|(id, _)| failed.contains(id))

@@ -338,16 +338,31 @@ impl Session {
             Some((source, identity)) => {
                 let key = resume_key(&final_path, identity);
                 match self.resume_point(on, &temp_path, &key, *source).await {
-                    Ok(done) => {
+                    Ok(mut done) => {
+                        // Continued: the file must still be there and as long as the furthest
+                        // completed byte, or the skipped ranges would be holes. Removed or cut
+                        // short since it was checked (a cleanup still on its way): start over.
+                        let mut opened = None;
+                        if let Some(furthest) = done.iter().map(|r| r.end).max() {
+                            match self.open_to_continue(on, &temp_path, furthest).await {
+                                Err(Error::ResumeLost { .. }) => {
+                                    tracing::info!(
+                                        temp_path,
+                                        "the file to continue is gone or short; starting over"
+                                    );
+                                    done = Vec::new();
+                                }
+                                other => opened = Some(other),
+                            }
+                        }
                         plan.todo = missing(&done, source.len());
-                        let furthest = done.iter().map(|r| r.end).max();
                         let tracker = Tracker::new(key, identity.clone(), source.len(), done);
                         self.unsettled.resumable(&temp_path, tracker.clone());
                         plan.tracker = Some(tracker);
-                        match furthest {
-                            // Continued: the file must still be there and as long as the
-                            // furthest completed byte, or the skipped ranges would be holes.
-                            Some(furthest) => self.open_to_continue(on, &temp_path, furthest).await,
+                        match opened {
+                            Some(opened) => opened,
+                            // From the start: a recorded progress goes first (it must never
+                            // vouch for ranges of this new file that are not written yet).
                             None => match source.progress() {
                                 Some(_) => match source.discard_progress().await {
                                     Ok(()) => {
