@@ -188,15 +188,7 @@ struct Generated {
 
 impl Generated {
     fn new(len: u64) -> Generated {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let block = (0..BLOCK)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
+        let block = testkit::noise(BLOCK, 0x9e37_79b9_7f4a_7c15).into();
         Generated { len, block }
     }
 }

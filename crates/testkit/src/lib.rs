@@ -56,8 +56,10 @@ pub fn repo_root() -> PathBuf {
 pub mod testbed;
 pub use testbed::Testbed;
 pub mod moto;
+pub mod noise;
 pub mod zip;
 pub use moto::{moto, moto_on, Moto};
+pub use noise::noise;
 pub use zip::zip_with;
 pub mod s3_bed;
 pub mod strict_aws;

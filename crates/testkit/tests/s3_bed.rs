@@ -7,15 +7,7 @@ use aws_sdk_s3::Client;
 
 /// `len` bytes that differ at every offset (a short repeating pattern would hide a wrong offset).
 fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    testkit::noise(len, seed | 1)
 }
 
 async fn client() -> Client {

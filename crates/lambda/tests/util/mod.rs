@@ -388,13 +388,5 @@ pub fn outcomes(log: &str) -> Vec<(String, String, String)> {
 /// `len` pseudo-random bytes (xorshift) that differ at every offset: a shifted, truncated or
 /// misplaced copy never compares equal.
 pub fn noise(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    testkit::noise(len, 0x9e37_79b9_7f4a_7c15)
 }
