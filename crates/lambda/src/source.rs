@@ -178,6 +178,9 @@ impl<S: ObjectStore> RangeSource for Ranges<'_, S> {
     }
 
     async fn discard_progress(&self) -> std::io::Result<()> {
+        if self.progress.as_ref().is_none_or(|p| p.done.is_empty()) {
+            return Ok(());
+        }
         let tags = self
             .store
             .tags(self.obj)

@@ -363,14 +363,9 @@ impl Session {
                             Some(opened) => opened,
                             // From the start: a recorded progress goes first (it must never
                             // vouch for ranges of this new file that are not written yet).
-                            None => match source.progress() {
-                                Some(_) => match source.discard_progress().await {
-                                    Ok(()) => {
-                                        self.open_in(on, path.parent(), &temp_path, false).await
-                                    }
-                                    Err(e) => Err(Error::Source { sent: 0, source: e }),
-                                },
-                                None => self.open_in(on, path.parent(), &temp_path, false).await,
+                            None => match source.discard_progress().await {
+                                Ok(()) => self.open_in(on, path.parent(), &temp_path, false).await,
+                                Err(e) => Err(Error::Source { sent: 0, source: e }),
                             },
                         }
                     }

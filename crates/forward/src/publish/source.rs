@@ -41,9 +41,10 @@ pub trait RangeSource: Sync {
     fn still_current(&self) -> impl Future<Output = std::io::Result<Currency>> + Send {
         std::future::ready(Ok(Currency::Current))
     }
-    /// Forget the recorded [`RangeSource::progress`]: asked before the first WRITE when this
-    /// attempt writes the file again from the start, so that a record which outlived its file
-    /// can never vouch for ranges of a new one that are not written yet.
+    /// Forget the recorded [`RangeSource::progress`]: asked before the first WRITE whenever a
+    /// resumable publish writes the file from the start, so that a record which outlived its file
+    /// can never vouch for ranges of a new one that are not written yet. A source that carries
+    /// no progress has nothing to do (and should do no I/O: this is every first delivery).
     fn discard_progress(&self) -> impl Future<Output = std::io::Result<()>> + Send {
         std::future::ready(Ok(()))
     }
