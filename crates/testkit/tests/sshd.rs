@@ -1,5 +1,6 @@
 //! The harness against the real OpenSSH client: `sftp` logs in with each credential, checking the host
-//! key strictly against `host_key_line`, and files it puts land under `upload_dir`.
+//! key strictly against `host_key_line`, and files it puts land under `upload_dir`; the styled
+//! sshd's present the host keys, banner, algorithms, PAM logins and refusals of their style.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -11,7 +12,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
-use testkit::{scratch_dir, sshd, Sshd};
+use testkit::{scratch_dir, sshd, sshd_styled, HostKey, Login, Sshd, Style};
 
 /// `kill_sessions` drops every connection of the binary: that test takes it exclusively.
 static SESSIONS: RwLock<()> = RwLock::new(());
@@ -276,4 +277,164 @@ fn kill_sessions_drops_open_connections_and_the_daemon_keeps_accepting() {
         "again",
         b"still accepting",
     );
+}
+
+/// `ssh-keyscan -t <type>` against `s`: the key lines it prints, without the host field.
+fn keyscan(s: &Sshd, key_type: &str) -> Vec<String> {
+    let out = Command::new("ssh-keyscan")
+        .args([
+            "-T",
+            "10",
+            "-t",
+            key_type,
+            "-p",
+            &s.port.to_string(),
+            "127.0.0.1",
+        ])
+        .output()
+        .expect("run ssh-keyscan");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(_, key)| key.to_owned()))
+        .collect()
+}
+
+/// `line` without its comment: `<algorithm> <base64>`.
+fn key_of(line: &str) -> String {
+    line.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Starts the styles at once (each generates its keys).
+fn styled<const N: usize>(styles: [Style; N]) -> [Sshd; N] {
+    std::thread::scope(|scope| {
+        let started = styles.map(|style| scope.spawn(move || sshd_styled(&style)));
+        started.map(|t| t.join().unwrap().unwrap_or_else(|e| panic!("{e}")))
+    })
+}
+
+#[test]
+fn styled_host_keys_are_the_ones_the_server_presents() {
+    let [rsa_only, two] = styled([
+        Style::new().host_keys(&[HostKey::Rsa]),
+        Style::new().host_keys(&[HostKey::Ed25519, HostKey::EcdsaP384]),
+    ]);
+    assert_eq!(rsa_only.host_key_lines.len(), 1);
+    assert!(
+        rsa_only.host_key_line.starts_with("ssh-rsa "),
+        "{}",
+        rsa_only.host_key_line
+    );
+    assert_eq!(keyscan(&rsa_only, "rsa"), [key_of(&rsa_only.host_key_line)]);
+    assert_eq!(keyscan(&rsa_only, "ed25519"), Vec::<String>::new());
+
+    assert_eq!(two.host_key_line, two.host_key_lines[0]);
+    assert!(two.host_key_lines[1].starts_with("ecdsa-sha2-nistp384 "));
+    assert_eq!(keyscan(&two, "ed25519"), [key_of(&two.host_key_lines[0])]);
+    assert_eq!(keyscan(&two, "ecdsa"), [key_of(&two.host_key_lines[1])]);
+}
+
+#[test]
+fn directives_and_the_banner_take_effect() {
+    let [s] = styled([Style::new()
+        .banner("Authorized use only: testkit partner\n")
+        .directive("KexAlgorithms diffie-hellman-group14-sha256")]);
+    let (local, remote) = s.scratch_dir("banner");
+    let out = put(
+        &s,
+        &Auth::Key(&s.keys.ed25519),
+        &local,
+        &remote,
+        "b",
+        b"banner",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Authorized use only: testkit partner"),
+        "{}",
+        describe(&out)
+    );
+
+    let mut cmd = Client::new(&s).command(&s, &Auth::Key(&s.keys.ed25519));
+    let out = cmd
+        .args(["-b", "/dev/null", "-o", "KexAlgorithms=curve25519-sha256"])
+        .arg(format!("{}@127.0.0.1", s.user))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no matching key exchange method"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn keyboard_interactive_logins_are_answered_by_pam_under_its_own_service() {
+    let [s] = styled([Style::new().login(Login::KeyboardInteractive)]);
+    let service = fs::read_to_string(format!("/etc/pam.d/sshd-{}", s.user)).unwrap();
+    assert!(service.contains("pam_unix.so"), "{service}");
+    let (local, remote) = s.scratch_dir("kbd");
+    put(
+        &s,
+        &Auth::Password(&s.password),
+        &local,
+        &remote,
+        "k",
+        b"kbd",
+    );
+    let accepted = format!("Accepted keyboard-interactive/pam for {}", s.user);
+    assert!(s.log().contains(&accepted), "{}", s.log());
+}
+
+#[test]
+fn a_one_time_password_style_asks_the_password_then_an_otp() {
+    let [s] = styled([Style::new().login(Login::OneTimePassword)]);
+    let client = Client::new(&s);
+    let prompts = client.dir.path().join("prompts");
+    // Answers every prompt with the password and records it: the OTP prompt gets a wrong answer.
+    let askpass = client.file(
+        "record",
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{}'\necho '{}'\n",
+            prompts.display(),
+            s.password
+        ),
+        0o700,
+    );
+    let out = client
+        .command(&s, &Auth::Password(&s.password))
+        .env("SSH_ASKPASS", askpass)
+        .args(["-o", "NumberOfPasswordPrompts=1"])
+        .arg(format!("{}@127.0.0.1", s.user))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", describe(&out));
+    let asked = fs::read_to_string(&prompts).unwrap_or_default();
+    let first = asked.lines().next().unwrap_or_default();
+    assert!(first.contains("Password"), "{asked}");
+    assert!(
+        asked.contains(&format!("One-time password (OATH) for `{}'", s.user)),
+        "{asked}\n{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn refused_sftp_requests_fail_and_the_rest_works() {
+    let [s] = styled([Style::new().sftp_denied("rename,posix-rename")]);
+    let (local, remote) = s.scratch_dir("norename");
+    let client = Client::new(&s);
+    let source = client.file("source", "stays", 0o600);
+    let batch = format!(
+        "put {} {remote}/a\nrename {remote}/a {remote}/b\n",
+        source.display()
+    );
+    let out = client.run(&s, &Auth::Key(&s.keys.ed25519), &batch);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert_eq!(fs::read(local.join("a")).unwrap(), b"stays");
+    assert!(!local.join("b").exists());
 }
