@@ -84,7 +84,9 @@ impl Exit {
         match e {
             forward::Error::Config(_) => Exit::Config,
             forward::Error::UntrustedHostKey { .. } => Exit::UntrustedHostKey,
-            forward::Error::AuthRejected { .. } => Exit::LoginRejected,
+            forward::Error::AuthRejected { .. } | forward::Error::AuthPrompt { .. } => {
+                Exit::LoginRejected
+            }
             _ => Exit::of_class(e.class()),
         }
     }

@@ -4,8 +4,11 @@
 //! ```json
 //! { "Host": "sftp.partner.example", "Port": 22, "Username": "acme",
 //!   "PrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\n...", "Password": "...",
-//!   "TrustedHostKeys": ["ssh-ed25519 AAAAC3Nz..."], "RemoteDirectory": "inbound" }
+//!   "TrustedHostKeys": ["ssh-ed25519 AAAAC3Nz..."], "RemoteDirectory": "inbound",
+//!   "Algorithms": "default" }
 //! ```
+//!
+//! `Algorithms` (optional) is described in [`crate::algorithms`].
 //!
 //! Parsing never echoes a value of a secret field: the JSON is first read as an
 //! untyped tree (syntax errors carry only a line and column) and each field is
@@ -17,6 +20,7 @@ use std::sync::Arc;
 use russh::keys::PrivateKey;
 use serde_json::{Map, Value};
 
+use crate::algorithms::Algorithms;
 use crate::hostkey::TrustedHostKeys;
 
 /// What is wrong with a partner configuration. Messages name the field, never a secret value.
@@ -82,6 +86,9 @@ pub struct Partner {
     /// Most SFTP channels that write one large file at once (`Parallelism`, 1..=16); unset: the
     /// publisher's default (`Tuning::stripes`).
     pub parallelism: Option<usize>,
+    /// The SSH algorithms offered (`Algorithms`; the `default` policy unless set). Host-key
+    /// algorithms are narrowed to the pinned keys' types when connecting.
+    pub algorithms: Algorithms,
 }
 
 impl fmt::Debug for Partner {
@@ -98,6 +105,7 @@ impl fmt::Debug for Partner {
             .field("trusted_host_keys", &self.trusted_host_keys)
             .field("remote_directory", &self.remote_directory)
             .field("parallelism", &self.parallelism)
+            .field("algorithms", &self.algorithms.describe())
             .finish()
     }
 }
@@ -112,6 +120,7 @@ const KNOWN: &[&str] = &[
     "TrustedHostKeys",
     "RemoteDirectory",
     "Parallelism",
+    "Algorithms",
 ];
 
 impl Partner {
@@ -212,6 +221,8 @@ impl Partner {
                 ))
             }
         };
+        let algorithms = Algorithms::from_json(obj.get("Algorithms"))?;
+        algorithms.check_pins(&trusted_host_keys)?;
         Ok(Partner {
             host,
             port,
@@ -221,6 +232,7 @@ impl Partner {
             trusted_host_keys,
             remote_directory,
             parallelism,
+            algorithms,
         })
     }
 
@@ -239,6 +251,12 @@ impl Partner {
 /// (`sftp-forward test-connection --print-host-key`).
 pub fn endpoint_from_json(text: &str) -> Result<(String, u16), ConfigError> {
     endpoint(&Partner::parse_object(text)?)
+}
+
+/// The `Algorithms` of a partner config, validated, with nothing else required (the default
+/// policy when absent): which algorithms to offer when looking at a new partner's host key.
+pub fn algorithms_from_json(text: &str) -> Result<Algorithms, ConfigError> {
+    Algorithms::from_json(Partner::parse_object(text)?.get("Algorithms"))
 }
 
 fn endpoint(obj: &Map<String, Value>) -> Result<(String, u16), ConfigError> {

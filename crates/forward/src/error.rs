@@ -76,12 +76,32 @@ pub enum Error {
     },
 
     /// The server rejected the login.
-    #[error("login to {addr} as {username:?} was rejected (tried: {methods})")]
+    #[error("login to {addr} as {username:?} was rejected (tried: {methods}){detail}")]
     AuthRejected {
         addr: String,
         username: String,
         methods: String,
+        /// What the server would accept and which credential is missing, if known.
+        detail: String,
     },
+
+    /// The server's keyboard-interactive login asks something other than the password (a
+    /// one-time code, a new password): no retry can answer it.
+    #[error(
+        "login to {addr} as {username:?} asks {prompt:?} (keyboard-interactive), which sftp-forward \
+         cannot answer: it answers only password prompts, with Password; ask the partner for a \
+         login by key and/or password without a one-time code for this account"
+    )]
+    AuthPrompt {
+        addr: String,
+        username: String,
+        /// The server's prompt text (control characters removed).
+        prompt: String,
+    },
+
+    /// The server and we share no algorithm of one kind; nothing was authenticated or sent.
+    #[error(transparent)]
+    NoCommonAlgorithm(Box<crate::handshake::NoCommon>),
 
     /// An SFTP request failed with a status from the server, or the SFTP channel broke.
     #[error("SFTP {op} of {path:?} failed: {source}{}", failure_hint(op, source))]
@@ -155,6 +175,8 @@ impl Error {
             | Error::Route(_)
             | Error::UntrustedHostKey { .. }
             | Error::AuthRejected { .. }
+            | Error::AuthPrompt { .. }
+            | Error::NoCommonAlgorithm(_)
             | Error::AlreadyExists { .. }
             | Error::Superseded { .. } => Permanent,
             Error::Connect { .. }

@@ -6,28 +6,36 @@
 //! - [`config`]: the partner JSON (Secrets Manager) → validated [`Partner`]
 //! - [`route`]: object key → escape-proof [`RemotePath`] under `RemoteDirectory`
 //! - [`hostkey`]: `TrustedHostKeys` pinning and fingerprints
-//! - [`session`]: SSH connect, host key check, login, SFTP channel; [`Connector`] reuse;
+//! - [`algorithms`]: the partner's `Algorithms` policy (default, fips, legacy, explicit lists)
+//! - [`handshake`]: SSH connect with those algorithms, host key check, what was negotiated;
 //!   [`scan_host_key`] for onboarding
+//! - `auth`: login by key, password or keyboard-interactive, following the server's methods
+//! - [`session`]: SFTP channels on the logged-in connection; [`Connector`] reuse
 //! - [`publish`]: temp name → pipelined writes → size check → version check → rename; resume
 //!   of an interrupted file, sweep of stale temp files
 //! - [`interrupt`]: a publish stopped from outside (a deadline): its temp file closed and
 //!   removed, or kept with its progress when resumable
 //! - [`error`]: one [`Error`], each variant transient or permanent
 
+pub mod algorithms;
+mod auth;
 pub mod config;
 pub mod error;
+pub mod handshake;
 pub mod hostkey;
 pub mod interrupt;
 pub mod publish;
 pub mod route;
 pub mod session;
 
+pub use algorithms::{Algorithms, Policy};
 pub use config::{ConfigError, Partner};
 pub use error::{Error, ErrorClass};
+pub use handshake::{scan_host_key, Negotiated};
 pub use hostkey::{Fingerprint, TrustedHostKeys};
 pub use interrupt::{Abandoned, Kept};
 pub use publish::{
     Currency, FileRanges, Overwrite, Progress, PublishOutcome, Published, RangeSource,
 };
 pub use route::{RemotePath, Route, RouteError};
-pub use session::{scan_host_key, Connector, Session, Tuning};
+pub use session::{Connector, Session, Tuning};

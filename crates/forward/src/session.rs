@@ -5,19 +5,17 @@
 //! `connect_timeout`, login by `auth_timeout`, each SFTP request by
 //! `request_timeout`; SSH keepalives notice a dead peer between files.
 
-use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::{client, ChannelMsg};
 use russh_sftp::client::rawsession::Limits;
 use russh_sftp::client::RawSftpSession;
-use tokio::net::TcpStream;
 
 use crate::config::Partner;
 use crate::error::Error;
-use crate::hostkey::{Fingerprint, TrustedHostKeys};
+use crate::handshake::{handshake, Negotiated, Pinned};
+use crate::hostkey::Fingerprint;
 use crate::interrupt::Unsettled;
 
 /// Time bounds and transfer sizes. The defaults suit a WAN partner and Lambda.
@@ -79,104 +77,6 @@ impl Default for Tuning {
     }
 }
 
-/// AES-GCM first: with AES-NI it is ~25% faster than chacha20-poly1305 here; all are
-/// offered so any OpenSSH partner (including chacha20-only ones) is reachable.
-const CIPHERS: &[russh::cipher::Name] = &[
-    russh::cipher::AES_128_GCM,
-    russh::cipher::AES_256_GCM,
-    russh::cipher::CHACHA20_POLY1305,
-    russh::cipher::AES_256_CTR,
-    russh::cipher::AES_192_CTR,
-    russh::cipher::AES_128_CTR,
-];
-
-/// The SSH client handler: accepts exactly the pinned host keys (none at all for
-/// [`scan_host_key`]) and remembers the key that was offered.
-struct Pinned {
-    /// `None`: trust nothing, the handshake always stops at the key check.
-    trusted: Option<TrustedHostKeys>,
-    offered: Arc<Mutex<Option<PublicKey>>>,
-}
-
-impl client::Handler for Pinned {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        offered: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        let (key, trusted) = match offered {
-            PublicKeyOrCertificate::PublicKey { key, .. } => (
-                key.clone(),
-                self.trusted.as_ref().is_some_and(|t| t.trusts(key)),
-            ),
-            // We never advertise certificate algorithms; a certificate is not a pinned key.
-            PublicKeyOrCertificate::Certificate(cert) => (cert.public_key().clone().into(), false),
-        };
-        *lock(&self.offered) = Some(key);
-        Ok(trusted)
-    }
-}
-
-/// The client settings of every connection (the publisher's and [`scan_host_key`]'s alike, so the
-/// scan sees the host key algorithm the publisher will negotiate).
-fn client_config(tuning: &Tuning) -> Arc<client::Config> {
-    Arc::new(client::Config {
-        keepalive_interval: Some(tuning.keepalive_interval),
-        keepalive_max: 3,
-        nodelay: true,
-        preferred: russh::Preferred {
-            cipher: Cow::Borrowed(CIPHERS),
-            ..russh::Preferred::DEFAULT
-        },
-        ..client::Config::default()
-    })
-}
-
-/// Connect to `host:port` only as far as the server's host key and abort the handshake there:
-/// the key is never accepted and nothing is authenticated or sent. This is how an operator sees
-/// the key of a new partner (to check it with the partner, then add it to `TrustedHostKeys`);
-/// it trusts nothing by itself. Bounded by `tuning.connect_timeout`.
-pub async fn scan_host_key(host: &str, port: u16, tuning: &Tuning) -> Result<PublicKey, Error> {
-    let addr = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    let offered = Arc::new(Mutex::new(None));
-    let handler = Pinned {
-        trusted: None,
-        offered: offered.clone(),
-    };
-    let handshake = bounded(tuning.connect_timeout, "connecting", &addr, async {
-        let tcp = TcpStream::connect((host, port))
-            .await
-            .map_err(|source| Error::Connect {
-                addr: addr.clone(),
-                source,
-            })?;
-        Ok(client::connect_stream(client_config(tuning), tcp, handler)
-            .await
-            .map(drop))
-    })
-    .await?;
-    let key = lock(&offered).take();
-    match (key, handshake) {
-        (Some(key), _) => Ok(key),
-        (None, Err(source)) => Err(Error::Ssh {
-            step: "handshake",
-            addr,
-            source,
-        }),
-        // Not reachable: the handshake cannot succeed without a host key check.
-        (None, Ok(())) => Err(Error::Ssh {
-            step: "handshake",
-            addr,
-            source: russh::Error::UnknownKey,
-        }),
-    }
-}
-
 /// An authenticated SSH connection to the partner with one SFTP channel.
 pub struct Session {
     /// Shared so that extra SFTP channels can be opened concurrently.
@@ -204,6 +104,7 @@ pub struct Session {
     /// Directories known to exist, so a batch of files does not re-check them.
     pub(crate) known_dirs: Mutex<std::collections::HashSet<String>>,
     host_key: Fingerprint,
+    negotiated: Negotiated,
     local_addr: std::net::SocketAddr,
     last_used: Mutex<Instant>,
 }
@@ -222,62 +123,25 @@ impl Session {
         channels: usize,
     ) -> Result<Session, Error> {
         let addr = partner.addr();
-        let offered = Arc::new(Mutex::new(None));
-        let handler = Pinned {
-            trusted: Some(partner.trusted_host_keys.clone()),
-            offered: offered.clone(),
-        };
-        let config = client_config(tuning);
-
-        let connect = async {
-            let tcp = TcpStream::connect((partner.host.as_str(), partner.port))
-                .await
-                .map_err(|source| Error::Connect {
-                    addr: addr.clone(),
-                    source,
-                })?;
-            tcp.set_nodelay(true).ok();
-            let local = tcp.local_addr().map_err(|source| Error::Connect {
-                addr: addr.clone(),
-                source,
-            })?;
-            client::connect_stream(config, tcp, handler)
-                .await
-                .map_err(|source| {
-                    match (
-                        &source,
-                        offered
-                            .lock()
-                            .ok()
-                            .and_then(|o| o.as_ref().map(Fingerprint::of)),
-                    ) {
-                        (russh::Error::UnknownKey, Some(fp)) => Error::UntrustedHostKey {
-                            addr: addr.clone(),
-                            algorithm: fp.algorithm,
-                            fingerprint: fp.sha256,
-                        },
-                        _ => Error::Ssh {
-                            step: "handshake",
-                            addr: addr.clone(),
-                            source,
-                        },
-                    }
-                })
-                .map(|ssh| (ssh, local))
-        };
-        let (mut ssh, local_addr) =
-            bounded(tuning.connect_timeout, "connecting", &addr, connect).await?;
-        let host_key = offered
-            .lock()
-            .ok()
-            .and_then(|o| o.as_ref().map(Fingerprint::of))
-            .expect("the handshake checked a host key");
+        let crate::handshake::Handshake {
+            mut ssh,
+            local_addr,
+            host_key,
+            negotiated,
+        } = handshake(
+            &partner.host,
+            partner.port,
+            &partner.algorithms,
+            &partner.trusted_host_keys,
+            tuning,
+        )
+        .await?;
 
         bounded(
             tuning.auth_timeout,
             "logging in",
             &addr,
-            authenticate(&mut ssh, partner, &addr),
+            crate::auth::authenticate(&mut ssh, partner, &addr),
         )
         .await?;
 
@@ -297,7 +161,7 @@ impl Session {
         // Without the limits extension the protocol only guarantees 32 KiB writes.
         let server_write = limits.and_then(|l| l.write_len).unwrap_or(32 * 1024) as usize;
         let chunk_size = tuning.chunk_size.clamp(1, server_write);
-        tracing::debug!(%addr, %host_key, posix_rename, chunk_size, "connected");
+        tracing::debug!(%addr, %host_key, %negotiated, posix_rename, chunk_size, "connected");
 
         Ok(Session {
             ssh,
@@ -316,6 +180,7 @@ impl Session {
             request_timeout: tuning.request_timeout,
             known_dirs: Default::default(),
             host_key,
+            negotiated,
             local_addr,
             last_used: Mutex::new(Instant::now()),
         })
@@ -324,6 +189,11 @@ impl Session {
     /// The server's host key (already checked against the pins).
     pub fn host_key(&self) -> &Fingerprint {
         &self.host_key
+    }
+
+    /// The algorithms this connection negotiated.
+    pub fn negotiated(&self) -> &Negotiated {
+        &self.negotiated
     }
 
     /// Our end of the TCP connection (the partner's logs name this port).
@@ -471,55 +341,6 @@ async fn subsystem_started(channel: &mut russh::Channel<client::Msg>) -> Result<
             Some(_) => {}
         }
     }
-}
-
-async fn authenticate(
-    ssh: &mut client::Handle<Pinned>,
-    partner: &Partner,
-    addr: &str,
-) -> Result<(), Error> {
-    let ssh_err = |source| Error::Ssh {
-        step: "authentication",
-        addr: addr.to_owned(),
-        source,
-    };
-    let mut tried = Vec::new();
-    if let Some(key) = &partner.private_key {
-        let hash = if key.algorithm().is_rsa() {
-            ssh.best_supported_rsa_hash()
-                .await
-                .map_err(ssh_err)?
-                .flatten()
-        } else {
-            None
-        };
-        let result = ssh
-            .authenticate_publickey(
-                &partner.username,
-                PrivateKeyWithHashAlg::new(key.clone(), hash),
-            )
-            .await
-            .map_err(ssh_err)?;
-        if result.success() {
-            return Ok(());
-        }
-        tried.push("publickey");
-    }
-    if let Some(password) = &partner.password {
-        let result = ssh
-            .authenticate_password(&partner.username, password.expose())
-            .await
-            .map_err(ssh_err)?;
-        if result.success() {
-            return Ok(());
-        }
-        tried.push("password");
-    }
-    Err(Error::AuthRejected {
-        addr: addr.to_owned(),
-        username: partner.username.clone(),
-        methods: tried.join(", "),
-    })
 }
 
 /// A mutex's guard; a panic elsewhere while it was held leaves plain data, still usable.

@@ -127,7 +127,8 @@ async fn an_unknown_host_key_is_refused_before_login_and_nothing_is_written() {
 #[tokio::test]
 async fn a_host_key_scan_shows_the_key_without_trusting_it_or_logging_in() {
     let s = sshd();
-    let key = forward::scan_host_key("127.0.0.1", s.port, &Tuning::default())
+    let algorithms = forward::Algorithms::default();
+    let key = forward::scan_host_key("127.0.0.1", s.port, &algorithms, None, &Tuning::default())
         .await
         .unwrap();
     assert_eq!(

@@ -79,6 +79,8 @@ pub struct Connection {
     pub trusted: bool,
     /// How far the login got.
     pub login: Login,
+    /// The algorithms the login's connection negotiated; `None` when it did not get that far.
+    pub negotiated: Option<forward::Negotiated>,
     /// Whether a probe file could be created in `RemoteDirectory`; `None` when not checked.
     pub writable: Option<bool>,
     /// What is wrong, if anything (at most one: each step runs only if the one before passed).
@@ -119,6 +121,7 @@ impl Connection {
             fingerprint: None,
             trusted: false,
             login: Login::Skipped,
+            negotiated: None,
             writable: None,
             problem: None,
         }
@@ -131,7 +134,16 @@ impl Connection {
 /// `Err` only when the host key could not be read at all (nothing else was tried); every later
 /// failure is in [`Connection::problem`].
 pub async fn connection(partner: &Partner, tuning: &Tuning) -> Result<Connection, forward::Error> {
-    let key = forward::scan_host_key(&partner.host, partner.port, tuning).await?;
+    // Offering the host-key algorithms of the pinned keys, as the publisher does: a server with
+    // several host keys shows the pinned type, not its preferred one.
+    let key = forward::scan_host_key(
+        &partner.host,
+        partner.port,
+        &partner.algorithms,
+        Some(&partner.trusted_host_keys),
+        tuning,
+    )
+    .await?;
     let fingerprint = Fingerprint::of(&key);
     let line = public_key_line(&key);
     let mut report = Connection {
@@ -163,6 +175,7 @@ pub async fn connection(partner: &Partner, tuning: &Tuning) -> Result<Connection
         }
     };
     report.login = Login::Ok;
+    report.negotiated = Some(session.negotiated().clone());
     let probe = session.check_writable().await;
     session.close().await;
     report.writable = Some(probe.is_ok());
@@ -223,7 +236,9 @@ pub enum ProblemKind {
 impl Problem {
     fn of_login(e: &forward::Error) -> Problem {
         let kind = match e {
-            forward::Error::AuthRejected { .. } => ProblemKind::LoginRejected,
+            forward::Error::AuthRejected { .. } | forward::Error::AuthPrompt { .. } => {
+                ProblemKind::LoginRejected
+            }
             forward::Error::UntrustedHostKey { .. } => ProblemKind::UntrustedHostKey,
             _ => ProblemKind::LoginFailed,
         };

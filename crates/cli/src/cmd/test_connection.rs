@@ -55,6 +55,9 @@ pub fn print_connection(c: &Connection) {
     );
     println!("trusted      {}", yes_no(c.trusted));
     println!("login        {}", c.login);
+    if let Some(n) = &c.negotiated {
+        println!("algorithms   {n}");
+    }
     match c.writable {
         Some(w) => println!("writable     {} ({})", yes_no(w), c.remote_directory),
         None => println!("writable     not checked"),
@@ -72,7 +75,8 @@ pub fn yes_no(b: bool) -> &'static str {
 /// `--print-host-key`: only Host and Port are needed, so a secret without TrustedHostKeys works.
 async fn print_key(text: &str, tuning: &Tuning, as_json: bool) -> anyhow::Result<Exit> {
     let (host, port) = forward::config::endpoint_from_json(text).context("the partner secret")?;
-    let key = forward::scan_host_key(&host, port, tuning)
+    let algorithms = forward::config::algorithms_from_json(text).context("the partner secret")?;
+    let key = forward::scan_host_key(&host, port, &algorithms, None, tuning)
         .await
         .with_context(|| format!("reading the host key of {host}:{port}"))?;
     let line = public_key_line(&key);
