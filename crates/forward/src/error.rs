@@ -103,13 +103,32 @@ pub enum Error {
     #[error(transparent)]
     NoCommonAlgorithm(Box<crate::handshake::NoCommon>),
 
-    /// An SFTP request failed with a status from the server, or the SFTP channel broke.
-    #[error("SFTP {op} of {path:?} failed: {source}{}", failure_hint(op, source))]
+    /// An SFTP request failed with a status from the server, or the SFTP channel broke. The
+    /// cause is said once in the message (not chained: a status repeats its text otherwise).
+    #[error(
+        "SFTP {op} of {path:?} failed: {}{}",
+        reason(cause),
+        failure_hint(op, cause)
+    )]
     Sftp {
         op: &'static str,
         path: String,
-        #[source]
-        source: russh_sftp::client::error::Error,
+        cause: russh_sftp::client::error::Error,
+    },
+
+    /// The server refused to rename the written temporary file onto its final name (the account
+    /// may create files but not rename them); the temporary file was removed.
+    #[error(
+        "the partner refused to rename the uploaded temporary file {temp:?} to {path:?} ({why}): \
+         this account may write files but not rename them. sftp-forward always uploads under a \
+         temporary name and renames, so a partial file is never visible under the final name; \
+         ask the partner to allow renaming (or moving) files in that directory"
+    )]
+    RenameRefused {
+        temp: String,
+        path: String,
+        /// The server's reason, once.
+        why: String,
     },
 
     /// The final name already exists and the overwrite policy is `fail-if-exists`.
@@ -178,6 +197,7 @@ impl Error {
             | Error::AuthPrompt { .. }
             | Error::NoCommonAlgorithm(_)
             | Error::AlreadyExists { .. }
+            | Error::RenameRefused { .. }
             | Error::Superseded { .. } => Permanent,
             Error::Connect { .. }
             | Error::Timeout { .. }
@@ -188,7 +208,7 @@ impl Error {
             | Error::LengthMismatch { .. }
             | Error::SizeMismatch { .. } => Transient,
             Error::Ssh { source, .. } => ssh_class(source),
-            Error::Sftp { source, .. } => sftp_class(source),
+            Error::Sftp { cause, .. } => sftp_class(cause),
         }
     }
 
@@ -205,7 +225,7 @@ impl Error {
         Error::Sftp {
             op,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 
@@ -213,8 +233,8 @@ impl Error {
     pub(crate) fn connection_lost(&self) -> bool {
         match self {
             Error::Ssh { .. } | Error::Timeout { .. } => true,
-            Error::Sftp { source, .. } => !matches!(
-                source,
+            Error::Sftp { cause, .. } => !matches!(
+                cause,
                 russh_sftp::client::error::Error::Status(_)
                     | russh_sftp::client::error::Error::Limited(_)
             ),
@@ -255,6 +275,23 @@ fn sftp_class(e: &russh_sftp::client::error::Error) -> ErrorClass {
         E::IO(_) | E::Timeout | E::UnexpectedPacket | E::UnexpectedBehavior(_) => {
             ErrorClass::Transient
         }
+    }
+}
+
+/// The cause of an SFTP failure in words, once: a status's text and the server's message only
+/// when the message says more (OpenSSH repeats the status text as its message).
+pub(crate) fn reason(cause: &russh_sftp::client::error::Error) -> String {
+    match cause {
+        russh_sftp::client::error::Error::Status(s) => {
+            let code = s.status_code.to_string();
+            let message = s.error_message.trim();
+            if message.is_empty() || message.eq_ignore_ascii_case(&code) {
+                code
+            } else {
+                format!("{code}: {message}")
+            }
+        }
+        other => other.to_string(),
     }
 }
 

@@ -13,6 +13,29 @@ use crate::session::{bounded, lock, Session};
 
 use super::Overwrite;
 
+/// A rename the server refused by permission (or does not support) as [`Error::RenameRefused`];
+/// anything else as it is.
+fn refused_rename(e: Error, temp_path: &str) -> Error {
+    match e {
+        Error::Sftp {
+            op: "rename" | "posix-rename",
+            path,
+            cause: SftpError::Status(s),
+        } if matches!(
+            s.status_code,
+            StatusCode::PermissionDenied | StatusCode::OpUnsupported
+        ) =>
+        {
+            Error::RenameRefused {
+                temp: temp_path.to_owned(),
+                path,
+                why: crate::error::reason(&SftpError::Status(s)),
+            }
+        }
+        e => e,
+    }
+}
+
 impl Session {
     pub(super) async fn rename_into_place(
         &self,
@@ -29,7 +52,7 @@ impl Session {
                 data.extend_from_slice(&(s.len() as u32).to_be_bytes());
                 data.extend_from_slice(s.as_bytes());
             }
-            return match on.extended("posix-rename@openssh.com", data).await {
+            let renamed = match on.extended("posix-rename@openssh.com", data).await {
                 Ok(Packet::Status(s)) if s.status_code == StatusCode::Ok => Ok(()),
                 Ok(Packet::Status(s)) => Err(Error::sftp(
                     "posix-rename",
@@ -43,6 +66,7 @@ impl Session {
                 )),
                 Err(e) => Err(Error::sftp("posix-rename", final_path, e)),
             };
+            return renamed.map_err(|e| refused_rename(e, temp_path));
         }
         // Plain SFTP rename never replaces an existing file (OpenSSH links, then unlinks).
         match on.rename(temp_path, final_path).await {
@@ -62,9 +86,14 @@ impl Session {
                         on.rename(temp_path, final_path)
                             .await
                             .map(|_| ())
-                            .map_err(|e| Error::sftp("rename", final_path, e))
+                            .map_err(|e| {
+                                refused_rename(Error::sftp("rename", final_path, e), temp_path)
+                            })
                     }
-                    (false, _) => Err(Error::sftp("rename", final_path, e)),
+                    (false, _) => Err(refused_rename(
+                        Error::sftp("rename", final_path, e),
+                        temp_path,
+                    )),
                 }
             }
         }
@@ -207,8 +236,12 @@ impl Session {
     }
 }
 
+/// `name` under `dir`. In the login directory (`.`) a name that a server could read as something
+/// else — `~user` (a home directory) or `C:` (a drive) — is sent as `./name`: always a name in the
+/// login directory.
 pub(super) fn join2(dir: &str, name: &str) -> String {
     match dir {
+        "." | "" if name.starts_with('~') || name.contains(':') => format!("./{name}"),
         "." | "" => name.to_owned(),
         "/" => format!("/{name}"),
         _ => format!("{dir}/{name}"),
@@ -279,5 +312,9 @@ mod tests {
         assert_eq!(join2(".", "a"), "a");
         assert_eq!(join2("/", "a"), "/a");
         assert_eq!(join2("upload/in", "a"), "upload/in/a");
+        assert_eq!(join2(".", "~acme"), "./~acme");
+        assert_eq!(join2(".", "C:"), "./C:");
+        assert_eq!(join2(".", "report:v2.csv"), "./report:v2.csv");
+        assert_eq!(join2("in", "~acme"), "in/~acme");
     }
 }

@@ -419,7 +419,7 @@ impl Session {
                     // Another delivery of the same version (another process) renamed it first.
                     Error::Sftp {
                         op: "posix-rename" | "rename",
-                        source: russh_sftp::client::error::Error::Status(s),
+                        cause: russh_sftp::client::error::Error::Status(s),
                         ..
                     } if resumable.is_some()
                         && s.status_code == russh_sftp::protocol::StatusCode::NoSuchFile =>

@@ -234,7 +234,7 @@ impl Session {
     ) -> Result<String, Error> {
         match self.open_temp(on, temp_path, exclusive).await {
             Err(Error::Sftp {
-                source: SftpError::Status(s),
+                cause: SftpError::Status(s),
                 ..
             }) if s.status_code == StatusCode::NoSuchFile => {
                 lock(&self.known_dirs).clear();

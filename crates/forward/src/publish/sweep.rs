@@ -57,7 +57,7 @@ impl Session {
                 Ok(_) => {}
                 // Nothing can be stale in a directory that is not there yet.
                 Err(Error::Sftp {
-                    source: SftpError::Status(s),
+                    cause: SftpError::Status(s),
                     ..
                 }) if s.status_code == StatusCode::NoSuchFile => {}
                 Err(e) => tracing::warn!(dir, error = %e, "could not sweep stale temporary files"),
