@@ -47,6 +47,42 @@ async fn test_connection_on_a_trusted_key_logs_in_and_finds_the_directory_writab
 }
 
 #[tokio::test]
+async fn test_connection_shows_the_algorithms_the_partners_policy_negotiated() {
+    let (_local, remote) = scratch_dir("tc-algorithms");
+    let mut partner = partner_json(&remote);
+    partner["Algorithms"] = json!({
+        "Kex": ["ecdh-sha2-nistp384"],
+        "Ciphers": "aes256-ctr",
+        "Macs": ["hmac-sha2-512"],
+    });
+    let (_dir, file) = secret_file(&partner);
+    let run = sftp_forward(&["test-connection", "--secret-file", &file]).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(
+        run.stdout.contains(
+            "algorithms   kex ecdh-sha2-nistp384, host key ssh-ed25519, cipher aes256-ctr, \
+             MAC hmac-sha2-512"
+        ),
+        "{run:#?}"
+    );
+    let run = sftp_forward(&["test-connection", "--secret-file", &file, "--json"]).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let negotiated = &run.json()["negotiated"];
+    assert_eq!(negotiated["kex"], "ecdh-sha2-nistp384", "{run:#?}");
+    assert_eq!(negotiated["cipher"], "aes256-ctr", "{run:#?}");
+
+    // An algorithm the library does not implement is a config error naming the field (exit 3).
+    partner["Algorithms"] = json!({"Macs": ["hmac-md5"]});
+    let (_dir, file) = secret_file(&partner);
+    let run = sftp_forward(&["test-connection", "--secret-file", &file]).await;
+    assert_eq!(run.code, 3, "{run:#?}");
+    assert!(
+        run.stderr.contains("Algorithms.Macs") && run.stderr.contains("hmac-md5"),
+        "{run:#?}"
+    );
+}
+
+#[tokio::test]
 async fn test_connection_on_an_untrusted_key_shows_it_and_exits_6_without_logging_in() {
     let (_local, remote) = scratch_dir("tc-untrusted");
     let mut partner = partner_json(&remote);
