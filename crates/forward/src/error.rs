@@ -75,6 +75,13 @@ pub enum Error {
         fingerprint: String,
     },
 
+    /// The server refused to start SFTP on a session channel: the account has no SFTP.
+    #[error(
+        "{addr} refused to start SFTP for this login (the sftp subsystem request was denied): ask \
+         the partner to enable SFTP for the account"
+    )]
+    SftpRefused { addr: String },
+
     /// The server rejected the login.
     #[error("login to {addr} as {username:?} was rejected (tried: {methods}){detail}")]
     AuthRejected {
@@ -198,6 +205,7 @@ impl Error {
             | Error::NoCommonAlgorithm(_)
             | Error::AlreadyExists { .. }
             | Error::RenameRefused { .. }
+            | Error::SftpRefused { .. }
             | Error::Superseded { .. } => Permanent,
             Error::Connect { .. }
             | Error::Timeout { .. }

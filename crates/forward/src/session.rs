@@ -297,9 +297,7 @@ async fn open_sftp(
             .request_subsystem(true, "sftp")
             .await
             .map_err(|e| ssh_err("sftp subsystem request", e))?;
-        subsystem_started(&mut channel)
-            .await
-            .map_err(|e| ssh_err("sftp subsystem request", e))?;
+        subsystem_started(&mut channel, addr).await?;
         let mut sftp = RawSftpSession::new_with_config(
             channel.into_stream(),
             russh_sftp::client::Config {
@@ -328,15 +326,28 @@ async fn open_sftp(
     .await
 }
 
-/// Waits for the server's answer to the subsystem request: `Ok` once it runs, `RequestDenied`
-/// when the server refused it or closed the channel instead.
-async fn subsystem_started(channel: &mut russh::Channel<client::Msg>) -> Result<(), russh::Error> {
+/// Waits for the server's answer to the subsystem request: `Ok` once it runs; a refusal is
+/// [`Error::SftpRefused`] (permanent: the account has no SFTP), a channel closed instead is a
+/// transient `RequestDenied`.
+async fn subsystem_started(
+    channel: &mut russh::Channel<client::Msg>,
+    addr: &str,
+) -> Result<(), Error> {
     // Bounded by the caller's timeout; only window adjustments come before the answer.
     loop {
         match channel.wait().await {
             Some(ChannelMsg::Success) => return Ok(()),
-            Some(ChannelMsg::Failure | ChannelMsg::Close | ChannelMsg::Eof) | None => {
-                return Err(russh::Error::RequestDenied)
+            Some(ChannelMsg::Failure) => {
+                return Err(Error::SftpRefused {
+                    addr: addr.to_owned(),
+                })
+            }
+            Some(ChannelMsg::Close | ChannelMsg::Eof) | None => {
+                return Err(Error::Ssh {
+                    step: "sftp subsystem request",
+                    addr: addr.to_owned(),
+                    source: russh::Error::RequestDenied,
+                })
             }
             Some(_) => {}
         }
