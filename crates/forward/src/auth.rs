@@ -169,7 +169,9 @@ async fn keyboard_interactive(
         };
         let mut answers = Vec::with_capacity(prompts.len());
         for prompt in &prompts {
-            match classify(&prompt.prompt, prompt.echo) {
+            // The login name is not part of the question ("Password for barcode@host:").
+            let question = prompt.prompt.replace(&partner.username, "");
+            match classify(&question, prompt.echo) {
                 // Asked again in the same exchange: the password was wrong (or must change).
                 Prompt::Password if !answered => answers.push(password.expose().to_owned()),
                 _ => {

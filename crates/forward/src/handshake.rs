@@ -290,10 +290,15 @@ fn no_common_hint(
                 .iter()
                 .map(|k| k.algorithm().as_str().to_owned())
                 .collect();
+            // An RSA key signs as rsa-sha2-* or ssh-rsa; its key type is ssh-rsa.
+            let key_type = match common.starts_with("rsa-sha2-") {
+                true => "ssh-rsa",
+                false => common.as_str(),
+            };
             return format!(
-                "the server signs with {common}, but TrustedHostKeys pins only {} keys: ask the \
-                 partner for its {common} host key (`sftp-forward test-connection \
-                 --print-host-key` shows it), confirm it with them and add it",
+                "the server has a {key_type} host key, but TrustedHostKeys pins only {} keys: ask \
+                 the partner for its {key_type} host key (`sftp-forward test-connection \
+                 --print-host-key` shows the server's key), confirm it with them and add it",
                 pinned.join(", ")
             );
         }
