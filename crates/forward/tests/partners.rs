@@ -9,7 +9,7 @@ mod util;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use forward::{Error, Negotiated};
+use forward::{Error, Negotiated, Overwrite};
 use serde_json::{json, Value};
 use testkit::{sshd, sshd_styled, HostKey, Login, Sshd, Style};
 use util::*;
@@ -150,6 +150,21 @@ async fn banner_and_max_sessions_1() {
             .directive("MaxSessions 1"),
     );
     p.delivers("banner").await;
+
+    // A file large enough to be striped over several channels: the server grants one.
+    const LEN: u64 = 16 * 1024 * 1024;
+    let (_tmp, file, expected) = noise_file(14, LEN);
+    let mut c = connector(&p.json);
+    let source = forward::FileRanges::new(&file).await.unwrap();
+    let done = c
+        .publish_ranges(&source, &path("one-channel.bin"), Overwrite::Overwrite)
+        .await
+        .unwrap();
+    assert_eq!(done.bytes, LEN);
+    let landed = std::fs::File::open(p.local.join("one-channel.bin")).unwrap();
+    assert_eq!(sha256_of_reader(landed), expected);
+    let port = c.session().await.unwrap().local_addr().port();
+    assert_eq!(p.sshd.sessions_from_port(&p.sshd.log(), port), 1);
 }
 
 #[tokio::test]
