@@ -22,6 +22,12 @@ async fn test_connection_on_a_trusted_key_logs_in_and_finds_the_directory_writab
     assert!(run.stdout.contains("trusted      yes"), "{run:#?}");
     assert!(run.stdout.contains("login        ok"), "{run:#?}");
     assert!(run.stdout.contains("writable     yes"), "{run:#?}");
+    // The default policy: AES-GCM first, whose MAC is implicit (as `ssh -v` shows it).
+    assert!(
+        run.stdout
+            .contains("cipher aes128-gcm@openssh.com, MAC implicit (AEAD cipher)"),
+        "{run:#?}"
+    );
 
     // The same through Secrets Manager, as JSON; the secret's private key is never printed.
     let aws = aws().await;

@@ -24,7 +24,8 @@ pub struct Negotiated {
     pub host_key: String,
     /// Cipher (both directions), e.g. `aes128-gcm@openssh.com`.
     pub cipher: String,
-    /// MAC (client to server); `none` with an AEAD cipher, which authenticates by itself.
+    /// MAC (client to server); `implicit` with an AEAD cipher (AES-GCM, ChaCha20-Poly1305), which
+    /// authenticates by itself (OpenSSH's `ssh -v` says `<implicit>`).
     pub mac: String,
 }
 
@@ -37,7 +38,7 @@ impl fmt::Display for Negotiated {
             self.host_key,
             self.cipher,
             match self.mac.as_str() {
-                "none" => "implicit (AEAD cipher)",
+                "implicit" => "implicit (AEAD cipher)",
                 mac => mac,
             }
         )
@@ -103,7 +104,13 @@ impl client::Handler for Pinned {
                 kex: names.kex.as_ref().to_owned(),
                 host_key: names.key.to_string(),
                 cipher: names.cipher.as_ref().to_owned(),
-                mac: names.client_mac.as_ref().to_owned(),
+                // russh still picks a MAC name when the cipher needs none: not used, not shown.
+                mac: match names.cipher.as_ref() {
+                    c if c.ends_with("-gcm@openssh.com") || c.starts_with("chacha20-poly1305") => {
+                        "implicit".to_owned()
+                    }
+                    _ => names.client_mac.as_ref().to_owned(),
+                },
             });
         }
         Ok(())
