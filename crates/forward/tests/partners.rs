@@ -325,3 +325,26 @@ async fn a_server_that_refuses_renames_is_named_once() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn a_rejected_login_says_what_the_server_accepts_and_which_credential_is_missing() {
+    // A key-only server, and a partner JSON with only a password.
+    let mut p = partner(Style::new().directive("PasswordAuthentication no"));
+    p.json.as_object_mut().unwrap().remove("PrivateKey");
+    p.json["Password"] = json!(p.sshd.password);
+    let err = p.refuses("key-only").await;
+    assert!(matches!(err, Error::AuthRejected { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("the server accepts publickey"), "{msg}");
+    assert!(msg.contains("set PrivateKey"), "{msg}");
+    assert!(!msg.contains(&p.sshd.password), "{msg}");
+
+    // A wrong password on a keyboard-interactive server: answered once, then refused (not a prompt
+    // error, not a loop), having tried what the server offered.
+    let mut p = partner(Style::new().login(Login::KeyboardInteractive));
+    p.json.as_object_mut().unwrap().remove("PrivateKey");
+    p.json["Password"] = json!("not-the-password");
+    let err = p.refuses("wrong-password").await;
+    assert!(matches!(err, Error::AuthRejected { .. }), "{err:?}");
+    assert!(err.to_string().contains("keyboard-interactive"), "{err}");
+}
