@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use provision::failover::Az;
 use provision::RawConfig;
 
 const EXIT_CODES: &str = "\
@@ -11,10 +12,13 @@ AWS access: the standard AWS config (AWS_PROFILE/--profile, AWS_REGION/--region,
 Exit codes:
   0  done (plan: the plan was printed)
   1  failed: the message names the resource and the next step; apply can simply be run again
+     (failover/failback: refused, nothing changed, when the stack or the NAT gateway to route
+     through is missing or not available)
   2  bad command line";
 
 /// Builds the sftp-forward stack on AWS: a VPC with two NAT gateways on kept Elastic IPs, the inbox
-/// bucket and queue, and the forwarding function. Like terraform: plan, apply, outputs, destroy.
+/// bucket and queue, and the forwarding function. Like terraform: plan, apply, outputs, destroy;
+/// and failover/failback of one AZ's route when its NAT gateway is down.
 #[derive(Parser)]
 #[command(name = "provision", version, after_help = EXIT_CODES)]
 pub struct Cli {
@@ -46,8 +50,38 @@ pub enum Command {
         #[arg(long)]
         release_eips: bool,
     },
-    /// Print the stack's resources as JSON (vpc, subnets, nat_gateways, elastic_ips, function, ...)
+    /// Print the stack's resources as JSON (vpc, subnets, nat_gateways, private_routes,
+    /// elastic_ips, function, ...)
     Outputs,
+    /// Route one AZ's private subnet through the OTHER AZ's NAT gateway (its NAT gateway is down):
+    /// its traffic then leaves from the other Elastic IP. ReplaceRoute on its route table
+    Failover {
+        /// The AZ whose NAT gateway is down: one (nat-one, private-one) or two
+        #[arg(long, value_name = "one|two")]
+        az: Side,
+    },
+    /// Route each private subnet through its own AZ's NAT gateway again (undoes failover)
+    Failback {
+        /// Only this AZ's private subnet [default: both]
+        #[arg(long, value_name = "one|two")]
+        az: Option<Side>,
+    },
+}
+
+/// An AZ of the stack, as failover and failback name it.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Side {
+    One,
+    Two,
+}
+
+impl From<Side> for Az {
+    fn from(s: Side) -> Az {
+        match s {
+            Side::One => Az::One,
+            Side::Two => Az::Two,
+        }
+    }
 }
 
 #[derive(Args)]

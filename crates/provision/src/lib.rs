@@ -23,7 +23,8 @@
 //!   mapping;
 //! - [`apply`]: the order of the steps above, with the input checks that run before anything is
 //!   created; [`plan`] adds the monthly cost estimate;
-//! - [`outputs`]: what exists, as JSON;
+//! - [`outputs`]: what exists, as JSON, with each private subnet's current route;
+//! - [`failover`]: an AZ's private subnet routed through the other AZ's NAT gateway, and back;
 //! - [`destroy`]: the order of the deletes, in one list: everything but the Elastic IPs (unless
 //!   asked), in the order AWS needs — what is billed by the hour first, the role only after Lambda
 //!   released the function's network interfaces — which is not simply apply reversed;
@@ -34,6 +35,7 @@ pub mod config;
 pub mod context;
 pub mod destroy;
 pub mod error;
+pub mod failover;
 pub mod function;
 pub mod iam;
 pub mod inbox;

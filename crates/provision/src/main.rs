@@ -9,7 +9,9 @@ use anyhow::Context as _;
 use aws_config::{BehaviorVersion, Region};
 use clap::Parser;
 use cli::{Cli, Command};
+use provision::context::Action;
 use provision::context::Ctx;
+use provision::failover::{self, Az};
 use provision::{apply, config, destroy, outputs, plan, Clients, Mode, RawConfig, Report, Spec};
 
 #[tokio::main]
@@ -30,7 +32,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let flags = match &cli.command {
         Command::Plan(inputs) | Command::Apply(inputs) => inputs.to_raw(),
-        Command::Destroy { .. } | Command::Outputs => RawConfig::default(),
+        Command::Destroy { .. }
+        | Command::Outputs
+        | Command::Failover { .. }
+        | Command::Failback { .. } => RawConfig::default(),
     };
     let flags = RawConfig {
         stack: cli.stack,
@@ -83,6 +88,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("destroy")?;
             println!("{}", report.summary(Mode::Apply));
         }
+        Command::Failover { az } => {
+            let az = Az::from(az);
+            println!("Failing over private subnet {} of {stack}:", az.word());
+            failover::failover(ctx(Mode::Apply), az)
+                .await
+                .context("failover")?;
+            println!("{}", routed(&report, "Failover"));
+        }
+        Command::Failback { az } => {
+            let azs = az.map_or(Az::BOTH.to_vec(), |a| vec![a.into()]);
+            println!("Failing back {stack}:");
+            failover::failback(ctx(Mode::Apply), &azs)
+                .await
+                .context("failback")?;
+            println!("{}", routed(&report, "Failback"));
+        }
         Command::Outputs => {
             let out = outputs::collect(&clients, &spec).await.context("outputs")?;
             println!(
@@ -92,4 +113,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `Failover complete: 1 route(s) replaced, 0 already in place. Verify: ...`
+fn routed(report: &Report, what: &str) -> String {
+    format!(
+        "{what} complete: {} route(s) replaced, {} already in place.\nVerify: deploy/provision \
+         outputs (private_routes), and the function's self-check {{\"check\": true}} from each \
+         subnet (its egress_ip); see docs/OPERATIONS.md",
+        report.count(Action::Update),
+        report.count(Action::Unchanged)
+    )
 }

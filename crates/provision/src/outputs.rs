@@ -1,5 +1,6 @@
 //! `outputs`: what exists for the stack, as JSON, found the same way `apply` finds it. Missing
-//! resources are `null` (or absent from `elastic_ips`).
+//! resources are `null` (or absent from `elastic_ips`). `private_routes` says where each private
+//! subnet's traffic leaves now (its own NAT gateway, or the other one after `failover`).
 
 use std::collections::BTreeMap;
 
@@ -8,6 +9,7 @@ use serde::Serialize;
 use crate::config::{Spec, HALVES};
 use crate::context::Clients;
 use crate::error::Result;
+use crate::failover::{self, PrivateRoute};
 use crate::{function, iam, inbox, network};
 
 /// The stack's resources.
@@ -23,6 +25,9 @@ pub struct Outputs {
     pub subnets: BTreeMap<&'static str, Option<String>>,
     /// NAT gateway ids by Name (`nat-one`, `nat-two`).
     pub nat_gateways: BTreeMap<&'static str, Option<String>>,
+    /// Each private subnet's default route now (`private-one`, `private-two`): through which NAT
+    /// gateway, and whether it is failed over to the other AZ's.
+    pub private_routes: BTreeMap<&'static str, Option<PrivateRoute>>,
     /// The public IPs the partner allowlists, `eip-one` then `eip-two`.
     pub elastic_ips: Vec<String>,
     /// Their allocation ids, same order.
@@ -76,6 +81,7 @@ pub async fn collect(c: &Clients, spec: &Spec) -> Result<Outputs> {
             .and_then(|v| v.vpc_id().map(Into::into)),
         subnets,
         nat_gateways,
+        private_routes: failover::private_routes(c, stack).await?,
         elastic_ips,
         elastic_ip_allocation_ids,
         security_group: sg.and_then(|g| g.group_id().map(Into::into)),

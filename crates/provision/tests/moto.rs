@@ -7,7 +7,6 @@
 mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 
 use aws_sdk_ec2::types::RouteTable;
 use provision::context::{Action, Ctx, Mode};
@@ -918,19 +917,7 @@ async fn bad_input_creates_nothing() {
 fn deploy_provision_end_to_end() {
     let strict = testkit::strict_aws();
     let files = Files::new();
-    let script = testkit::repo_root().join("deploy/provision");
-    let provision = |args: &[&str]| {
-        let mut cmd = Command::new(&script);
-        cmd.args(["--stack", "cli"]).args(args);
-        cmd.env(
-            "SFTP_FORWARD_PROVISION_BIN",
-            env!("CARGO_BIN_EXE_provision"),
-        );
-        cmd.envs(strict.env());
-        let out = cmd.output().expect("run deploy/provision");
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        (out.status.code(), text(&out.stdout), text(&out.stderr))
-    };
+    let provision = |args: &[&str]| deploy_provision("cli", args);
     let zip = files.zip().display().to_string();
     let secret = files.secret_file().display().to_string();
     // A custom bucket and secret: outputs and destroy must find them without being told again.

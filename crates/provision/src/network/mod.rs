@@ -37,6 +37,7 @@ pub use vpc::find_vpc;
 use crate::config::HALVES;
 use crate::context::Ctx;
 use crate::error::Result;
+use crate::failover::Az;
 use eip::ensure_eip;
 use endpoint::ensure_endpoint;
 use igw::ensure_igw;
@@ -112,12 +113,14 @@ pub async fn ensure(ctx: Ctx<'_>, checked: &Checked) -> Result<Network> {
             Target::Igw(&igw),
         )
         .await?;
+        // A private subnet failed over to the other AZ's NAT gateway stays so, until `failback`.
+        let (nat, nat_name) = crate::failover::keep_failover(ctx, Az::BOTH[i], &nats).await?;
         let private = ensure_route_table(
             ctx,
             &vpc,
             half.private_rt,
             &private_subnets[i],
-            Target::Nat(&nats[i]),
+            Target::Nat(nat, nat_name),
         );
         private_tables.push(private.await?);
     }

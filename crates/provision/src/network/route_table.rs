@@ -1,7 +1,7 @@
 //! The four route tables: public ones to the internet gateway, private ones to their AZ's NAT
-//! gateway, each associated with its subnet.
+//! gateway (or, after `failover`, to the other AZ's), each associated with its subnet.
 
-use aws_sdk_ec2::types::{ResourceType, RouteTable};
+use aws_sdk_ec2::types::{ResourceType, Route, RouteTable};
 
 use super::ec2::{client_token, filter, find_named, send_visible, tag_spec};
 use crate::config::HALVES;
@@ -26,8 +26,72 @@ pub async fn find_route_table(c: &Clients, stack: &str, name: &str) -> Result<Op
 /// Where a route table sends 0.0.0.0/0.
 #[derive(Clone, Copy)]
 pub(crate) enum Target<'a> {
+    /// The internet gateway (its id).
     Igw(&'a str),
-    Nat(&'a str),
+    /// A NAT gateway: its id and its Name (`nat-one`, `nat-two`).
+    Nat(&'a str, &'a str),
+}
+
+/// Where `table` sends 0.0.0.0/0 now: the NAT gateway's or internet gateway's id, if it has that
+/// route.
+pub fn default_route(table: &RouteTable) -> Option<&str> {
+    default_entry(table).and_then(|r| r.nat_gateway_id().or(r.gateway_id()))
+}
+
+fn default_entry(table: &RouteTable) -> Option<&Route> {
+    table
+        .routes()
+        .iter()
+        .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+}
+
+/// Brings `table`'s (`name`'s) 0.0.0.0/0 route to `target`: created when missing, replaced
+/// (`ReplaceRoute`, one call, no gap) when it goes elsewhere or is not `active`; `found` is the
+/// table as last described (`None` when just created).
+pub(crate) async fn converge_default_route(
+    ctx: Ctx<'_>,
+    table: &str,
+    name: &str,
+    found: Option<&RouteTable>,
+    target: Target<'_>,
+) -> Result<()> {
+    let c = ctx.clients;
+    let (target_id, target_name) = match target {
+        Target::Igw(id) => (id, IGW_NAME),
+        Target::Nat(id, nat) => (id, nat),
+    };
+    let current = found.and_then(default_entry).map(|r| {
+        let via = r.gateway_id().or(r.nat_gateway_id());
+        via == Some(target_id) && r.state().is_none_or(|s| s.as_str() == "active")
+    });
+    let route = format!("route {name}: 0.0.0.0/0 → {target_name}");
+    ctx.converge(
+        &route,
+        State::of(current.is_some(), current == Some(true)),
+        || async {
+            let replace = current.is_some();
+            macro_rules! send {
+                ($req:expr, $op:literal) => {{
+                    let req = $req
+                        .route_table_id(table)
+                        .destination_cidr_block("0.0.0.0/0");
+                    let req = match target {
+                        Target::Igw(id) => req.gateway_id(id),
+                        Target::Nat(id, _) => req.nat_gateway_id(id),
+                    };
+                    send_visible!($op, req)
+                        .map(|_| ())
+                        .map_err(aws($op, &route))
+                }};
+            }
+            if replace {
+                send!(c.ec2.replace_route(), "ReplaceRoute")
+            } else {
+                send!(c.ec2.create_route(), "CreateRoute")
+            }
+        },
+    )
+    .await
 }
 
 pub(crate) async fn ensure_route_table(
@@ -65,54 +129,7 @@ pub(crate) async fn ensure_route_table(
         )
         .await?;
 
-    let (target_id, target_name) = match target {
-        Target::Igw(id) => (id, IGW_NAME),
-        Target::Nat(id) => (
-            id,
-            if name.starts_with("private-one") {
-                "nat-one"
-            } else {
-                "nat-two"
-            },
-        ),
-    };
-    let current = found.as_ref().and_then(|t| {
-        t.routes()
-            .iter()
-            .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
-            .map(|r| {
-                let via = r.gateway_id().or(r.nat_gateway_id());
-                via == Some(target_id) && r.state().is_none_or(|s| s.as_str() == "active")
-            })
-    });
-    let route = format!("route {name}: 0.0.0.0/0 → {target_name}");
-    ctx.converge(
-        &route,
-        State::of(current.is_some(), current == Some(true)),
-        || async {
-            let replace = current.is_some();
-            macro_rules! send {
-                ($req:expr, $op:literal) => {{
-                    let req = $req
-                        .route_table_id(&table)
-                        .destination_cidr_block("0.0.0.0/0");
-                    let req = match target {
-                        Target::Igw(id) => req.gateway_id(id),
-                        Target::Nat(id) => req.nat_gateway_id(id),
-                    };
-                    send_visible!($op, req)
-                        .map(|_| ())
-                        .map_err(aws($op, &route))
-                }};
-            }
-            if replace {
-                send!(c.ec2.replace_route(), "ReplaceRoute")
-            } else {
-                send!(c.ec2.create_route(), "CreateRoute")
-            }
-        },
-    )
-    .await?;
+    converge_default_route(ctx, &table, name, found.as_ref(), target).await?;
 
     let associated = found.as_ref().is_some_and(|t| {
         t.associations()

@@ -343,3 +343,18 @@ pub async fn untagged_ec2(c: &Clients) -> [usize; 4] {
 }
 
 pub use testkit::zip_with;
+
+/// `deploy/provision --stack <stack> ARGS` as an operator runs it, with the bed's AWS settings
+/// (and this build's binary): (exit code, stdout, stderr).
+pub fn deploy_provision(stack: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut cmd = std::process::Command::new(testkit::repo_root().join("deploy/provision"));
+    cmd.args(["--stack", stack]).args(args);
+    cmd.env(
+        "SFTP_FORWARD_PROVISION_BIN",
+        env!("CARGO_BIN_EXE_provision"),
+    );
+    cmd.envs(testkit::strict_aws().env());
+    let out = cmd.output().expect("run deploy/provision");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
