@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 
 use crate::algorithms::Algorithms;
 use crate::hostkey::TrustedHostKeys;
+use crate::upload::Upload;
 
 /// What is wrong with a partner configuration. Messages name the field, never a secret value.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +90,8 @@ pub struct Partner {
     /// The SSH algorithms offered (`Algorithms`; the `default` policy unless set). Host-key
     /// algorithms are narrowed to the pinned keys' types when connecting.
     pub algorithms: Algorithms,
+    /// How files are put in place (`Upload`; `hidden-temp` unless set).
+    pub upload: Upload,
 }
 
 impl fmt::Debug for Partner {
@@ -106,6 +109,7 @@ impl fmt::Debug for Partner {
             .field("remote_directory", &self.remote_directory)
             .field("parallelism", &self.parallelism)
             .field("algorithms", &self.algorithms.describe())
+            .field("upload", &self.upload)
             .finish()
     }
 }
@@ -121,6 +125,7 @@ const KNOWN: &[&str] = &[
     "RemoteDirectory",
     "Parallelism",
     "Algorithms",
+    "Upload",
 ];
 
 impl Partner {
@@ -208,7 +213,10 @@ impl Partner {
                     ))
                 }
             };
-        let remote_directory = normalise_remote_directory(optional_str(obj, "RemoteDirectory")?)?;
+        let remote_directory =
+            normalise_directory("RemoteDirectory", optional_str(obj, "RemoteDirectory")?)?
+                .unwrap_or_else(|| ".".into());
+        let upload = Upload::from_json(obj.get("Upload"))?;
         let parallelism = match obj.get("Parallelism") {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) if n.as_u64().is_some_and(|k| (1..=16).contains(&k)) => {
@@ -233,6 +241,7 @@ impl Partner {
             remote_directory,
             parallelism,
             algorithms,
+            upload,
         })
     }
 
@@ -339,23 +348,28 @@ fn decode_private_key(text: &str, passphrase: Option<&str>) -> Result<PrivateKey
     })
 }
 
-fn normalise_remote_directory(dir: Option<String>) -> Result<String, ConfigError> {
+/// A directory setting (`RemoteDirectory`, `Upload.Directory`) checked and without trailing
+/// slashes; `None` when not set.
+pub(crate) fn normalise_directory(
+    name: &'static str,
+    dir: Option<String>,
+) -> Result<Option<String>, ConfigError> {
     let Some(dir) = dir else {
-        return Ok(".".into());
+        return Ok(None);
     };
     if dir.chars().any(|c| c.is_control() || c == '\\') {
         return Err(field(
-            "RemoteDirectory",
+            name,
             "must not contain control characters or backslashes",
         ));
     }
     if dir.split('/').any(|seg| seg == "..") {
-        return Err(field("RemoteDirectory", "must not contain `..`"));
+        return Err(field(name, "must not contain `..`"));
     }
     let trimmed = dir.trim_end_matches('/');
-    Ok(if trimmed.is_empty() {
+    Ok(Some(if trimmed.is_empty() {
         "/".into()
     } else {
         trimmed.to_owned()
-    })
+    }))
 }

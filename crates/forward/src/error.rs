@@ -75,6 +75,11 @@ pub enum Error {
         fingerprint: String,
     },
 
+    /// Another publish of the same final name is running on this connection and the `direct`
+    /// convention has no temporary name to keep them apart; retried later.
+    #[error("{path:?} is being written by another delivery on this connection; retried")]
+    InFlight { path: String },
+
     /// The server refused to start SFTP on a session channel: the account has no SFTP.
     #[error(
         "{addr} refused to start SFTP for this login (the sftp subsystem request was denied): ask \
@@ -127,9 +132,9 @@ pub enum Error {
     /// may create files but not rename them); the temporary file was removed.
     #[error(
         "the partner refused to rename the uploaded temporary file {temp:?} to {path:?} ({why}): \
-         this account may write files but not rename them. sftp-forward always uploads under a \
-         temporary name and renames, so a partial file is never visible under the final name; \
-         ask the partner to allow renaming (or moving) files in that directory"
+         this account may write files but not rename them. Ask the partner to allow renaming \
+         files there, or set \"Upload\": \"direct\" in the partner JSON to write under the final \
+         name (the partner can then see a growing file: pair it with a done marker)"
     )]
     RenameRefused {
         temp: String,
@@ -212,6 +217,7 @@ impl Error {
             | Error::Source { .. }
             | Error::SourceCheck { .. }
             | Error::TempTaken { .. }
+            | Error::InFlight { .. }
             | Error::ResumeLost { .. }
             | Error::LengthMismatch { .. }
             | Error::SizeMismatch { .. } => Transient,

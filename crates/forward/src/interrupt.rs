@@ -175,7 +175,10 @@ impl Connector {
             }
         }
         self.drop_live();
-        self.orphans.extend(done.left.iter().cloned());
+        // Under `direct` these are final names: never removed blindly later (see remove_temp).
+        if self.partner().upload != crate::upload::Upload::Direct {
+            self.orphans.extend(done.left.iter().cloned());
+        }
         done
     }
 }

@@ -27,6 +27,7 @@ pub mod interrupt;
 pub mod publish;
 pub mod route;
 pub mod session;
+pub mod upload;
 
 pub use algorithms::{Algorithms, Policy};
 pub use config::{ConfigError, Partner};
@@ -39,3 +40,4 @@ pub use publish::{
 };
 pub use route::{RemotePath, Route, RouteError};
 pub use session::{Connector, Session, Tuning};
+pub use upload::Upload;

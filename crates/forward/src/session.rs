@@ -84,6 +84,8 @@ pub struct Session {
     pub(crate) sftp: Arc<RawSftpSession>,
     pub(crate) addr: String,
     pub(crate) remote_directory: String,
+    /// The partner's upload convention.
+    pub(crate) upload: crate::upload::Upload,
     /// The server offers `posix-rename@openssh.com` (atomic replace).
     pub(crate) posix_rename: bool,
     /// Bytes per WRITE after applying the server's limits.
@@ -168,6 +170,7 @@ impl Session {
             sftp: Arc::new(sftp),
             addr,
             remote_directory: partner.remote_directory.clone(),
+            upload: partner.upload.clone(),
             posix_rename,
             chunk_size,
             writes_in_flight: tuning.writes_in_flight.max(1),

@@ -10,6 +10,7 @@ use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
 
 use crate::error::Error;
 use crate::session::{bounded, lock, Session};
+use crate::upload::{join2, Upload};
 
 use super::Overwrite;
 
@@ -103,7 +104,9 @@ impl Session {
     /// file there (exclusively, so nothing is overwritten), then removes it. `Ok` means writable;
     /// the error says why not (a missing directory or a permission refusal is permanent).
     pub async fn check_writable(&mut self) -> Result<(), Error> {
-        let probe = join2(&self.remote_directory, &temp_name("sftp-forward-probe"));
+        let probe = Upload::HiddenTemp
+            .temp_path(&self.remote_directory, "sftp-forward-probe", &random_tag())
+            .expect("a hidden-temp name");
         let handle = self.open_exclusive(&self.sftp, &probe).await?;
         let closed = self.sftp.close(handle).await;
         self.sftp
@@ -120,21 +123,23 @@ impl Session {
         on: &RawSftpSession,
         temp_path: &str,
     ) -> Result<String, Error> {
-        self.open_temp(on, temp_path, true).await
+        self.open_temp(on, temp_path, Opening::Exclusive).await
     }
 
-    /// Opens `temp_path` for writing, created if missing: `exclusive` fails if it exists;
-    /// otherwise an existing file is kept as it is (never truncated: a resumed file).
+    /// Opens `temp_path` for writing, created if missing, as `how` says.
     pub(super) async fn open_temp(
         &self,
         on: &RawSftpSession,
         temp_path: &str,
-        exclusive: bool,
+        how: Opening,
     ) -> Result<String, Error> {
-        let mut flags = OpenFlags::WRITE | OpenFlags::CREATE;
-        if exclusive {
-            flags |= OpenFlags::EXCLUDE;
-        }
+        let flags = OpenFlags::WRITE
+            | OpenFlags::CREATE
+            | match how {
+                Opening::Exclusive => OpenFlags::EXCLUDE,
+                Opening::Keep => OpenFlags::empty(),
+                Opening::Truncate => OpenFlags::TRUNCATE,
+            };
         on.open(temp_path, flags, FileAttributes::empty())
             .await
             .map(|h| h.handle)
@@ -198,6 +203,16 @@ impl Session {
         temp_path: &str,
         cause: &Error,
     ) {
+        if cause.connection_lost() && self.upload == Upload::Direct {
+            // The final name itself: a later connection must not remove it blindly (another
+            // delivery may have written it whole meanwhile). The retry rewrites it.
+            tracing::warn!(
+                path = temp_path,
+                "connection lost; the partial file stays under its final name until the retry \
+                 rewrites it (the direct upload convention)"
+            );
+            return;
+        }
         if cause.connection_lost() {
             tracing::warn!(
                 temp_path,
@@ -236,85 +251,19 @@ impl Session {
     }
 }
 
-/// `name` under `dir`. In the login directory (`.`) a name that a server could read as something
-/// else — `~user` (a home directory) or `C:` (a drive) — is sent as `./name`: always a name in the
-/// login directory.
-pub(super) fn join2(dir: &str, name: &str) -> String {
-    match dir {
-        "." | "" if name.starts_with('~') || name.contains(':') => format!("./{name}"),
-        "." | "" => name.to_owned(),
-        "/" => format!("/{name}"),
-        _ => format!("{dir}/{name}"),
-    }
+/// How a file is opened for writing (always created if missing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Opening {
+    /// Fails if it exists: a fresh temporary name, or `direct` under `fail-if-exists`.
+    Exclusive,
+    /// An existing file is kept as it is (never truncated: a resumed file).
+    Keep,
+    /// An existing file is emptied: `direct` under the other policies.
+    Truncate,
 }
 
-/// `.name.<8 hex>.part`, shortened so it stays within 255 bytes.
-pub(super) fn temp_name(file_name: &str) -> String {
+/// 8 random hex digits: what makes a plain (not resumable) temporary name unique.
+pub(super) fn random_tag() -> String {
     let tag: u32 = rand::rng().random();
-    format!(".{}.{tag:08x}.part", name_stem(file_name))
-}
-
-/// The part of `file_name` a temporary name starts with: at most 200 bytes.
-pub(super) fn name_stem(file_name: &str) -> &str {
-    let mut end = file_name.len().min(200);
-    while !file_name.is_char_boundary(end) {
-        end -= 1;
-    }
-    &file_name[..end]
-}
-
-/// Whether `name` is one of our temporary names: `.name.<8 hex>.part` (a plain publish, the
-/// writability probe) or `.name.sfr-<16 hex>.part` (a resumable one).
-pub(super) fn is_temp_name(name: &str) -> bool {
-    let Some(inner) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".part")) else {
-        return false;
-    };
-    let Some((stem, tag)) = inner.rsplit_once('.') else {
-        return false;
-    };
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    !stem.is_empty() && (hex(tag, 8) || tag.strip_prefix("sfr-").is_some_and(|t| hex(t, 16)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn temp_names_are_hidden_unique_and_short() {
-        let a = temp_name("report.csv");
-        assert!(a.starts_with(".report.csv.") && a.ends_with(".part"), "{a}");
-        assert_ne!(a, temp_name("report.csv"));
-        let long = "é".repeat(127); // 254 bytes
-        assert!(temp_name(&long).len() <= 255);
-    }
-
-    #[test]
-    fn only_our_temporary_names_are_recognised() {
-        assert!(is_temp_name(&temp_name("report.csv")));
-        assert!(is_temp_name(".a.b.sfr-0123456789abcdef.part"));
-        assert!(is_temp_name(".sftp-forward-probe.deadbeef.part"));
-        for foreign in [
-            ".report.csv.part",
-            ".report.csv.1234.part",
-            "report.csv.deadbeef.part",
-            "..deadbeef.part",
-            ".a.sfr-0123.part",
-            ".a.deadbeef.partial",
-            ".bashrc",
-        ] {
-            assert!(!is_temp_name(foreign), "{foreign}");
-        }
-    }
-
-    #[test]
-    fn joins_under_the_remote_directory() {
-        assert_eq!(join2(".", "a"), "a");
-        assert_eq!(join2("/", "a"), "/a");
-        assert_eq!(join2("upload/in", "a"), "upload/in/a");
-        assert_eq!(join2(".", "~acme"), "./~acme");
-        assert_eq!(join2(".", "C:"), "./C:");
-        assert_eq!(join2(".", "report:v2.csv"), "./report:v2.csv");
-        assert_eq!(join2("in", "~acme"), "in/~acme");
-    }
+    format!("{tag:08x}")
 }

@@ -42,8 +42,9 @@ use tracing::Instrument;
 use crate::error::Error;
 use crate::route::RemotePath;
 use crate::session::{lock, Connector, Session};
-use file_ops::{join2, temp_name};
-use resume::{missing, resume_key, resume_temp_name, Plan, Tracker};
+use crate::upload::{join2, Upload};
+use file_ops::{random_tag, Opening};
+use resume::{missing, resume_key, resume_tag, Plan, Tracker};
 use source::{by_size, NoRanges, Payload};
 
 /// What to do when the final name already exists on the partner.
@@ -308,15 +309,24 @@ impl Session {
         }
 
         self.create_dirs(on, path.parent()).await?;
-        self.sweep_once(dir).await;
-        let mut resumable = payload.ranges().and_then(|s| Some((s, s.identity()?)));
+        self.sweep_once(self.upload.temp_dir(dir)).await;
+        let direct = self.upload == Upload::Direct;
+        let mut resumable = payload
+            .ranges()
+            .and_then(|s| Some((s, s.identity()?)))
+            .filter(|_| !direct);
         // Known to the session until this function ends by itself; if the caller drops it at a
         // deadline instead, `Connector::abandon` closes what it had opened and removes it (or,
-        // resumable, keeps it and reports its progress).
-        let resume_path = resumable.as_ref().map(|(_, identity)| {
-            let key = resume_key(&final_path, identity);
-            join2(dir, &resume_temp_name(path.file_name(), &key))
-        });
+        // resumable, keeps it and reports its progress). With the `direct` convention that is
+        // the final name itself: a partial file there is removed the same way.
+        let temp_for = |tag: &str| {
+            self.upload
+                .temp_path(dir, path.file_name(), tag)
+                .unwrap_or_else(|| final_path.clone())
+        };
+        let resume_path = resumable
+            .as_ref()
+            .map(|(_, identity)| temp_for(&resume_tag(&resume_key(&final_path, identity))));
         let temp_path = match resume_path {
             Some(p) if self.unsettled.begin(&p) => p,
             taken => {
@@ -325,8 +335,11 @@ impl Session {
                     // now (a duplicate event in one batch): this one goes the plain way.
                     resumable = None;
                 }
-                let p = join2(dir, &temp_name(path.file_name()));
-                self.unsettled.begin(&p);
+                let p = temp_for(&random_tag());
+                if !self.unsettled.begin(&p) && direct {
+                    // Two writers of one final name on this connection at once: never both.
+                    return Err(Error::InFlight { path: final_path });
+                }
                 p
             }
         };
@@ -364,7 +377,10 @@ impl Session {
                             // From the start: a recorded progress goes first (it must never
                             // vouch for ranges of this new file that are not written yet).
                             None => match source.discard_progress().await {
-                                Ok(()) => self.open_in(on, path.parent(), &temp_path, false).await,
+                                Ok(()) => {
+                                    self.open_in(on, path.parent(), &temp_path, Opening::Keep)
+                                        .await
+                                }
                                 Err(e) => Err(Error::Source { sent: 0, source: e }),
                             },
                         }
@@ -372,7 +388,16 @@ impl Session {
                     Err(e) => Err(e),
                 }
             }
-            None => self.open_in(on, path.parent(), &temp_path, true).await,
+            // `direct` truncates (or, under fail-if-exists, refuses) what is there: the final
+            // name holds this file from the first byte on.
+            None if direct && policy != Overwrite::FailIfExists => {
+                self.open_in(on, path.parent(), &temp_path, Opening::Truncate)
+                    .await
+            }
+            None => {
+                self.open_in(on, path.parent(), &temp_path, Opening::Exclusive)
+                    .await
+            }
         };
         let handle = match opened {
             Ok(handle) => handle,

@@ -2,7 +2,7 @@
 //!
 //! A [`RangeSource`](super::RangeSource) that names the identity of its bytes (an S3 version id
 //! or ETag) is written under a temporary name derived from the final path and that identity
-//! ([`resume_temp_name`]): the next attempt for the same bytes finds the same file, and another
+//! ([`resume_tag`], placed by the partner's upload convention): the next attempt for the same bytes finds the same file, and another
 //! version never continues it. While it is written, a [`Tracker`] holds, for every piece (a
 //! contiguous byte range one channel writes in order), the end of the acknowledged WRITEs from
 //! its start; it lives in the session's `Unsettled`, so it survives a publish stopped from
@@ -19,6 +19,7 @@ use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 
+use super::file_ops::Opening;
 use super::RangeSource;
 use crate::error::Error;
 use crate::session::{lock, Session};
@@ -57,9 +58,9 @@ pub fn resume_key(final_path: &str, identity: &str) -> String {
     format!("{h:016x}")
 }
 
-/// `.name.sfr-<key>.part`, the name shortened so it stays within 255 bytes.
-pub(super) fn resume_temp_name(file_name: &str, key: &str) -> String {
-    format!(".{}.sfr-{key}.part", super::file_ops::name_stem(file_name))
+/// `sfr-<key>`: the tag of a resumable temporary name (`.name.sfr-<key>.part` by default).
+pub(super) fn resume_tag(key: &str) -> String {
+    format!("sfr-{key}")
 }
 
 /// `ranges` sorted, overlapping or touching ones merged, empty ones dropped.
@@ -230,16 +231,16 @@ impl Session {
         on: &RawSftpSession,
         parent: &[String],
         temp_path: &str,
-        exclusive: bool,
+        how: Opening,
     ) -> Result<String, Error> {
-        match self.open_temp(on, temp_path, exclusive).await {
+        match self.open_temp(on, temp_path, how).await {
             Err(Error::Sftp {
                 cause: SftpError::Status(s),
                 ..
             }) if s.status_code == StatusCode::NoSuchFile => {
                 lock(&self.known_dirs).clear();
                 self.create_dirs(on, parent).await?;
-                self.open_temp(on, temp_path, exclusive).await
+                self.open_temp(on, temp_path, how).await
             }
             other => other,
         }
@@ -420,10 +421,6 @@ mod tests {
         assert_eq!(k, resume_key("in/a.csv", "v1"));
         assert_ne!(k, resume_key("in/a.csv", "v2"));
         assert_ne!(k, resume_key("in/b.csv", "v1"));
-        assert_eq!(
-            resume_temp_name("a.csv", &k),
-            format!(".a.csv.sfr-{k}.part")
-        );
-        assert!(resume_temp_name(&"é".repeat(127), &k).len() <= 255);
+        assert_eq!(resume_tag(&k), format!("sfr-{k}"));
     }
 }

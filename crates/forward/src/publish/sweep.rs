@@ -2,7 +2,9 @@
 //! mid-file (Lambda killed it, the connection broke and no later one came), or when a resumable
 //! file is never resumed (its object was deleted, or replaced by a version that gets its own
 //! temporary name). The first time a connection publishes into a directory, it lists it and
-//! removes the files of our naming pattern only (`.name.<8 hex>.part`, `.name.sfr-<16 hex>.part`)
+//! removes the files of our naming pattern only (`.name.<8 hex>.part`, `.name.sfr-<16 hex>.part`,
+//! or `name.<tag><suffix>` under the `suffix` convention; in the staging directory under
+//! `staging-dir`)
 //! whose modification time is older than [`Tuning::stale_temp_after`](crate::Tuning) (24 h by
 //! default; the partner's clock is trusted). In the background, bounded in time; failures are
 //! only logged. (A resumable file that old is not continued, see `resume_point`.)
@@ -18,7 +20,7 @@ use tracing::Instrument;
 use crate::error::Error;
 use crate::session::{bounded, Connector, Session};
 
-use super::file_ops::{is_temp_name, join2};
+use crate::upload::{join2, Upload};
 
 /// The most one sweep may take, listing and removals together.
 const SWEEP_LIMIT: Duration = Duration::from_secs(5);
@@ -48,8 +50,9 @@ impl Session {
             return;
         }
         let (sftp, dir, addr) = (self.sftp.clone(), dir.to_owned(), self.addr.clone());
+        let upload = self.upload.clone();
         let sweeping = async move {
-            let work = sweep(&sftp, &dir, stale);
+            let work = sweep(&sftp, &dir, &upload, stale);
             match bounded(SWEEP_LIMIT, "sweeping stale temporary files", &addr, work).await {
                 Ok(removed) if !removed.is_empty() => {
                     tracing::info!(dir, ?removed, "removed stale temporary files")
@@ -67,7 +70,12 @@ impl Session {
     }
 }
 
-async fn sweep(on: &RawSftpSession, dir: &str, stale: Duration) -> Result<Vec<String>, Error> {
+async fn sweep(
+    on: &RawSftpSession,
+    dir: &str,
+    upload: &Upload,
+    stale: Duration,
+) -> Result<Vec<String>, Error> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -83,7 +91,7 @@ async fn sweep(on: &RawSftpSession, dir: &str, stale: Duration) -> Result<Vec<St
             Ok(name) => old.extend(
                 name.files
                     .into_iter()
-                    .filter(|f| f.attrs.file_type().is_file() && is_temp_name(&f.filename))
+                    .filter(|f| f.attrs.file_type().is_file() && upload.is_temp_name(&f.filename))
                     .filter(|f| {
                         f.attrs
                             .mtime

@@ -108,8 +108,11 @@ impl Session {
                 });
             }
         }
-        self.rename_into_place(main, temp_path, final_path, policy)
-            .await?;
+        // `direct`: written under the final name itself, nothing to rename.
+        if temp_path != final_path {
+            self.rename_into_place(main, temp_path, final_path, policy)
+                .await?;
+        }
         Ok(sent)
     }
 
