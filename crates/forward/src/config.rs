@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 
 use crate::algorithms::Algorithms;
 use crate::hostkey::TrustedHostKeys;
+use crate::marker::DoneMarker;
 use crate::upload::Upload;
 
 /// What is wrong with a partner configuration. Messages name the field, never a secret value.
@@ -92,6 +93,8 @@ pub struct Partner {
     pub algorithms: Algorithms,
     /// How files are put in place (`Upload`; `hidden-temp` unless set).
     pub upload: Upload,
+    /// A marker written after each file (`DoneMarker`), if the partner polls for one.
+    pub done_marker: Option<DoneMarker>,
 }
 
 impl fmt::Debug for Partner {
@@ -110,6 +113,7 @@ impl fmt::Debug for Partner {
             .field("parallelism", &self.parallelism)
             .field("algorithms", &self.algorithms.describe())
             .field("upload", &self.upload)
+            .field("done_marker", &self.done_marker)
             .finish()
     }
 }
@@ -126,6 +130,7 @@ const KNOWN: &[&str] = &[
     "Parallelism",
     "Algorithms",
     "Upload",
+    "DoneMarker",
 ];
 
 impl Partner {
@@ -217,6 +222,7 @@ impl Partner {
             normalise_directory("RemoteDirectory", optional_str(obj, "RemoteDirectory")?)?
                 .unwrap_or_else(|| ".".into());
         let upload = Upload::from_json(obj.get("Upload"))?;
+        let done_marker = DoneMarker::from_json(obj.get("DoneMarker"))?;
         let parallelism = match obj.get("Parallelism") {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) if n.as_u64().is_some_and(|k| (1..=16).contains(&k)) => {
@@ -242,6 +248,7 @@ impl Partner {
             parallelism,
             algorithms,
             upload,
+            done_marker,
         })
     }
 

@@ -75,6 +75,11 @@ pub enum Error {
         fingerprint: String,
     },
 
+    /// The file is in place, but its done marker could not be written. The retry writes the
+    /// marker only (the file is not sent again while it is there with the right size).
+    #[error("{path:?} is in place but its done marker was not written: {cause}")]
+    MarkerFailed { path: String, cause: Box<Error> },
+
     /// Another publish of the same final name is running on this connection and the `direct`
     /// convention has no temporary name to keep them apart; retried later.
     #[error("{path:?} is being written by another delivery on this connection; retried")]
@@ -222,6 +227,7 @@ impl Error {
             | Error::LengthMismatch { .. }
             | Error::SizeMismatch { .. } => Transient,
             Error::Ssh { source, .. } => ssh_class(source),
+            Error::MarkerFailed { cause, .. } => cause.class(),
             Error::Sftp { cause, .. } => sftp_class(cause),
         }
     }
@@ -229,6 +235,13 @@ impl Error {
     /// Shorthand for `class() == Transient`.
     pub fn is_transient(&self) -> bool {
         self.class() == ErrorClass::Transient
+    }
+
+    pub(crate) fn marker(path: &str, cause: Error) -> Self {
+        Error::MarkerFailed {
+            path: path.to_owned(),
+            cause: Box::new(cause),
+        }
     }
 
     pub(crate) fn sftp(
@@ -247,6 +260,7 @@ impl Error {
     pub(crate) fn connection_lost(&self) -> bool {
         match self {
             Error::Ssh { .. } | Error::Timeout { .. } => true,
+            Error::MarkerFailed { cause, .. } => cause.connection_lost(),
             Error::Sftp { cause, .. } => !matches!(
                 cause,
                 russh_sftp::client::error::Error::Status(_)

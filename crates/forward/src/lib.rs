@@ -24,6 +24,7 @@ pub mod error;
 pub mod handshake;
 pub mod hostkey;
 pub mod interrupt;
+pub mod marker;
 pub mod publish;
 pub mod route;
 pub mod session;

@@ -60,6 +60,15 @@ pub(crate) fn parallelism(partner: &Partner, tuning: &Tuning) -> usize {
     partner.parallelism.unwrap_or(tuning.stripes).max(1)
 }
 
+/// `Tuning::stripe_min_bytes`, or never striped when the partner's done marker needs the file's
+/// SHA-256 (taken as one stream from byte 0).
+pub(crate) fn stripe_min(partner: &Partner, tuning: &Tuning) -> u64 {
+    match &partner.done_marker {
+        Some(m) if m.needs_digest() => u64::MAX,
+        _ => tuning.stripe_min(),
+    }
+}
+
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
@@ -86,6 +95,8 @@ pub struct Session {
     pub(crate) remote_directory: String,
     /// The partner's upload convention.
     pub(crate) upload: crate::upload::Upload,
+    /// The partner's done marker, if any.
+    pub(crate) marker: Option<crate::marker::DoneMarker>,
     /// The server offers `posix-rename@openssh.com` (atomic replace).
     pub(crate) posix_rename: bool,
     /// Bytes per WRITE after applying the server's limits.
@@ -171,11 +182,12 @@ impl Session {
             addr,
             remote_directory: partner.remote_directory.clone(),
             upload: partner.upload.clone(),
+            marker: partner.done_marker.clone(),
             posix_rename,
             chunk_size,
             writes_in_flight: tuning.writes_in_flight.max(1),
             stripes: parallelism(partner, tuning),
-            stripe_min_bytes: tuning.stripe_min(),
+            stripe_min_bytes: stripe_min(partner, tuning),
             extra: extras,
             channel_cap,
             orphans: Mutex::default(),
@@ -403,6 +415,11 @@ impl Connector {
     /// The timeouts and sizes in use.
     pub(crate) fn tuning(&self) -> &Tuning {
         &self.tuning
+    }
+
+    /// See [`stripe_min`].
+    pub(crate) fn stripe_min(&self) -> u64 {
+        stripe_min(&self.partner, &self.tuning)
     }
 
     /// See [`parallelism`].

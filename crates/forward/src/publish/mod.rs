@@ -22,6 +22,7 @@
 //! grants); the size check and the rename are the same as for one stream.
 
 mod file_ops;
+mod marker;
 pub mod resume;
 mod source;
 mod sweep;
@@ -80,6 +81,9 @@ pub enum PublishOutcome {
     Written,
     /// A file of the same size was already there (`skip-if-same-size`).
     SkippedSameSize,
+    /// The file was already in place with the expected size but without its done marker (an
+    /// earlier attempt whose marker failed): only the marker was written.
+    MarkerOnly,
 }
 
 /// A successful publish.
@@ -93,6 +97,8 @@ pub struct Published {
     pub outcome: PublishOutcome,
     /// Wall time of the whole publish.
     pub elapsed: Duration,
+    /// The done marker written after the file (`DoneMarker`), if the partner has one.
+    pub marker: Option<String>,
 }
 
 impl Connector {
@@ -160,7 +166,7 @@ impl Connector {
         policy: Overwrite,
         done: &(dyn Fn(usize, Result<Published, Error>) + Sync),
     ) -> Result<(), Error> {
-        let (small, large) = by_size(files, self.tuning().stripe_min());
+        let (small, large) = by_size(files, self.stripe_min());
         let lanes = small.len().clamp(1, self.parallelism());
         let lost = AtomicBool::new(false);
         let noted = |i: usize, result: Result<Published, Error>| {
@@ -185,7 +191,7 @@ impl Connector {
         path: &RemotePath,
         policy: Overwrite,
     ) -> Result<Published, Error> {
-        let stripes = payload.stripes(self.tuning().stripe_min(), self.parallelism());
+        let stripes = payload.stripes(self.stripe_min(), self.parallelism());
         let result = match self.session_sweeping(stripes).await {
             Ok(session) => {
                 session
@@ -284,6 +290,35 @@ impl Session {
         let started = Instant::now();
         let on = &channels[0];
         let expected_len = payload.expected_len();
+        if let Some(marker) = &self.marker {
+            let name = path.file_name();
+            if self
+                .needs_marker_only(on, marker, dir, name, &final_path, expected_len)
+                .await?
+            {
+                let size = expected_len.unwrap_or(0);
+                let digest = match marker.needs_digest() {
+                    true => Some(marker::digest_of(payload).await?),
+                    false => None,
+                };
+                let written = self
+                    .write_marker(on, marker, dir, name, size, digest.as_deref())
+                    .await
+                    .map_err(|e| Error::marker(&final_path, e))?;
+                tracing::info!(
+                    marker = written,
+                    "already in place without its done marker; wrote the marker only"
+                );
+                self.touch();
+                return Ok(Published {
+                    remote_path: final_path,
+                    bytes: 0,
+                    outcome: PublishOutcome::MarkerOnly,
+                    elapsed: started.elapsed(),
+                    marker: Some(written),
+                });
+            }
+        }
         if policy != Overwrite::Overwrite {
             if let Some(existing) = self.size_of(on, &final_path).await? {
                 match policy {
@@ -301,6 +336,7 @@ impl Session {
                             bytes: 0,
                             outcome: PublishOutcome::SkippedSameSize,
                             elapsed: started.elapsed(),
+                            marker: None,
                         });
                     }
                     _ => {}
@@ -311,10 +347,12 @@ impl Session {
         self.create_dirs(on, path.parent()).await?;
         self.sweep_once(self.upload.temp_dir(dir)).await;
         let direct = self.upload == Upload::Direct;
+        // A marker's SHA-256 is taken as the file streams out, from its first byte.
+        let digest_needed = self.marker.as_ref().is_some_and(|m| m.needs_digest());
         let mut resumable = payload
             .ranges()
             .and_then(|s| Some((s, s.identity()?)))
-            .filter(|_| !direct);
+            .filter(|_| !direct && !digest_needed);
         // Known to the session until this function ends by itself; if the caller drops it at a
         // deadline instead, `Connector::abandon` closes what it had opened and removes it (or,
         // resumable, keeps it and reports its progress). With the `direct` convention that is
@@ -422,10 +460,26 @@ impl Session {
             )
             .await;
         match written {
-            Ok(sent) => {
+            Ok((sent, digest)) => {
                 self.unsettled.settled(&temp_path);
                 self.touch();
                 let bytes = expected_len.unwrap_or(sent);
+                // After the rename, never before: a marker never exists without its file.
+                let marker = match &self.marker {
+                    Some(marker) => Some(
+                        self.write_marker(
+                            on,
+                            marker,
+                            dir,
+                            path.file_name(),
+                            sent,
+                            digest.as_deref(),
+                        )
+                        .await
+                        .map_err(|e| Error::marker(&final_path, e))?,
+                    ),
+                    None => None,
+                };
                 tracing::info!(
                     bytes,
                     sent,
@@ -437,6 +491,7 @@ impl Session {
                     bytes,
                     outcome: PublishOutcome::Written,
                     elapsed: started.elapsed(),
+                    marker,
                 })
             }
             Err(e) => {

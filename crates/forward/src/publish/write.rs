@@ -11,12 +11,14 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Status};
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinSet;
 
 use crate::error::Error;
 use crate::session::Session;
 
+use super::marker::Hashing;
 use super::resume::{cut, Acks, Plan};
 use super::source::{Currency, Payload, RangeSource};
 use super::Overwrite;
@@ -25,7 +27,8 @@ impl Session {
     /// Writes the payload (a range source: the `plan`'s ranges) through `channels[0]`'s
     /// `handle` (and the other channels' own handles when striped), checks the size, asks the
     /// source whether it is still current, closes and renames. Sets `closed` once the CLOSE of
-    /// `handle` is sent. Returns the bytes written by this attempt.
+    /// `handle` is sent. Returns the bytes written by this attempt and, when the partner's done
+    /// marker wants it, their SHA-256 (the file then goes as one stream from byte 0).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn upload_and_rename<R: AsyncRead + Unpin, S: RangeSource>(
         &self,
@@ -37,8 +40,13 @@ impl Session {
         final_path: &str,
         policy: Overwrite,
         closed: &AtomicBool,
-    ) -> Result<u64, Error> {
+    ) -> Result<(u64, Option<String>), Error> {
         let main = &channels[0];
+        let mut hasher = self
+            .marker
+            .as_ref()
+            .filter(|m| m.needs_digest())
+            .map(|_| Sha256::new());
         let lane = Lane {
             sftp: main.clone(),
             handle: handle.to_owned(),
@@ -52,7 +60,17 @@ impl Session {
                 source,
                 expected_len,
             } => {
-                let (sent, writes) = lane.send(source, 0, expected_len, None).await?;
+                let (sent, writes) = lane
+                    .send(
+                        Hashing {
+                            inner: source,
+                            hasher: hasher.as_mut(),
+                        },
+                        0,
+                        expected_len,
+                        None,
+                    )
+                    .await?;
                 (sent, sent, writes)
             }
             Payload::Ranges(source) if channels.len() == 1 && plan.todo.len() == 1 => {
@@ -66,10 +84,23 @@ impl Session {
                         source: e,
                     })?;
                 let len = Some(piece.end - piece.start);
-                let (sent, writes) = lane.send(reader, piece.start, len, acks).await?;
+                let (sent, writes) = lane
+                    .send(
+                        Hashing {
+                            inner: reader,
+                            hasher: hasher.as_mut(),
+                        },
+                        piece.start,
+                        len,
+                        acks,
+                    )
+                    .await?;
                 (sent, source.len(), writes)
             }
             Payload::Ranges(source) => {
+                // Never with a digest to take (one stream from byte 0) unless there is nothing
+                // to write: an empty file, whose digest is the empty one.
+                debug_assert!(hasher.is_none() || plan.todo.is_empty());
                 let sent = self.striped_writes(source, &plan, channels, lane).await?;
                 (sent, source.len(), Replies::default())
             }
@@ -113,7 +144,7 @@ impl Session {
             self.rename_into_place(main, temp_path, final_path, policy)
                 .await?;
         }
-        Ok(sent)
+        Ok((sent, hasher.map(super::marker::hex)))
     }
 
     /// Writes the `plan`'s ranges of `source` over `channels` (the first is `main`'s): the
