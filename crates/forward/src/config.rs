@@ -91,6 +91,8 @@ pub struct Partner {
     /// The SSH algorithms offered (`Algorithms`; the `default` policy unless set). Host-key
     /// algorithms are narrowed to the pinned keys' types when connecting.
     pub algorithms: Algorithms,
+    /// Encrypt every file to the partner's OpenPGP keys before it leaves (`Pgp`; see [`crate::pgp`]).
+    pub pgp: Option<Arc<crate::pgp::Pgp>>,
     /// How files are put in place (`Upload`; `hidden-temp` unless set).
     pub upload: Upload,
     /// A marker written after each file (`DoneMarker`), if the partner polls for one.
@@ -112,6 +114,7 @@ impl fmt::Debug for Partner {
             .field("remote_directory", &self.remote_directory)
             .field("parallelism", &self.parallelism)
             .field("algorithms", &self.algorithms.describe())
+            .field("pgp", &self.pgp)
             .field("upload", &self.upload)
             .field("done_marker", &self.done_marker)
             .finish()
@@ -129,6 +132,7 @@ const KNOWN: &[&str] = &[
     "RemoteDirectory",
     "Parallelism",
     "Algorithms",
+    "Pgp",
     "Upload",
     "DoneMarker",
 ];
@@ -237,6 +241,7 @@ impl Partner {
         };
         let algorithms = Algorithms::from_json(obj.get("Algorithms"))?;
         algorithms.check_pins(&trusted_host_keys)?;
+        let pgp = crate::pgp::Pgp::from_json(obj.get("Pgp"))?.map(Arc::new);
         Ok(Partner {
             host,
             port,
@@ -247,6 +252,7 @@ impl Partner {
             remote_directory,
             parallelism,
             algorithms,
+            pgp,
             upload,
             done_marker,
         })

@@ -5,6 +5,7 @@
 //! In the order a file travels:
 //! - [`config`]: the partner JSON (Secrets Manager) → validated [`Partner`]
 //! - [`route`]: object key → escape-proof [`RemotePath`] under `RemoteDirectory`
+//! - [`pgp`]: the partner's `Pgp` keys; files encrypted as they stream out ([`Pgp::encrypt`])
 //! - [`hostkey`]: `TrustedHostKeys` pinning and fingerprints
 //! - [`algorithms`]: the partner's `Algorithms` policy (default, fips, legacy, explicit lists)
 //! - [`handshake`]: SSH connect with those algorithms, host key check, what was negotiated;
@@ -25,6 +26,7 @@ pub mod handshake;
 pub mod hostkey;
 pub mod interrupt;
 pub mod marker;
+pub mod pgp;
 pub mod publish;
 pub mod route;
 pub mod session;
@@ -36,6 +38,7 @@ pub use error::{Error, ErrorClass};
 pub use handshake::{scan_host_key, Negotiated};
 pub use hostkey::{Fingerprint, TrustedHostKeys};
 pub use interrupt::{Abandoned, Kept};
+pub use self::pgp::Pgp;
 pub use publish::{
     Currency, FileRanges, Overwrite, Progress, PublishOutcome, Published, RangeSource,
 };
