@@ -207,3 +207,19 @@ async fn available_nat(ctx: Ctx<'_>, az: Az, command: &str) -> Result<String> {
         Some((id, _)) => Ok(id),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_az_fails_over_to_the_other_and_the_note_names_both() {
+        assert_eq!(Az::One.other().half().nat, "nat-two");
+        assert_eq!(Az::Two.other().half().private_rt, "private-one-subnet");
+        assert_eq!(
+            failed_over_note(Az::Two),
+            "private subnet two routes through NAT one (failed over); run `deploy/provision \
+             failback` when NAT two is healthy"
+        );
+    }
+}
