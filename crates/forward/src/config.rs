@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 
 use crate::algorithms::Algorithms;
 use crate::hostkey::TrustedHostKeys;
+use crate::route::Naming;
 use crate::marker::DoneMarker;
 use crate::upload::Upload;
 
@@ -91,6 +92,9 @@ pub struct Partner {
     /// The SSH algorithms offered (`Algorithms`; the `default` policy unless set). Host-key
     /// algorithms are narrowed to the pinned keys' types when connecting.
     pub algorithms: Algorithms,
+    /// The partner's naming rules (`RemotePathTemplate`, `TimeZone`, `MaxNameLength`): see
+    /// [`crate::route::Route::with_naming`].
+    pub naming: Naming,
     /// Encrypt every file to the partner's OpenPGP keys before it leaves (`Pgp`; see [`crate::pgp`]).
     pub pgp: Option<Arc<crate::pgp::Pgp>>,
     /// How files are put in place (`Upload`; `hidden-temp` unless set).
@@ -114,6 +118,7 @@ impl fmt::Debug for Partner {
             .field("remote_directory", &self.remote_directory)
             .field("parallelism", &self.parallelism)
             .field("algorithms", &self.algorithms.describe())
+            .field("naming", &self.naming)
             .field("pgp", &self.pgp)
             .field("upload", &self.upload)
             .field("done_marker", &self.done_marker)
@@ -132,6 +137,9 @@ const KNOWN: &[&str] = &[
     "RemoteDirectory",
     "Parallelism",
     "Algorithms",
+    "RemotePathTemplate",
+    "TimeZone",
+    "MaxNameLength",
     "Pgp",
     "Upload",
     "DoneMarker",
@@ -240,6 +248,7 @@ impl Partner {
             }
         };
         let algorithms = Algorithms::from_json(obj.get("Algorithms"))?;
+        let naming = Naming::from_json(obj)?;
         algorithms.check_pins(&trusted_host_keys)?;
         let pgp = crate::pgp::Pgp::from_json(obj.get("Pgp"))?.map(Arc::new);
         Ok(Partner {
@@ -252,6 +261,7 @@ impl Partner {
             remote_directory,
             parallelism,
             algorithms,
+            naming,
             pgp,
             upload,
             done_marker,

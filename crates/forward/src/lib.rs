@@ -42,6 +42,6 @@ pub use self::pgp::Pgp;
 pub use publish::{
     Currency, FileRanges, Overwrite, Progress, PublishOutcome, Published, RangeSource,
 };
-pub use route::{RemotePath, Route, RouteError};
+pub use route::{RemotePath, Route, RouteError, RouteInputs};
 pub use session::{Connector, Session, Tuning};
 pub use upload::Upload;

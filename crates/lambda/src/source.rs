@@ -22,6 +22,8 @@ pub struct Opened {
     pub len: u64,
     /// ETag of these bytes, without quotes.
     pub etag: Option<String>,
+    /// When S3 last modified the object (`Last-Modified`), for a `{modified}` route template.
+    pub last_modified: Option<std::time::SystemTime>,
 }
 
 /// What can go wrong on the S3 side.
@@ -383,6 +385,7 @@ impl ObjectStore for S3Store {
         Ok(Opened {
             len: announced_len(obj, out.content_length())?,
             etag: out.e_tag().map(|e| e.trim_matches('"').to_owned()),
+            last_modified: out.last_modified().and_then(|t| (*t).try_into().ok()),
             body: Box::new(out.body.into_async_read()),
         })
     }

@@ -1,9 +1,10 @@
 //! A batch of records, all at once over the one partner connection:
 //!
 //! ```text
-//! route every record (a bad key fails only its own record)
-//! → in waves of at most WAVE records, each started only with enough time left:
-//!     secret (cached; read again after its TTL) → the partner's RemoteDirectory
+//! in waves of at most WAVE records, each started only with enough time left:
+//!     secret (cached; read again after its TTL) → the partner's RemoteDirectory and naming rules
+//!     route every record (a bad key fails only its own record; a `{modified}` template waits
+//!       for the object's Last-Modified from GetObject)
 //!     prepare every record at once (S3): tags → receipt check → GetObject opened
 //!     log in (a refused login re-reads the secret once, for the whole wave)
 //!     publish_each: small files one SFTP channel each, up to Parallelism; large ones striped,
@@ -20,7 +21,10 @@ use std::sync::Mutex;
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use forward::{Error as ForwardError, ErrorClass, PublishOutcome, Published, RemotePath};
+use forward::route::Input;
+use forward::{
+    Error as ForwardError, ErrorClass, PublishOutcome, Published, RemotePath, Route, RouteInputs,
+};
 use tracing::{Instrument, Span};
 
 use super::outcome::{already, store_outcome, Outcome};
@@ -98,17 +102,8 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
         deadline: Option<Instant>,
     ) -> Vec<Outcome> {
         let slots = Slots::new(jobs.len());
-        let mut routed = Vec::with_capacity(jobs.len());
-        for (i, job) in jobs.iter().enumerate() {
-            let mapped = match &job.options.remote_path {
-                Some(p) => Ok(p.clone()),
-                None => self.settings.route.map(&job.obj.key),
-            };
-            match mapped {
-                Ok(path) => routed.push((i, path)),
-                Err(e) => slots.set(i, Outcome::failed(ErrorClass::Permanent, e)),
-            }
-        }
+        // Routed in their wave, under the naming rules of the partner secret read there.
+        let routed: Vec<usize> = (0..jobs.len()).collect();
         let Some(deadline) = deadline else {
             self.waves(jobs, &routed, None, &slots).await;
             return slots.into_outcomes();
@@ -130,7 +125,7 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
     async fn waves(
         &mut self,
         jobs: &[Job<'_>],
-        routed: &[(usize, RemotePath)],
+        routed: &[usize],
         deadline: Option<Instant>,
         slots: &Slots,
     ) {
@@ -141,14 +136,14 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
                     ErrorClass::Transient,
                     format!("only {left:?} of invocation time left; not started, will be retried"),
                 );
-                slots.set_all(routed[n * WAVE..].iter().map(|(i, _)| *i), &late);
+                slots.set_all(routed[n * WAVE..].iter().copied(), &late);
                 return;
             }
             self.wave(jobs, wave, slots).await;
         }
     }
 
-    async fn wave(&mut self, jobs: &[Job<'_>], wave: &[(usize, RemotePath)], slots: &Slots) {
+    async fn wave(&mut self, jobs: &[Job<'_>], wave: &[usize], slots: &Slots) {
         let Forwarder {
             store,
             secrets,
@@ -163,17 +158,33 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
         };
         // (The receipt check uses the RemoteDirectory of the secret read here; a rotation that
         // also moves the directory is seen from the next wave on.)
-        let remote_directory = match link.connector().await {
-            Ok(c) => c.partner().remote_directory.clone(),
-            Err(outcome) => return slots.set_all(wave.iter().map(|(i, _)| *i), &outcome),
+        let (remote_directory, route) = match link.connector().await {
+            Ok(c) => (
+                c.partner().remote_directory.clone(),
+                settings.route.with_naming(&c.partner().naming),
+            ),
+            Err(outcome) => return slots.set_all(wave.iter().copied(), &outcome),
         };
+        let mut targets = Vec::with_capacity(wave.len());
+        for &i in wave {
+            match target(&route, &jobs[i]) {
+                Ok(target) => targets.push((i, target)),
+                Err(e) => slots.set(i, Outcome::failed(ErrorClass::Permanent, e)),
+            }
+        }
         let store = &*store;
-        let prepare_all = join_all(wave.iter().map(|(i, path)| {
-            let job = &jobs[*i];
-            let final_path = final_path(&remote_directory, path.as_str());
+        let (route, remote_directory) = (&route, remote_directory.as_str());
+        let prepare_all = join_all(targets.into_iter().map(|(i, target)| {
+            let job = &jobs[i];
+            let obj = job.obj;
             async move {
-                let prepared = prepare(store, job.obj, path, job.options.force, &final_path).await;
-                (*i, prepared)
+                let force = job.options.force;
+                let to = To {
+                    target,
+                    route,
+                    remote_directory,
+                };
+                (i, prepare(store, obj, to, force).await)
             }
             .instrument(job.span.clone())
         }));
@@ -312,41 +323,110 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
     }
 }
 
+/// Where a record goes: known before its object is opened, or only from GetObject's answer.
+enum Target {
+    /// The operator's path, or the route's mapping from what the event tells.
+    Known { path: RemotePath, from_route: bool },
+    /// The route shows what only GetObject tells (`{modified}`, or `{version}` when the event
+    /// has neither version id nor ETag).
+    AfterOpen,
+}
+
+/// A record's [`Target`] with what resolves it.
+struct To<'a> {
+    target: Target,
+    route: &'a Route,
+    remote_directory: &'a str,
+}
+
+fn target(route: &Route, job: &Job<'_>) -> Result<Target, forward::RouteError> {
+    let obj = job.obj;
+    if let Some(path) = &job.options.remote_path {
+        return Ok(Target::Known {
+            path: path.clone(),
+            from_route: false,
+        });
+    }
+    let unknown_version = obj.version_id.is_none() && obj.etag.is_none();
+    if route.uses(Input::Modified) || (route.uses(Input::Version) && unknown_version) {
+        return Ok(Target::AfterOpen);
+    }
+    let inputs = RouteInputs {
+        now: Some(SystemTime::now()),
+        modified: None,
+        version_id: obj.version_id.as_deref(),
+        etag: obj.etag.as_deref(),
+    };
+    let path = route.render(&obj.key, &inputs)?;
+    Ok(Target::Known {
+        path,
+        from_route: true,
+    })
+}
+
 /// One record's S3 side before its bytes go: its tags, the receipt check (a receipt that vouches
-/// for this very delivery skips it, unless forced), its body opened.
+/// for this very delivery skips it, unless forced), its body opened, its path known.
+///
+/// A template that shows the delivery time names every delivery differently, so there a receipt
+/// vouches for these bytes of this object under the path it recorded.
 async fn prepare<S: ObjectStore>(
     store: &S,
     obj: &ObjectRef,
-    path: &RemotePath,
+    to: To<'_>,
     force: bool,
-    final_path: &str,
 ) -> Result<Prepared, Outcome> {
     let tags = store.tags(obj).await.map_err(store_outcome)?;
     let receipt = Receipt::from_tags(&tags).filter(|_| !force);
-    let vouches = |etag: Option<&str>| {
+    let timed = to.route.uses(Input::Now);
+    let vouches = |etag: Option<&str>, path: &RemotePath, from_route: bool| {
         let r = receipt.as_ref()?;
+        let final_path = final_path(to.remote_directory, path.as_str());
         let delivery = Delivery {
             bucket: &obj.bucket,
             key: &obj.key,
             etag: etag?,
-            remote_path: final_path,
+            remote_path: if from_route && timed {
+                &r.remote_path
+            } else {
+                &final_path
+            },
         };
         r.vouches_for(delivery).then(|| already(r))
     };
-    if let Some(skipped) = vouches(obj.etag.as_deref()) {
-        return Err(skipped);
-    }
-    let opened = store.open(obj).await.map_err(store_outcome)?;
-    if obj.etag.is_none() {
-        if let Some(skipped) = vouches(opened.etag.as_deref()) {
+    if let Target::Known { path, from_route } = &to.target {
+        if let Some(skipped) = vouches(obj.etag.as_deref(), path, *from_route) {
             return Err(skipped);
         }
     }
-    Ok(Prepared {
-        path: path.clone(),
-        opened,
-        tags,
-    })
+    let opened = store.open(obj).await.map_err(store_outcome)?;
+    let path = match to.target {
+        Target::Known { path, from_route } => {
+            if obj.etag.is_none() {
+                if let Some(skipped) = vouches(opened.etag.as_deref(), &path, from_route) {
+                    return Err(skipped);
+                }
+            }
+            path
+        }
+        Target::AfterOpen => {
+            let inputs = RouteInputs {
+                now: Some(SystemTime::now()),
+                modified: opened.last_modified,
+                version_id: obj.version_id.as_deref(),
+                etag: obj.etag.as_deref().or(opened.etag.as_deref()),
+            };
+            let path = to
+                .route
+                .render(&obj.key, &inputs)
+                .map_err(|e| Outcome::failed(ErrorClass::Permanent, e))?;
+            let etag = obj.etag.as_deref().or(opened.etag.as_deref());
+            if let Some(skipped) = vouches(etag, &path, true) {
+                return Err(skipped);
+            }
+            path
+        }
+    };
+    Ok(Prepared { path, opened, tags })
 }
 
 /// A publish result to the record's outcome (known at once), then, for a delivered file, its
