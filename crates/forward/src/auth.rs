@@ -76,7 +76,14 @@ pub(crate) async fn authenticate(
                 && !done.contains(m)
                 && !failed.contains(m)
                 && match &allowed {
-                    Some(allowed) => allowed.contains(&m.kind()),
+                    // The same password is never tried twice: keyboard-interactive only where
+                    // the server does not take `password` (the one it refused was wrong).
+                    Some(allowed) => {
+                        allowed.contains(&m.kind())
+                            && !(*m == Method::KeyboardInteractive
+                                && failed.contains(&Method::Password)
+                                && allowed.contains(&MethodKind::Password))
+                    }
                     None => *m != Method::KeyboardInteractive,
                 }
         });
@@ -169,12 +176,16 @@ async fn keyboard_interactive(
         };
         let mut answers = Vec::with_capacity(prompts.len());
         for prompt in &prompts {
-            // The login name is not part of the question ("Password for barcode@host:").
-            let question = prompt.prompt.replace(&partner.username, "");
-            match classify(&question, prompt.echo) {
-                // Asked again in the same exchange: the password was wrong (or must change).
+            match classify(&prompt.prompt, &partner.username, prompt.echo) {
                 Prompt::Password if !answered => answers.push(password.expose().to_owned()),
-                _ => {
+                // Asked again in the same exchange: the password was wrong. A plain rejection.
+                Prompt::Password => {
+                    return Ok(AuthResult::Failure {
+                        remaining_methods: MethodSet::empty(),
+                        partial_success: false,
+                    })
+                }
+                Prompt::Other => {
                     return Err(Error::AuthPrompt {
                         addr: addr.to_owned(),
                         username: partner.username.clone(),
@@ -204,9 +215,15 @@ enum Prompt {
 }
 
 /// Whether a keyboard-interactive prompt asks for the account's password. Words of one-time
-/// codes and password changes win over "password" ("One-time password", "New password").
-fn classify(prompt: &str, echo: bool) -> Prompt {
-    let p = prompt.to_lowercase();
+/// codes and password changes win over "password" ("One-time password", "New password"); they are
+/// looked for without the login name in the prompt ("Password for barcode@host:"), the password
+/// words in the whole prompt (a login named "pass" must not hide them).
+fn classify(prompt: &str, username: &str, echo: bool) -> Prompt {
+    let whole = prompt.to_lowercase();
+    let p = match username.is_empty() {
+        true => whole.clone(),
+        false => whole.replace(&username.to_lowercase(), " "),
+    };
     let other = [
         "one-time",
         "one time",
@@ -228,7 +245,7 @@ fn classify(prompt: &str, echo: bool) -> Prompt {
         "passwort",
         "mot de passe",
     ];
-    if !echo && password.iter().any(|w| p.contains(w)) && !other.iter().any(|w| p.contains(w)) {
+    if !echo && password.iter().any(|w| whole.contains(w)) && !other.iter().any(|w| p.contains(w)) {
         Prompt::Password
     } else {
         Prompt::Other
@@ -295,7 +312,7 @@ mod tests {
             "Password for acme@sftp: ",
             "Enter passphrase:",
         ] {
-            assert_eq!(classify(p, false), Prompt::Password, "{p}");
+            assert_eq!(classify(p, "acme", false), Prompt::Password, "{p}");
         }
         for p in [
             "One-time password (OATH) for `acme': ",
@@ -306,10 +323,17 @@ mod tests {
             "Your password has expired. Change it now:",
             "Username: ",
         ] {
-            assert_eq!(classify(p, false), Prompt::Other, "{p}");
+            assert_eq!(classify(p, "acme", false), Prompt::Other, "{p}");
         }
         // An echoed prompt is never a password prompt.
-        assert_eq!(classify("Password: ", true), Prompt::Other);
+        assert_eq!(classify("Password: ", "acme", true), Prompt::Other);
+        // The login name is neither a code word nor able to hide the password word.
+        assert_eq!(
+            classify("Password for barcode@sftp: ", "barcode", false),
+            Prompt::Password
+        );
+        assert_eq!(classify("Password: ", "pass", false), Prompt::Password);
+        assert_eq!(classify("Password: ", "word", false), Prompt::Password);
     }
 
     #[test]

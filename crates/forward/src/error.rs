@@ -166,8 +166,22 @@ pub enum Error {
 
     /// The source was replaced by a newer version while it was sent: the temporary file was
     /// removed and the final name left as it was (it must never hold the older bytes).
-    #[error("superseded by a newer version of the source ({current}); {path:?} was not replaced")]
-    Superseded { path: String, current: String },
+    #[error(
+        "superseded by a newer version of the source ({current}); {}",
+        match direct {
+            false => format!("{path:?} was not replaced"),
+            true => format!(
+                "{path:?} holds these older bytes (the direct upload convention wrote them there) \
+                 until the newer version's delivery rewrites it"
+            ),
+        }
+    )]
+    Superseded {
+        path: String,
+        current: String,
+        /// Written under the final name (`direct`): left there, complete, not removed.
+        direct: bool,
+    },
 
     /// A resumable temporary file was gone at the rename: another delivery of the same object
     /// version (a duplicate event in another process) renamed it into place first. Retrying

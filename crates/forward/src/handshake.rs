@@ -280,6 +280,64 @@ fn handshake_error(
     }
 }
 
+/// What would reach a server that shares no host-key algorithm with us, given the pins: a policy
+/// that can check a pinned key with what the server signs with, else the key to pin.
+fn host_key_hint(theirs: &[String], algorithms: &Algorithms, pins: &TrustedHostKeys) -> String {
+    use crate::algorithms::Policy;
+    let checks = |p: &Algorithms| {
+        p.host_keys_for(pins)
+            .iter()
+            .map(|a| a.to_string())
+            .find(|a| theirs.contains(a))
+    };
+    let reaching = Policy::ALL
+        .into_iter()
+        .filter(|p| algorithms.customised || *p != algorithms.policy)
+        .find_map(|p| Some((p, checks(&Algorithms::of(p))?)));
+    if let Some((policy, alg)) = reaching {
+        return format!(
+            "set \"Algorithms\": \"{policy}\" in the partner JSON (it checks your pinned key \
+             signed with {alg}){}",
+            match policy {
+                Policy::Legacy => "; ssh-rsa signatures use SHA-1: ask the partner to upgrade",
+                _ => "",
+            }
+        );
+    }
+    let pinned: Vec<String> = pins
+        .keys()
+        .iter()
+        .map(|k| k.algorithm().as_str().to_owned())
+        .collect();
+    // The server's key type (an RSA key signs as rsa-sha2-* or ssh-rsa: its type is ssh-rsa).
+    let known = Algorithms::of(Policy::Legacy).names(Kind::HostKey);
+    let Some(alg) = theirs.iter().find(|t| known.contains(t)) else {
+        return format!(
+            "this client implements none of the server's host key algorithms ({}); ask the \
+             partner to enable an ed25519, ECDSA or RSA host key",
+            theirs.join(",")
+        );
+    };
+    let key_type = match alg.starts_with("rsa-sha2-") || alg == "ssh-rsa" {
+        true => "ssh-rsa",
+        false => alg.as_str(),
+    };
+    let legacy_only = !Algorithms::of(Policy::Default)
+        .names(Kind::HostKey)
+        .iter()
+        .any(|a| theirs.contains(a));
+    format!(
+        "the server has a {key_type} host key, but TrustedHostKeys pins only {} keys: ask the \
+         partner for its {key_type} host key (`sftp-forward test-connection --print-host-key` \
+         shows the server's key), confirm it with them and add it{}",
+        pinned.join(", "),
+        match legacy_only {
+            true => ", and set \"Algorithms\": \"legacy\" (it signs only with ssh-rsa, SHA-1)",
+            false => "",
+        }
+    )
+}
+
 /// What would reach a server that shares no `kind` algorithm with us.
 fn no_common_hint(
     kind: Kind,
@@ -287,28 +345,8 @@ fn no_common_hint(
     algorithms: &Algorithms,
     pins: Option<&TrustedHostKeys>,
 ) -> String {
-    if kind == Kind::HostKey {
-        // Our policy allows one of the server's host-key algorithms, but for a key type that is
-        // not pinned: the partner's key of that type is what is missing.
-        let allowed = algorithms.names(Kind::HostKey);
-        if let (Some(pins), Some(common)) = (pins, theirs.iter().find(|t| allowed.contains(t))) {
-            let pinned: Vec<String> = pins
-                .keys()
-                .iter()
-                .map(|k| k.algorithm().as_str().to_owned())
-                .collect();
-            // An RSA key signs as rsa-sha2-* or ssh-rsa; its key type is ssh-rsa.
-            let key_type = match common.starts_with("rsa-sha2-") {
-                true => "ssh-rsa",
-                false => common.as_str(),
-            };
-            return format!(
-                "the server has a {key_type} host key, but TrustedHostKeys pins only {} keys: ask \
-                 the partner for its {key_type} host key (`sftp-forward test-connection \
-                 --print-host-key` shows the server's key), confirm it with them and add it",
-                pinned.join(", ")
-            );
-        }
+    if let (Kind::HostKey, Some(pins)) = (kind, pins) {
+        return host_key_hint(theirs, algorithms, pins);
     }
     let reaching: Vec<_> = policies_reaching(kind, theirs)
         .into_iter()

@@ -60,12 +60,17 @@ pub(crate) fn parallelism(partner: &Partner, tuning: &Tuning) -> usize {
     partner.parallelism.unwrap_or(tuning.stripes).max(1)
 }
 
-/// `Tuning::stripe_min_bytes`, or never striped when the partner's done marker needs the file's
-/// SHA-256 (taken as one stream from byte 0).
+/// `Tuning::stripe_min_bytes`, or never striped: when the partner's done marker needs the file's
+/// SHA-256 (taken as one stream from byte 0), and under the `direct` convention (the partner
+/// watches the file grow from its start: stripes would show it full-size with holes).
 pub(crate) fn stripe_min(partner: &Partner, tuning: &Tuning) -> u64 {
-    match &partner.done_marker {
-        Some(m) if m.needs_digest() => u64::MAX,
-        _ => tuning.stripe_min(),
+    let digest = partner
+        .done_marker
+        .as_ref()
+        .is_some_and(|m| m.needs_digest());
+    match digest || partner.upload == crate::upload::Upload::Direct {
+        true => u64::MAX,
+        false => tuning.stripe_min(),
     }
 }
 
@@ -97,6 +102,9 @@ pub struct Session {
     pub(crate) upload: crate::upload::Upload,
     /// The partner's done marker, if any.
     pub(crate) marker: Option<crate::marker::DoneMarker>,
+    /// Files (their resume key: final path and identity) in place whose marker failed: the
+    /// connector's, shared by each of its sessions.
+    pub(crate) marker_pending: Arc<Mutex<std::collections::HashSet<String>>>,
     /// The server offers `posix-rename@openssh.com` (atomic replace).
     pub(crate) posix_rename: bool,
     /// Bytes per WRITE after applying the server's limits.
@@ -183,6 +191,7 @@ impl Session {
             remote_directory: partner.remote_directory.clone(),
             upload: partner.upload.clone(),
             marker: partner.done_marker.clone(),
+            marker_pending: Arc::default(),
             posix_rename,
             chunk_size,
             writes_in_flight: tuning.writes_in_flight.max(1),
@@ -398,6 +407,8 @@ pub struct Connector {
     opened: u64,
     /// Temporary files left by broken connections, removed by the next one.
     pub(crate) orphans: Vec<String>,
+    /// See `Session::marker_pending`: kept across connections.
+    marker_pending: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Connector {
@@ -409,6 +420,7 @@ impl Connector {
             live: None,
             opened: 0,
             orphans: Vec::new(),
+            marker_pending: Arc::default(),
         }
     }
 
@@ -456,8 +468,9 @@ impl Connector {
             }
         }
         if self.live.is_none() {
-            let session =
+            let mut session =
                 Session::open_with_channels(&self.partner, &self.tuning, channels).await?;
+            session.marker_pending = self.marker_pending.clone();
             self.opened += 1;
             self.remove_orphans(&session).await;
             self.live = Some(session);

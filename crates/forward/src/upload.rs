@@ -15,8 +15,10 @@
 //! | `staging-dir` | `<Directory>/.name.<tag>.part` | rename across directories |
 //! | `direct` | the final name itself | nothing: the partner can see a growing file |
 //!
-//! `<tag>` is 8 random hex digits, or `sfr-` and 16 hex digits for a resumable file (see
-//! `publish::resume`). The sweep of stale temporary files knows each convention's names.
+//! `<tag>` is 8 random hex digits (`sfw-` and 8 hex digits under `suffix`, where the name is
+//! visible and a date such as `20240115` must not look like ours), or `sfr-` and 16 hex digits for
+//! a resumable file (see `publish::resume`). The sweep of stale temporary files knows each
+//! convention's names.
 
 use serde_json::{Map, Value};
 
@@ -88,7 +90,8 @@ impl Upload {
             }
             Some(_) => Err(field(
                 "Upload",
-                "must be a convention name (\"hidden-temp\", \"suffix\", \"direct\") or an object \
+                "must be a convention name (\"hidden-temp\", \"suffix\", \"staging-dir\", \
+                 \"direct\") or an object \
                  { \"Convention\": ..., \"Suffix\": ..., \"Directory\": ... }",
             )),
         }
@@ -171,7 +174,13 @@ impl Upload {
         let stem = name_stem(file_name);
         match self {
             Upload::HiddenTemp => Some(join2(dir, &format!(".{stem}.{tag}.part"))),
-            Upload::Suffix(suffix) => Some(join2(dir, &format!("{stem}.{tag}{suffix}"))),
+            Upload::Suffix(suffix) => {
+                let tag = match tag.starts_with("sfr-") {
+                    true => tag.to_owned(),
+                    false => format!("sfw-{tag}"),
+                };
+                Some(join2(dir, &format!("{stem}.{tag}{suffix}")))
+            }
             Upload::StagingDir(staging) => Some(join2(staging, &format!(".{stem}.{tag}.part"))),
             Upload::Direct => None,
         }
@@ -188,21 +197,25 @@ impl Upload {
     /// Whether `name` (an entry of [`Upload::temp_dir`]) is one of our temporary names under this
     /// convention; a plain `hidden-temp` name always is (the writability probe's).
     pub(crate) fn is_temp_name(&self, name: &str) -> bool {
-        let tagged = |inner: &str| {
+        let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+        // `stem.<tag>`, the tag accepted by `plain` or `sfr-<16 hex>` (resumable).
+        let tagged = |inner: &str, plain: &dyn Fn(&str) -> bool| {
             let Some((stem, tag)) = inner.rsplit_once('.') else {
                 return false;
             };
-            let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-            !stem.is_empty()
-                && (hex(tag, 8) || tag.strip_prefix("sfr-").is_some_and(|t| hex(t, 16)))
+            !stem.is_empty() && (plain(tag) || tag.strip_prefix("sfr-").is_some_and(|t| hex(t, 16)))
         };
         let hidden = name
             .strip_prefix('.')
             .and_then(|n| n.strip_suffix(".part"))
-            .is_some_and(tagged);
+            .is_some_and(|inner| tagged(inner, &|t| hex(t, 8)));
+        let sfw = |t: &str| t.strip_prefix("sfw-").is_some_and(|t| hex(t, 8));
         match self {
             Upload::Suffix(suffix) => {
-                hidden || name.strip_suffix(suffix.as_str()).is_some_and(tagged)
+                hidden
+                    || name
+                        .strip_suffix(suffix.as_str())
+                        .is_some_and(|inner| tagged(inner, &sfw))
             }
             _ => hidden,
         }
@@ -287,7 +300,7 @@ mod tests {
             (Upload::HiddenTemp, "in/.a.csv.0badcafe.part"),
             (
                 Upload::Suffix(".partial".into()),
-                "in/a.csv.0badcafe.partial",
+                "in/a.csv.sfw-0badcafe.partial",
             ),
             (
                 Upload::StagingDir("stage".into()),
@@ -311,6 +324,8 @@ mod tests {
             "a.csv.partial",
             "a.csv",
             "a.csv.1234.partial",
+            "PAYROLL.20240115.partial",
+            "a.csv.0badcafe.partial",
             ".a.deadbeef.partial.x",
             ".report.csv.part",
             "report.csv.deadbeef.part",

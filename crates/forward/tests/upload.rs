@@ -197,7 +197,7 @@ async fn a_server_that_refuses_renames_is_reached_with_direct() {
 async fn the_sweep_knows_the_suffix_conventions_names_only() {
     let s = sshd();
     let (local, remote) = s.scratch_dir("up-sweep");
-    let stale = local.join("old.csv.0badcafe.partial");
+    let stale = local.join("old.csv.sfw-0badcafe.partial");
     let foreign = local.join("theirs.partial");
     for f in [&stale, &foreign] {
         std::fs::write(f, b"left").unwrap();

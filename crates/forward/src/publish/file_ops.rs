@@ -72,6 +72,19 @@ impl Session {
         // Plain SFTP rename never replaces an existing file (OpenSSH links, then unlinks).
         match on.rename(temp_path, final_path).await {
             Ok(_) => Ok(()),
+            // Refused as such (not "the target exists"): removing the partner's file first would
+            // only lose it when the second rename is refused too.
+            Err(SftpError::Status(s))
+                if matches!(
+                    s.status_code,
+                    StatusCode::PermissionDenied | StatusCode::OpUnsupported
+                ) =>
+            {
+                Err(refused_rename(
+                    Error::sftp("rename", final_path, SftpError::Status(s)),
+                    temp_path,
+                ))
+            }
             Err(e) => {
                 let exists = self.size_of(on, final_path).await?.is_some();
                 match (exists, replace) {

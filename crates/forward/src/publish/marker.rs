@@ -5,7 +5,9 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::client::RawSftpSession;
+use russh_sftp::protocol::StatusCode;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
@@ -97,6 +99,22 @@ impl Session {
             return Err(e);
         }
         Ok(final_path)
+    }
+
+    /// Removes the marker of `file_name` in `dir` if there is one.
+    pub(super) async fn remove_marker(
+        &self,
+        on: &RawSftpSession,
+        marker: &DoneMarker,
+        dir: &str,
+        file_name: &str,
+    ) -> Result<(), Error> {
+        let path = join2(dir, &marker.name_for(file_name));
+        match on.remove(&path).await {
+            Ok(_) => Ok(()),
+            Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => Ok(()),
+            Err(e) => Err(Error::sftp("remove", &path, e)),
+        }
     }
 
     /// Whether `final_path` is already there with `expected` bytes but its marker is not: the

@@ -290,11 +290,23 @@ impl Session {
         let started = Instant::now();
         let on = &channels[0];
         let expected_len = payload.expected_len();
+        // The bytes' identity and final name, under which a failed marker is remembered.
+        let pending_key = payload
+            .ranges()
+            .and_then(|s| s.identity())
+            .map(|identity| resume_key(&final_path, &identity));
         if let Some(marker) = &self.marker {
             let name = path.file_name();
-            if self
-                .needs_marker_only(on, marker, dir, name, &final_path, expected_len)
-                .await?
+            // Only the very bytes whose marker failed on this connector, found in place: any other
+            // file of the same size under that name (yesterday's, a poller that ate the marker)
+            // is sent as usual.
+            let pending = pending_key
+                .as_ref()
+                .is_some_and(|k| lock(&self.marker_pending).contains(k));
+            if pending
+                && self
+                    .needs_marker_only(on, marker, dir, name, &final_path, expected_len)
+                    .await?
             {
                 let size = expected_len.unwrap_or(0);
                 let digest = match marker.needs_digest() {
@@ -305,6 +317,9 @@ impl Session {
                     .write_marker(on, marker, dir, name, size, digest.as_deref())
                     .await
                     .map_err(|e| Error::marker(&final_path, e))?;
+                if let Some(k) = &pending_key {
+                    lock(&self.marker_pending).remove(k);
+                }
                 tracing::info!(
                     marker = written,
                     "already in place without its done marker; wrote the marker only"
@@ -381,6 +396,14 @@ impl Session {
                 p
             }
         };
+        // An older marker goes before the final name changes (a `direct` open truncates it):
+        // a marker never stands beside a file it does not describe, complete or not.
+        if let Some(marker) = &self.marker {
+            if let Err(e) = self.remove_marker(on, marker, dir, path.file_name()).await {
+                self.unsettled.settled(&temp_path);
+                return Err(e);
+            }
+        }
         let mut plan = Plan {
             todo: missing(&[], expected_len.unwrap_or(0)),
             tracker: None,
@@ -476,7 +499,13 @@ impl Session {
                             digest.as_deref(),
                         )
                         .await
-                        .map_err(|e| Error::marker(&final_path, e))?,
+                        .map_err(|e| {
+                            // The next attempt for these bytes writes the marker only.
+                            if let Some(k) = &pending_key {
+                                lock(&self.marker_pending).insert(k.clone());
+                            }
+                            Error::marker(&final_path, e)
+                        })?,
                     ),
                     None => None,
                 };
@@ -511,7 +540,12 @@ impl Session {
                     e => e,
                 };
                 let handle = (!closed.load(Ordering::Relaxed)).then_some(handle.as_str());
-                self.remove_temp(on, handle, &temp_path, &e).await;
+                // Under `direct` an older version's complete bytes stay (a newer delivery may be
+                // writing the same name now: removing could take its file away).
+                let keep = matches!(e, Error::Superseded { direct: true, .. });
+                if !keep {
+                    self.remove_temp(on, handle, &temp_path, &e).await;
+                }
                 self.unsettled.settled(&temp_path);
                 Err(e)
             }

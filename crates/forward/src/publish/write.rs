@@ -100,7 +100,15 @@ impl Session {
             Payload::Ranges(source) => {
                 // Never with a digest to take (one stream from byte 0) unless there is nothing
                 // to write: an empty file, whose digest is the empty one.
-                debug_assert!(hasher.is_none() || plan.todo.is_empty());
+                if hasher.is_some() && !plan.todo.is_empty() {
+                    return Err(Error::Source {
+                        sent: 0,
+                        source: std::io::Error::other(
+                            "a done marker's SHA-256 needs the file as one stream from its first \
+                             byte, but it was to be striped or resumed",
+                        ),
+                    });
+                }
                 let sent = self.striped_writes(source, &plan, channels, lane).await?;
                 (sent, source.len(), Replies::default())
             }
@@ -136,6 +144,7 @@ impl Session {
                 return Err(Error::Superseded {
                     path: final_path.to_owned(),
                     current,
+                    direct: temp_path == final_path,
                 });
             }
         }
