@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use forward::ErrorClass;
+use forward::{ErrorClass, RemotePath, RouteError};
 use serde_json::json;
 use sftp_forward_lambda::event::ObjectRef;
 use sftp_forward_lambda::receipt::Receipt;
@@ -135,6 +135,18 @@ fn folder_marker(obj: &ObjectRef) -> Option<Outcome> {
     })
 }
 
+/// The path `--dry-run` shows: the function's route (no secret is read, so not the partner's
+/// naming rules) with the listing's ETag as `{version}`; `{modified}` is not known here.
+fn dry_route(settings: &Settings, obj: &ObjectRef) -> Result<RemotePath, RouteError> {
+    let inputs = forward::RouteInputs {
+        now: Some(std::time::SystemTime::now()),
+        version_id: obj.version_id.as_deref(),
+        etag: obj.etag.as_deref(),
+        modified: None,
+    };
+    settings.route.render(&obj.key, &inputs)
+}
+
 /// `--dry-run`: what would happen to each object, from its receipt and the route alone.
 async fn plan(
     store: &S3Store,
@@ -147,7 +159,7 @@ async fn plan(
     for obj in objects {
         let outcome = match folder_marker(&obj) {
             Some(skip) => skip,
-            None => match (store.tags(&obj).await, settings.route.map(&obj.key)) {
+            None => match (store.tags(&obj).await, dry_route(settings, &obj)) {
                 (Err(StoreError::Missing { .. }), _) => Outcome::Skipped {
                     reason: "deleted since it was listed".into(),
                 },

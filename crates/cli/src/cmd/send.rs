@@ -127,6 +127,8 @@ async fn send_local(
         .context(crate::exit::Failed(Exit::Permanent))?;
     let len = source.len();
     let settings = setup::settings(&path.display().to_string(), route)?;
+    let partner =
+        Partner::from_json(&setup::partner_text(secret).await?).context("the partner secret")?;
     let remote = match remote_path {
         Some(p) => p,
         None => {
@@ -136,14 +138,19 @@ async fn send_local(
                     path.display()
                 )
             })?;
+            // The partner's naming rules, the file's mtime as `{modified}`; no `{version}`.
+            let inputs = forward::RouteInputs {
+                now: Some(std::time::SystemTime::now()),
+                modified: std::fs::metadata(path).and_then(|m| m.modified()).ok(),
+                ..forward::RouteInputs::default()
+            };
             settings
                 .route
-                .map(name)
+                .with_naming(&partner.naming)
+                .render(name, &inputs)
                 .context("mapping the file name to a remote path")?
         }
     };
-    let partner =
-        Partner::from_json(&setup::partner_text(secret).await?).context("the partner secret")?;
     feedback.bar().set_length(len);
     feedback.log(format!(
         "sending {} ({len} bytes) to {} as {remote}",
