@@ -6,107 +6,18 @@
 mod util;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use forward::{ConfigError, Overwrite, Partner};
 use serde_json::{json, Value};
+use testkit::gpg::{key_pair, partner_key};
 use testkit::{noise, scratch_dir};
 use util::*;
-
-const GPG: &str = "/usr/bin/gpg";
 
 /// RSS is the whole process's: the tests that hold MiBs of test data run one at a time, so the
 /// memory test measures its own stream only.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A throw-away GnuPG home holding one generated key pair (no passphrase); its agent is stopped
-/// and the directory removed on drop. Private keys never leave it.
-struct Gpg {
-    home: tempfile::TempDir,
-}
-
-impl Gpg {
-    fn new() -> Gpg {
-        let home = tempfile::Builder::new().prefix("gpg").tempdir().unwrap();
-        std::fs::set_permissions(
-            home.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        )
-        .unwrap();
-        Gpg { home }
-    }
-
-    fn run(&self, args: &[&str]) -> Vec<u8> {
-        let out = Command::new(GPG)
-            .arg("--homedir")
-            .arg(self.home.path())
-            .args([
-                "--batch",
-                "--quiet",
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase",
-                "",
-            ])
-            .args(args)
-            .output()
-            .expect("run gpg");
-        assert!(
-            out.status.success(),
-            "gpg {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    }
-
-    /// A new key pair made by `gpg <args>` (`--quick-gen-key uid algo usage expire`, maybe after
-    /// `--faked-system-time`); its fingerprint.
-    fn generate(&self, args: &[&str]) -> String {
-        self.run(args);
-        let uid = args[args.len() - 4];
-        let listing = String::from_utf8(self.run(&["--with-colons", "--list-keys", uid])).unwrap();
-        listing
-            .lines()
-            .find_map(|l| l.strip_prefix("fpr:"))
-            .map(|l| l.trim_matches(':').to_owned())
-            .expect("a fingerprint")
-    }
-
-    fn public_key(&self, fpr: &str) -> String {
-        String::from_utf8(self.run(&["--armor", "--export", fpr])).unwrap()
-    }
-
-    fn decrypt(&self, file: &Path) -> Vec<u8> {
-        self.run(&["--decrypt", file.to_str().unwrap()])
-    }
-}
-
-impl Drop for Gpg {
-    fn drop(&mut self) {
-        let _ = Command::new("/usr/bin/gpgconf")
-            .arg("--homedir")
-            .arg(self.home.path())
-            .args(["--kill", "gpg-agent"])
-            .status();
-    }
-}
-
-/// A fresh GnuPG home with one key made by `gpg <args>`: the home, the key's fingerprint and
-/// its armored public key.
-fn key_pair(args: &[&str]) -> (Gpg, String, String) {
-    let gpg = Gpg::new();
-    let fpr = gpg.generate(args);
-    let public = gpg.public_key(&fpr);
-    (gpg, fpr, public)
-}
-
-/// One generated partner key pair with a default (ed25519 + cv25519) key that never expires.
-fn partner_key(uid: &str) -> (Gpg, String) {
-    let (gpg, _, public) = key_pair(&["--quick-gen-key", uid, "default", "default", "never"]);
-    (gpg, public)
-}
 
 fn with_pgp(json: &mut Value, pgp: Value) -> Partner {
     json["Pgp"] = pgp;
@@ -240,7 +151,7 @@ fn bad_keys_are_permanent_errors_naming_the_field_and_entry() {
             "never",
         ));
         // gpg writes a revocation certificate for every new key; importing it revokes the key.
-        let rev = gpg.home.path().join(format!("openpgp-revocs.d/{fpr}.rev"));
+        let rev = gpg.home().join(format!("openpgp-revocs.d/{fpr}.rev"));
         let cert = std::fs::read_to_string(&rev)
             .unwrap()
             .replace(":-----BEGIN", "-----BEGIN");

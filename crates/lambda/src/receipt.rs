@@ -23,10 +23,13 @@ pub const PATH: &str = "sftp-forward-path";
 pub const ETAG: &str = "sftp-forward-etag";
 /// Tag holding [`binding`] of the delivery: which object, which bytes, which remote path.
 pub const RECEIPT_OF: &str = "sftp-forward-receipt-of";
+/// Tag holding the bytes sent to the partner when they differ from the object's (an encrypted
+/// file, `Pgp`): the object's own size is its Content-Length.
+pub const SENT_BYTES: &str = "sftp-forward-sent-bytes";
 /// S3 allows at most 10 tags per object.
 pub const MAX_TAGS: usize = 10;
 const MAX_VALUE: usize = 256;
-const OURS: [&str; 4] = [DELIVERED, PATH, ETAG, RECEIPT_OF];
+const OURS: [&str; 5] = [DELIVERED, PATH, ETAG, RECEIPT_OF, SENT_BYTES];
 
 /// A receipt read from or written to an object's tags.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +42,8 @@ pub struct Receipt {
     pub etag: String,
     /// [`binding`] of the delivery; `None` on a receipt written before it existed.
     pub receipt_of: Option<String>,
+    /// Bytes sent when they differ from the object's (encrypted); `None` otherwise.
+    pub sent_bytes: Option<u64>,
 }
 
 /// One delivery as a receipt names it: the object, its bytes and where they go.
@@ -62,6 +67,17 @@ impl Receipt {
             remote_path: delivery.remote_path.to_owned(),
             etag: delivery.etag.to_owned(),
             receipt_of: Some(binding(delivery)),
+            sent_bytes: None,
+        }
+    }
+
+    /// The receipt of an encrypted delivery (`Pgp`): `sent` bytes of ciphertext landed at
+    /// `delivery.remote_path`, the route's path plus the `Pgp` suffix (see
+    /// [`Receipt::vouches_for`]).
+    pub fn encrypted(delivery: Delivery<'_>, sent: u64) -> Receipt {
+        Receipt {
+            sent_bytes: Some(sent),
+            ..Receipt::of(delivery)
         }
     }
 
@@ -77,15 +93,29 @@ impl Receipt {
             remote_path: get(PATH).unwrap_or_default(),
             etag: get(ETAG)?,
             receipt_of: get(RECEIPT_OF),
+            sent_bytes: get(SENT_BYTES).and_then(|v| v.parse().ok()),
         })
     }
 
     /// Whether this receipt says that `delivery` was already made: the same bytes of the same
-    /// object to the same path (see the module doc for receipts without a digest).
+    /// object to the same path (see the module doc for receipts without a digest). An encrypted
+    /// delivery's receipt names the file as it landed, the route's path plus the `Pgp` suffix,
+    /// and vouches for a delivery to the route's path that it extends.
     pub fn vouches_for(&self, delivery: Delivery<'_>) -> bool {
+        let suffixed = || {
+            let landed = Delivery {
+                remote_path: &self.remote_path,
+                ..delivery
+            };
+            self.sent_bytes.is_some()
+                && self
+                    .remote_path
+                    .starts_with(&tag_value(delivery.remote_path))
+                && self.receipt_of.as_deref() == Some(binding(landed).as_str())
+        };
         self.etag == delivery.etag
             && match &self.receipt_of {
-                Some(digest) => *digest == binding(delivery),
+                Some(digest) => *digest == binding(delivery) || suffixed(),
                 None => self.remote_path == tag_value(delivery.remote_path),
             }
     }
@@ -115,7 +145,9 @@ impl Receipt {
             .into_iter()
             .filter(|(k, _)| !OURS.contains(&k.as_str()))
             .collect();
-        if out.len() + OURS.len() > MAX_TAGS {
+        let ours =
+            3 + usize::from(self.receipt_of.is_some()) + usize::from(self.sent_bytes.is_some());
+        if out.len() + ours > MAX_TAGS {
             return None;
         }
         out.push((DELIVERED.into(), tag_value(&self.delivered_at)));
@@ -123,6 +155,9 @@ impl Receipt {
         out.push((ETAG.into(), tag_value(&self.etag)));
         if let Some(digest) = &self.receipt_of {
             out.push((RECEIPT_OF.into(), digest.clone()));
+        }
+        if let Some(sent) = self.sent_bytes {
+            out.push((SENT_BYTES.into(), sent.to_string()));
         }
         Some(out)
     }
@@ -224,6 +259,38 @@ mod tests {
         assert_eq!(back.receipt_of, r.receipt_of);
         let full: Vec<_> = (0..7).map(|i| t(&format!("k{i}"), "v")).collect();
         assert!(r.merge_into(full).is_none(), "never drop the owner's tags");
+    }
+
+    #[test]
+    fn an_encrypted_receipt_records_the_bytes_sent_and_vouches_for_the_route_path() {
+        let route = delivery("in/a.csv", "e1", "up/in/a.csv");
+        let landed = delivery("in/a.csv", "e1", "up/in/a.csv.pgp");
+        let r = Receipt::encrypted(landed, 1234);
+        let tags = r.merge_into(vec![t("team", "finance")]).unwrap();
+        assert!(tags.contains(&t(SENT_BYTES, "1234")));
+        assert!(tags.contains(&t(PATH, "up/in/a.csv.pgp")));
+        let back = Receipt::from_tags(&tags).unwrap();
+        assert_eq!(back.sent_bytes, Some(1234));
+        assert!(
+            back.vouches_for(route),
+            "the route's path, which the check knows"
+        );
+        assert!(
+            back.vouches_for(landed),
+            "the recorded path (a {{now}} template's check)"
+        );
+        assert!(!back.vouches_for(delivery("in/a.csv", "e1", "up/in/b.csv")));
+        assert!(!back.vouches_for(delivery("in/b.csv", "e1", "up/in/a.csv")));
+        let plain = Receipt::from_tags(&Receipt::of(landed).merge_into(vec![]).unwrap()).unwrap();
+        assert!(
+            !plain.vouches_for(route),
+            "only an encrypted receipt extends the path"
+        );
+        let five: Vec<_> = (0..5).map(|i| t(&format!("k{i}"), "v")).collect();
+        assert!(r.merge_into(five.clone()).is_some(), "5 + 5 tags fit");
+        let six: Vec<_> = (0..6).map(|i| t(&format!("k{i}"), "v")).collect();
+        assert!(r.merge_into(six).is_none());
+        assert!(Receipt::of(route).merge_into(five).is_some());
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub use strict_aws::{strict_aws, StrictAws};
 pub mod runtime_api;
 pub use runtime_api::{Function, Invocation, RuntimeApi};
 pub mod echo;
+pub mod gpg;
 pub use echo::EchoServer;
 pub mod watch;
 pub use watch::Watch;

@@ -256,14 +256,16 @@ impl<K: SecretSource> Link<'_, K> {
 impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
     /// The prepared records over the logged-in connection: all of them in one
     /// [`forward::Connector::publish_each`], each receipt written as soon as its file has landed.
-    /// (A store that cannot read ranges sends its objects as streams, one after another.)
+    /// (A store that cannot read ranges sends its objects as streams, one after another; so does
+    /// a partner with `Pgp`: the ciphertext is one stream, see [`encrypted`].)
     async fn publish(&mut self, jobs: &[Job<'_>], ready: Vec<(usize, Prepared)>, slots: &Slots) {
         let overwrite = self.settings.overwrite;
         let store = &self.store;
         let connector = &mut self.partner.as_mut().expect("logged in").connector;
-        let (ranged, streamed): (Vec<_>, Vec<_>) = ready
-            .into_iter()
-            .partition(|(_, p)| store.can_read_ranges() && p.opened.etag.is_some());
+        let pgp = connector.partner().pgp.clone();
+        let (ranged, streamed): (Vec<_>, Vec<_>) = ready.into_iter().partition(|(_, p)| {
+            store.can_read_ranges() && p.opened.etag.is_some() && pgp.is_none()
+        });
         let mut files = Vec::with_capacity(ranged.len());
         let mut owners = Vec::with_capacity(ranged.len());
         for (i, p) in ranged {
@@ -298,7 +300,7 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
                             *i,
                             tags.clone(),
                             etag.clone(),
-                            result,
+                            result.map(|done| (done, None)),
                             slots,
                         )
                     }))
@@ -314,10 +316,24 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
         for (i, p) in streamed {
             let etag = p.opened.etag.clone();
             let (body, len) = (p.opened.body, p.opened.len);
-            let result = connector
-                .publish(body, Some(len), &p.path, overwrite)
-                .instrument(jobs[i].span.clone())
-                .await;
+            let result = match &pgp {
+                None => connector
+                    .publish(body, Some(len), &p.path, overwrite)
+                    .instrument(jobs[i].span.clone())
+                    .await
+                    .map(|done| (done, None)),
+                Some(pgp) => {
+                    let Ok(target) = pgp.remote_path(&p.path) else {
+                        let bad = "Pgp.Suffix makes the remote path invalid";
+                        slots.set(i, Outcome::failed(ErrorClass::Permanent, bad));
+                        continue;
+                    };
+                    encrypted(connector, pgp, body, len, &p.path, &target, overwrite)
+                        .instrument(jobs[i].span.clone())
+                        .await
+                        .map(|done| (done, Some(len)))
+                }
+            };
             finish(store, &jobs[i], i, p.tags, etag, result, slots).await;
         }
     }
@@ -429,19 +445,45 @@ async fn prepare<S: ObjectStore>(
     Ok(Prepared { path, opened, tags })
 }
 
+/// `body` (`len` bytes) encrypted to the partner's `Pgp` keys as it streams, published as
+/// `target` (`path` plus the `Pgp` suffix): one sequential stream (ciphertext cannot be cut into
+/// byte ranges before it exists), of a length known only at its end, so the size check compares
+/// what was sent, and a plaintext that ends short fails the stream (never a short file renamed).
+/// Not resumable: its temporary file has a plain, per-attempt name.
+async fn encrypted(
+    connector: &mut forward::Connector,
+    pgp: &forward::Pgp,
+    body: crate::source::Body,
+    len: u64,
+    path: &RemotePath,
+    target: &RemotePath,
+    overwrite: forward::Overwrite,
+) -> Result<Published, ForwardError> {
+    let stream = pgp.encrypt(body, Some(len), path.file_name());
+    let done = connector.publish(stream, None, target, overwrite).await?;
+    tracing::info!(
+        object_bytes = len,
+        sent_bytes = done.bytes,
+        compression = ?pgp.compression,
+        "encrypted for the partner"
+    );
+    Ok(done)
+}
+
 /// A publish result to the record's outcome (known at once), then, for a delivered file, its
-/// receipt on the object.
+/// receipt on the object. An encrypted delivery comes with the object's length: the receipt
+/// records the bytes sent beside it.
 async fn finish<S: ObjectStore>(
     store: &S,
     job: &Job<'_>,
     i: usize,
     tags: Vec<(String, String)>,
     opened_etag: Option<String>,
-    published: Result<Published, ForwardError>,
+    published: Result<(Published, Option<u64>), ForwardError>,
     slots: &Slots,
 ) {
-    let done = match published {
-        Ok(done) if done.outcome == PublishOutcome::SkippedSameSize => {
+    let (done, encrypted) = match published {
+        Ok((done, _)) if done.outcome == PublishOutcome::SkippedSameSize => {
             let reason = format!(
                 "{} already has the same size on the partner",
                 done.remote_path
@@ -458,7 +500,8 @@ async fn finish<S: ObjectStore>(
     };
     let delivered = Outcome::Delivered {
         remote_path: done.remote_path.clone(),
-        bytes: done.bytes,
+        // The object's bytes; an encrypted file's sent bytes are in its log line and receipt.
+        bytes: encrypted.unwrap_or(done.bytes),
     };
     slots.set(i, delivered);
     let obj = job.obj;
@@ -469,7 +512,11 @@ async fn finish<S: ObjectStore>(
         etag: &etag,
         remote_path: &done.remote_path,
     };
-    write_receipt(store, obj, tags, delivery)
+    let receipt = match encrypted {
+        Some(_) => Receipt::encrypted(delivery, done.bytes),
+        None => Receipt::of(delivery),
+    };
+    write_receipt(store, obj, tags, receipt)
         .instrument(job.span.clone())
         .await;
 }
@@ -478,10 +525,10 @@ async fn write_receipt<S: ObjectStore>(
     store: &S,
     obj: &ObjectRef,
     tags: Vec<(String, String)>,
-    delivery: Delivery<'_>,
+    receipt: Receipt,
 ) {
     // The receipt replaces an interrupted delivery's progress.
-    let Some(merged) = Receipt::of(delivery).merge_into(progress::without(tags)) else {
+    let Some(merged) = receipt.merge_into(progress::without(tags)) else {
         tracing::warn!("object has too many tags for a delivery receipt; a repeated event would deliver it again");
         return;
     };
