@@ -186,7 +186,7 @@ pub const RCLONE_FLAGS: &[&str] = &[
 ];
 
 /// Writes `text` to `path` readable by its owner only (keys, partner JSON).
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))
         .with_context(|| format!("chmod 600 {}", path.display()))

@@ -5,6 +5,8 @@
 //!
 //! - `publish PARTNER_JSON STRIPES SOURCE NAME`: one `Connector::publish_ranges`; SOURCE is a
 //!   file path or `gen:BYTES` (generated, nothing on disk: the 8 GiB RSS case);
+//! - `publish-pgp PARTNER_JSON FILE NAME`: FILE encrypted to the partner's `Pgp` keys as it is
+//!   read, published as one stream (`Connector::publish`) under NAME plus the `Pgp` suffix;
 //! - `publish-dir PARTNER_JSON DIR`: every file of DIR over one `Connector` (connection reuse),
 //!   with `Connector::publish_all` (several files at once, one SFTP channel each);
 //! - `forward-s3 BUCKET KEY NAME`: the Lambda path (`Forwarder::forward_with` on `S3Store`),
@@ -56,6 +58,23 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
             // the channels K wants); the rest of the wall time is process start and exit.
             phases.insert("publish_s".into(), started.elapsed().as_secs_f64().into());
             (published.bytes, 1)
+        }
+        ["publish-pgp", partner, source, name] => {
+            let mut connector = connector(partner, 1)?;
+            let pgp = connector
+                .partner()
+                .pgp
+                .clone()
+                .context("the partner JSON has no Pgp")?;
+            let file = tokio::fs::File::open(source).await?;
+            let len = file.metadata().await?.len();
+            let path = pgp.remote_path(&RemotePath::parse(name)?)?;
+            let stream = pgp.encrypt(file, Some(len), name);
+            connector
+                .publish(stream, None, &path, Overwrite::Overwrite)
+                .await?;
+            phases.insert("publish_s".into(), started.elapsed().as_secs_f64().into());
+            (len, 1)
         }
         ["publish-dir", partner, dir] => {
             let mut connector = connector(partner, Tuning::default().stripes)?;

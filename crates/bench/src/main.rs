@@ -4,7 +4,7 @@
 //! alternating, and prints Markdown tables.
 //!
 //! ```text
-//! bench [--quick] [--runs N] [--cases 1,2,3,4,5,6,7,8] [--bootstrap PATH] [--wan-big]
+//! bench [--quick] [--runs N] [--cases 1,2,3,4,5,6,7,8,9] [--bootstrap PATH] [--wan-big]
 //! bench child MODE ARGS...     (our side of a case, run by the harness; see child.rs)
 //! ```
 //!
@@ -18,7 +18,7 @@
 //! - [`s3side`]: the S3 bed, its bucket and objects, the Lambda path and rclone reading from it
 //! - [`cgroup`]: a CPU quota for our child (case 7, Lambda's CPU share)
 //! - [`cases`]: cases 1, 3–6 → tables; [`lambda_cases`]: cases 2, 7 (CPU share, $/GB) and 8
-//!   (SQS batches); [`coldstart`]: case 5's listener
+//!   (SQS batches); [`coldstart`]: case 5's listener; [`pgp_case`]: case 9 (`Pgp` encryption)
 //! - [`report`]: Markdown, machine and versions
 
 mod bed;
@@ -28,6 +28,7 @@ mod child;
 mod coldstart;
 mod lambda_cases;
 mod measure;
+mod pgp_case;
 mod report;
 mod s3side;
 
@@ -119,6 +120,7 @@ fn run() -> anyhow::Result<()> {
             6 => cases::wan(&bed, &plan, s3()?)?,
             7 => vec![lambda_cases::lambda_share(&bed, &plan, s3()?)?],
             8 => vec![lambda_cases::batches(&bed, &plan, s3()?)?],
+            9 => vec![pgp_case::encryption(&bed, &plan)?],
             other => bail!("there is no case {other}"),
         };
         for table in tables {
