@@ -13,7 +13,7 @@ use sftp_forward_lambda::{ForwardOptions, Outcome};
 
 use crate::args::{RouteArgs, SecretArgs};
 use crate::exit::Exit;
-use crate::progress::{Feedback, MeteredRanges, MeteredStore};
+use crate::progress::{Feedback, Metered, MeteredRanges, MeteredStore};
 use crate::s3url::{S3Url, Source};
 use crate::setup;
 
@@ -157,15 +157,38 @@ async fn send_local(
         path.display(),
         partner.addr()
     ));
+    let pgp = partner.pgp.clone();
     let mut connector = Connector::new(partner, settings.tuning.clone());
-    // Striped over several SFTP channels when large, like an S3 object in the Lambda.
-    let source = MeteredRanges {
-        inner: source,
-        bar: feedback.bar().clone(),
+    let published = match pgp {
+        // Encrypted as it is read, one stream, under the name plus the `Pgp` suffix (as the
+        // Lambda does); the bar counts the file's bytes.
+        Some(pgp) => {
+            let file = tokio::fs::File::open(path)
+                .await
+                .with_context(|| format!("opening {}", path.display()))?;
+            let plain = Metered::new(file, feedback.bar().clone());
+            let target = pgp
+                .remote_path(&remote)
+                .context("adding the partner's Pgp.Suffix")?;
+            let stream = pgp.encrypt(plain, Some(len), remote.file_name());
+            let published = connector
+                .publish(stream, None, &target, settings.overwrite)
+                .await;
+            published.inspect(|p| {
+                feedback.log(format!("encrypted: {len} bytes of file, {} sent", p.bytes))
+            })
+        }
+        // Striped over several SFTP channels when large, like an S3 object in the Lambda.
+        None => {
+            let source = MeteredRanges {
+                inner: source,
+                bar: feedback.bar().clone(),
+            };
+            connector
+                .publish_ranges(&source, &remote, settings.overwrite)
+                .await
+        }
     };
-    let published = connector
-        .publish_ranges(&source, &remote, settings.overwrite)
-        .await;
     connector.close().await;
     match published {
         Ok(p) if p.outcome == forward::PublishOutcome::SkippedSameSize => Ok(Outcome::Skipped {
