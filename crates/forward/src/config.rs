@@ -22,8 +22,8 @@ use serde_json::{Map, Value};
 
 use crate::algorithms::Algorithms;
 use crate::hostkey::TrustedHostKeys;
-use crate::route::Naming;
 use crate::marker::DoneMarker;
+use crate::route::Naming;
 use crate::upload::Upload;
 
 /// What is wrong with a partner configuration. Messages name the field, never a secret value.

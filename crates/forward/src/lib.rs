@@ -32,13 +32,13 @@ pub mod route;
 pub mod session;
 pub mod upload;
 
+pub use self::pgp::Pgp;
 pub use algorithms::{Algorithms, Policy};
 pub use config::{ConfigError, Partner};
 pub use error::{Error, ErrorClass};
 pub use handshake::{scan_host_key, Negotiated};
 pub use hostkey::{Fingerprint, TrustedHostKeys};
 pub use interrupt::{Abandoned, Kept};
-pub use self::pgp::Pgp;
 pub use publish::{
     Currency, FileRanges, Overwrite, Progress, PublishOutcome, Published, RangeSource,
 };

@@ -186,7 +186,9 @@ pub(crate) fn install_pam(
     let mut auth = "auth required pam_unix.so\n".to_owned();
     if style.login == Login::OneTimePassword {
         if !has_pam_module("pam_oath.so") {
-            return Err("pam_oath.so is missing: apt-get install libpam-oath (tests/install)".into());
+            return Err(
+                "pam_oath.so is missing: apt-get install libpam-oath (tests/install)".into(),
+            );
         }
         let users = etc.join("oath_users");
         let secret = crate::procs::random_hex(20);
