@@ -159,9 +159,12 @@ async fn a_server_without_the_sftp_subsystem_is_named_in_the_error() {
         .expect_err("no SFTP without the subsystem");
     let message = format!("{err:#}");
     assert!(
-        message.contains("sftp subsystem request") && message.contains("rejected"),
+        message.contains("sftp subsystem request was denied"),
         "the error names the refused subsystem: {message}"
     );
+    // The account has no SFTP: no retry can help.
+    assert!(matches!(err, forward::Error::SftpRefused { .. }), "{err:?}");
+    assert!(!err.is_transient(), "{message}");
     assert!(
         started.elapsed() < Tuning::default().request_timeout,
         "the refusal is reported at once, not after a timeout ({:?})",
