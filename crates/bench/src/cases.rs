@@ -163,6 +163,55 @@ fn ratio_note(
 }
 
 /// Says how many runs overlapped someone else's build or test.
+/// What the last column of [`files_per_second`] divides.
+pub enum Baseline {
+    /// This contender's rate over each one's ("ours / contender").
+    OursOver(usize),
+    /// Each one's rate over this contender's, under this header ("contender / rclone").
+    Over(usize, &'static str),
+}
+
+/// A table of `files` files per run: each contender's median files/s, median wall time and its
+/// ratio to `baseline`, with the overlap note.
+pub fn files_per_second(
+    title: String,
+    files: usize,
+    contenders: &[Contender],
+    samples: &[Vec<Sample>],
+    baseline: Baseline,
+) -> Table {
+    let rate = |s: &[Sample]| {
+        median(
+            &s.iter()
+                .map(|s| files as f64 / s.wall.as_secs_f64())
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (header, base) = match &baseline {
+        Baseline::OursOver(i) => ("ours / contender", rate(&samples[*i])),
+        Baseline::Over(i, header) => (*header, rate(&samples[*i])),
+    };
+    let mut table = Table::new(
+        title,
+        &["contender", "median files/s", "median wall s", header],
+    );
+    for (c, s) in contenders.iter().zip(samples) {
+        let wall = median(&s.iter().map(|s| s.wall.as_secs_f64()).collect::<Vec<_>>());
+        let ratio = match baseline {
+            Baseline::OursOver(_) => base / rate(s),
+            Baseline::Over(..) => rate(s) / base,
+        };
+        table.row(vec![
+            c.label.clone(),
+            num(rate(s), 0),
+            num(wall, 2),
+            num(ratio, 2),
+        ]);
+    }
+    overlap_note(&mut table, samples);
+    table
+}
+
 pub fn overlap_note(table: &mut Table, samples: &[Vec<Sample>]) {
     let all: Vec<&Sample> = samples.iter().flatten().collect();
     let busy = all.iter().filter(|s| s.overlapped).count();
@@ -301,37 +350,17 @@ pub fn small_files(bed: &Bed, plan: &Plan) -> anyhow::Result<Table> {
         ),
     ];
     let samples = alternate(bed, &contenders, plan.runs, 4096 * files.len() as u64)?;
-    let rate = |s: &[Sample]| {
-        median(
-            &s.iter()
-                .map(|s| files.len() as f64 / s.wall.as_secs_f64())
-                .collect::<Vec<_>>(),
-        )
-    };
-    let ours = rate(&samples[0]);
-    let mut table = Table::new(
+    let mut table = files_per_second(
         format!(
             "3. {} files of 4 KiB → loopback sshd ({} runs each, alternating)",
             files.len(),
             plan.runs
         ),
-        &[
-            "contender",
-            "median files/s",
-            "median wall s",
-            "ours / contender",
-        ],
+        files.len(),
+        &contenders,
+        &samples,
+        Baseline::OursOver(0),
     );
-    for (c, s) in contenders.iter().zip(&samples) {
-        let wall = median(&s.iter().map(|s| s.wall.as_secs_f64()).collect::<Vec<_>>());
-        table.row(vec![
-            c.label.clone(),
-            num(rate(s), 0),
-            num(wall, 2),
-            num(ours / rate(s), 2),
-        ]);
-    }
-    overlap_note(&mut table, &samples);
     table.note(format!(
         "Wall time from process start to exit (connect and login included for everyone). Ours \
          publishes each file atomically (temp name, size check, rename); `sftp` and rclone write \

@@ -10,7 +10,8 @@ use testkit::delay::DelayProxy;
 
 use crate::bed::{random_file, Bed, RCLONE_FLAGS};
 use crate::cases::{
-    alternate, overlap_note, size_label, throughput, Contender, Plan, THROUGHPUT_HEADER,
+    alternate, files_per_second, overlap_note, size_label, throughput, Baseline, Contender, Plan,
+    THROUGHPUT_HEADER,
 };
 use crate::cgroup::CpuQuota;
 use crate::measure::{median, Sample};
@@ -258,37 +259,17 @@ pub fn batches(bed: &Bed, plan: &Plan, s3: &S3Side) -> anyhow::Result<Table> {
     ];
     let bytes = (BATCH_OBJECTS * BATCH_OBJECT_BYTES) as u64;
     let samples = alternate(bed, &contenders, plan.runs, bytes)?;
-    let rate = |s: &[Sample]| {
-        median(
-            &s.iter()
-                .map(|s| BATCH_OBJECTS as f64 / s.wall.as_secs_f64())
-                .collect::<Vec<_>>(),
-        )
-    };
-    let rclone = rate(&samples[2]);
-    let mut table = Table::new(
+    let mut table = files_per_second(
         format!(
             "8. {BATCH_OBJECTS} objects of 4 KiB on the S3 bed as SQS batches of {BATCH_SIZE} → \
              loopback sshd ({} runs each, alternating)",
             plan.runs
         ),
-        &[
-            "contender",
-            "median files/s",
-            "median wall s",
-            "contender / rclone",
-        ],
+        BATCH_OBJECTS,
+        &contenders,
+        &samples,
+        Baseline::Over(2, "contender / rclone"),
     );
-    for (c, s) in contenders.iter().zip(&samples) {
-        let wall = median(&s.iter().map(|s| s.wall.as_secs_f64()).collect::<Vec<_>>());
-        table.row(vec![
-            c.label.clone(),
-            num(rate(s), 0),
-            num(wall, 2),
-            num(rate(s) / rclone, 2),
-        ]);
-    }
-    overlap_note(&mut table, &samples);
     table.note(format!(
         "Ours: one child process running `Forwarder::handle` with SQS event payloads (S3 \
          notifications, 10 records each) as `bootstrap` does, the batches dealt in turn to 1 or 2 \
