@@ -15,7 +15,7 @@ use russh::keys::{Algorithm, EcdsaCurve, HashAlg, PublicKey};
 use russh::{cipher, kex, mac};
 use serde_json::{Map, Value};
 
-use crate::config::ConfigError;
+use crate::config::{field, only_known, ConfigError};
 use crate::hostkey::TrustedHostKeys;
 
 /// A named set of algorithms.
@@ -236,15 +236,7 @@ impl Algorithms {
     }
 
     fn from_object(obj: &Map<String, Value>) -> Result<Algorithms, ConfigError> {
-        if let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(field(
-                "Algorithms",
-                format!(
-                    "has an unknown field {unknown:?}; known fields are {}",
-                    KNOWN.join(", ")
-                ),
-            ));
-        }
+        only_known("Algorithms", obj, KNOWN)?;
         let policy = match obj.get("Policy") {
             None | Some(Value::Null) => Policy::Default,
             Some(Value::String(name)) => policy_named(name)?,
@@ -371,13 +363,6 @@ fn verifies(alg: &Algorithm, key: &PublicKey) -> bool {
     match alg {
         Algorithm::Rsa { .. } => key.algorithm().is_rsa(),
         other => key.algorithm() == *other,
-    }
-}
-
-fn field(field: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Field {
-        field,
-        problem: problem.into(),
     }
 }
 

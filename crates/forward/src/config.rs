@@ -45,11 +45,53 @@ pub enum ConfigError {
     UnknownField { field: String, known: String },
 }
 
-fn field(field: &'static str, problem: impl Into<String>) -> ConfigError {
+/// A [`ConfigError::Field`] (also for the settings parsed in their own modules).
+pub(crate) fn field(field: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Field {
         field,
         problem: problem.into(),
     }
+}
+
+/// Every key of the object setting `name` is one of `known`, else an error naming the stray one.
+pub(crate) fn only_known(
+    name: &'static str,
+    obj: &Map<String, Value>,
+    known: &[&str],
+) -> Result<(), ConfigError> {
+    match obj.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(unknown) => Err(field(
+            name,
+            format!(
+                "has an unknown field {unknown:?}; known fields are {}",
+                known.join(", ")
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A suffix appended to file names (`name`, e.g. `Upload.Suffix`): 1 to 32 bytes, no slashes,
+/// backslashes or control characters; `example` is shown in the error.
+pub(crate) fn check_suffix(
+    name: &'static str,
+    suffix: &str,
+    example: &str,
+) -> Result<(), ConfigError> {
+    if suffix.is_empty()
+        || suffix.len() > 32
+        || suffix.contains('/')
+        || suffix.chars().any(|c| c.is_control() || c == '\\')
+    {
+        return Err(field(
+            name,
+            format!(
+                "must be 1 to 32 bytes without slashes, backslashes or control characters \
+                 (e.g. \"{example}\")"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A string that must never be printed.

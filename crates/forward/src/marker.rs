@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 
-use crate::config::ConfigError;
+use crate::config::{check_suffix, field, only_known, ConfigError};
 
 /// What a done marker holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,13 +32,6 @@ pub struct DoneMarker {
 
 const KNOWN: &[&str] = &["Suffix", "Content"];
 
-fn field(field: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Field {
-        field,
-        problem: problem.into(),
-    }
-}
-
 impl DoneMarker {
     /// The partner JSON's `DoneMarker`: a suffix, or an object with `Suffix` and `Content`.
     pub(crate) fn from_json(value: Option<&Value>) -> Result<Option<DoneMarker>, ConfigError> {
@@ -46,15 +39,7 @@ impl DoneMarker {
             None | Some(Value::Null) => return Ok(None),
             Some(Value::String(s)) => (s.as_str(), MarkerContent::Empty),
             Some(Value::Object(obj)) => {
-                if let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-                    return Err(field(
-                        "DoneMarker",
-                        format!(
-                            "has an unknown field {unknown:?}; known fields are {}",
-                            KNOWN.join(", ")
-                        ),
-                    ));
-                }
+                only_known("DoneMarker", obj, KNOWN)?;
                 let suffix = match obj.get("Suffix") {
                     None | Some(Value::Null) => ".done",
                     Some(Value::String(s)) => s.as_str(),
@@ -80,17 +65,7 @@ impl DoneMarker {
                 ))
             }
         };
-        if suffix.is_empty()
-            || suffix.len() > 32
-            || suffix.contains('/')
-            || suffix.chars().any(|c| c.is_control() || c == '\\')
-        {
-            return Err(field(
-                "DoneMarker.Suffix",
-                "must be 1 to 32 bytes without slashes, backslashes or control characters \
-                 (e.g. \".done\")",
-            ));
-        }
+        check_suffix("DoneMarker.Suffix", suffix, ".done")?;
         Ok(Some(DoneMarker {
             suffix: suffix.to_owned(),
             content,

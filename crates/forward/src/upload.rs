@@ -22,7 +22,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::config::{normalise_directory, ConfigError};
+use crate::config::{check_suffix, field, normalise_directory, only_known, ConfigError};
 
 /// The upload convention of a partner.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,13 +45,6 @@ pub enum Upload {
 const DEFAULT_SUFFIX: &str = ".partial";
 const KNOWN: &[&str] = &["Convention", "Suffix", "Directory"];
 
-fn field(field: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Field {
-        field,
-        problem: problem.into(),
-    }
-}
-
 impl Upload {
     /// The name used in the partner JSON.
     pub fn name(&self) -> &'static str {
@@ -70,15 +63,7 @@ impl Upload {
             None | Some(Value::Null) => Ok(Upload::HiddenTemp),
             Some(Value::String(name)) => Upload::named(name, &Map::new()),
             Some(Value::Object(obj)) => {
-                if let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-                    return Err(field(
-                        "Upload",
-                        format!(
-                            "has an unknown field {unknown:?}; known fields are {}",
-                            KNOWN.join(", ")
-                        ),
-                    ));
-                }
+                only_known("Upload", obj, KNOWN)?;
                 match obj.get("Convention") {
                     Some(Value::String(name)) => Upload::named(name, obj),
                     _ => Err(field(
@@ -134,17 +119,7 @@ impl Upload {
             "suffix" => {
                 unused("Directory", directory.is_some())?;
                 let suffix = suffix.unwrap_or(DEFAULT_SUFFIX);
-                if suffix.is_empty()
-                    || suffix.len() > 32
-                    || suffix.contains('/')
-                    || suffix.chars().any(|c| c.is_control() || c == '\\')
-                {
-                    return Err(field(
-                        "Upload.Suffix",
-                        "must be 1 to 32 bytes without slashes, backslashes or control \
-                         characters (e.g. \".partial\")",
-                    ));
-                }
+                check_suffix("Upload.Suffix", suffix, DEFAULT_SUFFIX)?;
                 Ok(Upload::Suffix(suffix.to_owned()))
             }
             "staging-dir" => {

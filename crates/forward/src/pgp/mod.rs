@@ -20,7 +20,7 @@ use std::fmt;
 use ::pgp::types::CompressionAlgorithm;
 use serde_json::{Map, Value};
 
-use crate::config::ConfigError;
+use crate::config::{field, ConfigError};
 use crate::route::{RemotePath, RouteError};
 pub use encrypt::Encrypting;
 use keys::Recipient;
@@ -68,13 +68,6 @@ impl fmt::Debug for Pgp {
 }
 
 const KNOWN: &[&str] = &["PublicKeys", "Compression", "Suffix"];
-
-fn field(field: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Field {
-        field,
-        problem: problem.into(),
-    }
-}
 
 impl Pgp {
     /// The `Pgp` field of the partner JSON: `None` when absent or null.
