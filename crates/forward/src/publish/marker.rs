@@ -9,7 +9,7 @@ use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::protocol::StatusCode;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::error::Error;
 use crate::marker::DoneMarker;
@@ -154,14 +154,12 @@ pub(super) async fn digest_of<R: AsyncRead + Unpin, S: RangeSource>(
     }
 }
 
-async fn hash_all<R: AsyncRead + Unpin>(mut reader: R) -> std::io::Result<String> {
+async fn hash_all<R: AsyncRead + Unpin>(reader: R) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = reader.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(hex(hasher));
-        }
-        hasher.update(&buf[..n]);
-    }
+    let mut hashing = Hashing {
+        inner: reader,
+        hasher: Some(&mut hasher),
+    };
+    tokio::io::copy(&mut hashing, &mut tokio::io::sink()).await?;
+    Ok(hex(hasher))
 }
