@@ -143,6 +143,8 @@ pub struct Partner {
     pub upload: Upload,
     /// A marker written after each file (`DoneMarker`), if the partner polls for one.
     pub done_marker: Option<DoneMarker>,
+    /// A control file written after each batch's files (`ControlFile`; see [`crate::control`]).
+    pub control_file: Option<crate::control::ControlFile>,
 }
 
 impl fmt::Debug for Partner {
@@ -164,6 +166,7 @@ impl fmt::Debug for Partner {
             .field("pgp", &self.pgp)
             .field("upload", &self.upload)
             .field("done_marker", &self.done_marker)
+            .field("control_file", &self.control_file)
             .finish()
     }
 }
@@ -185,6 +188,7 @@ const KNOWN: &[&str] = &[
     "Pgp",
     "Upload",
     "DoneMarker",
+    "ControlFile",
 ];
 
 impl Partner {
@@ -291,6 +295,7 @@ impl Partner {
         };
         let algorithms = Algorithms::from_json(obj.get("Algorithms"))?;
         let naming = Naming::from_json(obj)?;
+        let control_file = crate::control::ControlFile::from_json(obj.get("ControlFile"), &naming)?;
         algorithms.check_pins(&trusted_host_keys)?;
         let pgp = crate::pgp::Pgp::from_json(obj.get("Pgp"))?.map(Arc::new);
         Ok(Partner {
@@ -307,6 +312,7 @@ impl Partner {
             pgp,
             upload,
             done_marker,
+            control_file,
         })
     }
 

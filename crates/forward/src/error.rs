@@ -80,6 +80,17 @@ pub enum Error {
     #[error("{path:?} is in place but its done marker was not written: {cause}")]
     MarkerFailed { path: String, cause: Box<Error> },
 
+    /// The batch's files are in place, but its control file could not be written. Their retry
+    /// does not send them again while they are there with the right size (on this connector).
+    #[error(
+        "the batch's control file {path:?} was not written ({files} file(s) in place): {cause}"
+    )]
+    ControlFailed {
+        path: String,
+        files: usize,
+        cause: Box<Error>,
+    },
+
     /// Another publish of the same final name is running on this connection and the `direct`
     /// convention has no temporary name to keep them apart; retried later.
     #[error("{path:?} is being written by another delivery on this connection; retried")]
@@ -214,6 +225,19 @@ pub enum Error {
         remote: u64,
         sent: u64,
     },
+
+    /// The SHA-256 taken of the bytes as they were sent differs from the one the source holds
+    /// for them (S3's full-object checksum): the temporary file was removed, the final name left
+    /// as it was. Retrying reads the same stored bytes and checksum again.
+    #[error(
+        "the bytes sent have SHA-256 {computed} but the source's own checksum says {expected}; \
+         {path:?} was not replaced"
+    )]
+    ChecksumMismatch {
+        path: String,
+        expected: String,
+        computed: String,
+    },
 }
 
 impl Error {
@@ -230,7 +254,8 @@ impl Error {
             | Error::AlreadyExists { .. }
             | Error::RenameRefused { .. }
             | Error::SftpRefused { .. }
-            | Error::Superseded { .. } => Permanent,
+            | Error::Superseded { .. }
+            | Error::ChecksumMismatch { .. } => Permanent,
             Error::Connect { .. }
             | Error::Timeout { .. }
             | Error::Source { .. }
@@ -241,7 +266,7 @@ impl Error {
             | Error::LengthMismatch { .. }
             | Error::SizeMismatch { .. } => Transient,
             Error::Ssh { source, .. } => ssh_class(source),
-            Error::MarkerFailed { cause, .. } => cause.class(),
+            Error::MarkerFailed { cause, .. } | Error::ControlFailed { cause, .. } => cause.class(),
             Error::Sftp { cause, .. } => sftp_class(cause),
         }
     }
@@ -274,7 +299,9 @@ impl Error {
     pub(crate) fn connection_lost(&self) -> bool {
         match self {
             Error::Ssh { .. } | Error::Timeout { .. } => true,
-            Error::MarkerFailed { cause, .. } => cause.connection_lost(),
+            Error::MarkerFailed { cause, .. } | Error::ControlFailed { cause, .. } => {
+                cause.connection_lost()
+            }
             Error::Sftp { cause, .. } => !matches!(
                 cause,
                 russh_sftp::client::error::Error::Status(_)

@@ -21,6 +21,7 @@
 pub mod algorithms;
 mod auth;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod handshake;
 pub mod hostkey;

@@ -164,6 +164,14 @@ impl Route {
             .any(|part| matches!(part, Part::Placeholder(p) if p.input() == Some(input)))
     }
 
+    /// Whether the template shows any part of the key (`{key}`, `{basename}`, `{dirname}`,
+    /// `{stem}`, `{ext}`): a name that is not an object's (a batch's control file) must not.
+    pub fn shows_key(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|part| matches!(part, Part::Placeholder(p) if p.input().is_none()))
+    }
+
     /// [`Route::render`] with the current time as the delivery time and no other input.
     ///
     /// # Errors

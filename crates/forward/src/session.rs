@@ -60,15 +60,34 @@ pub(crate) fn parallelism(partner: &Partner, tuning: &Tuning) -> usize {
     partner.parallelism.unwrap_or(tuning.stripes).max(1)
 }
 
-/// `Tuning::stripe_min_bytes`, or never striped: when the partner's done marker needs the file's
-/// SHA-256 (taken as one stream from byte 0), and under the `direct` convention (the partner
-/// watches the file grow from its start: stripes would show it full-size with holes).
-pub(crate) fn stripe_min(partner: &Partner, tuning: &Tuning) -> u64 {
-    let digest = partner
+/// Files in place (by resume key: final path and the bytes' identity) whose signal to the
+/// partner failed: the next attempt for the same bytes, finding them there with the right size,
+/// writes only what is missing instead of sending the file again.
+#[derive(Debug, Default)]
+pub(crate) struct Awaiting {
+    /// Their done marker.
+    pub marker: std::collections::HashSet<String>,
+    /// Their batch's control file.
+    pub control: std::collections::HashSet<String>,
+}
+
+/// Whether the partner's done marker or control file lists each file's SHA-256.
+pub(crate) fn digest_wanted(partner: &Partner) -> bool {
+    partner
         .done_marker
         .as_ref()
-        .is_some_and(|m| m.needs_digest());
-    match digest || partner.upload == crate::upload::Upload::Direct {
+        .is_some_and(|m| m.needs_digest())
+        || partner
+            .control_file
+            .as_ref()
+            .is_some_and(|c| c.needs_digest())
+}
+
+/// `Tuning::stripe_min_bytes`, or never striped: when the partner's done marker or control file
+/// needs the file's SHA-256 (taken as one stream from byte 0), and under the `direct` convention
+/// (the partner watches the file grow from its start: stripes would show it full-size with holes).
+pub(crate) fn stripe_min(partner: &Partner, tuning: &Tuning) -> u64 {
+    match digest_wanted(partner) || partner.upload == crate::upload::Upload::Direct {
         true => u64::MAX,
         false => tuning.stripe_min(),
     }
@@ -102,9 +121,12 @@ pub struct Session {
     pub(crate) upload: crate::upload::Upload,
     /// The partner's done marker, if any.
     pub(crate) marker: Option<crate::marker::DoneMarker>,
-    /// Files (their resume key: final path and identity) in place whose marker failed: the
+    /// Files in place that still await their done marker or their batch's control file: the
     /// connector's, shared by each of its sessions.
-    pub(crate) marker_pending: Arc<Mutex<std::collections::HashSet<String>>>,
+    pub(crate) awaiting: Arc<Mutex<Awaiting>>,
+    /// Each file's SHA-256 is wanted (a `summary` done marker or control file): files then go as
+    /// one stream from byte 0.
+    pub(crate) digest_wanted: bool,
     /// The server offers `posix-rename@openssh.com` (atomic replace).
     pub(crate) posix_rename: bool,
     /// Bytes per WRITE after applying the server's limits.
@@ -191,7 +213,8 @@ impl Session {
             remote_directory: partner.remote_directory.clone(),
             upload: partner.upload.clone(),
             marker: partner.done_marker.clone(),
-            marker_pending: Arc::default(),
+            awaiting: Arc::default(),
+            digest_wanted: digest_wanted(partner),
             posix_rename,
             chunk_size,
             writes_in_flight: tuning.writes_in_flight.max(1),
@@ -407,8 +430,8 @@ pub struct Connector {
     opened: u64,
     /// Temporary files left by broken connections, removed by the next one.
     pub(crate) orphans: Vec<String>,
-    /// See `Session::marker_pending`: kept across connections.
-    marker_pending: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// See `Session::awaiting`: kept across connections.
+    pub(crate) awaiting: Arc<Mutex<Awaiting>>,
 }
 
 impl Connector {
@@ -420,7 +443,7 @@ impl Connector {
             live: None,
             opened: 0,
             orphans: Vec::new(),
-            marker_pending: Arc::default(),
+            awaiting: Arc::default(),
         }
     }
 
@@ -470,7 +493,7 @@ impl Connector {
         if self.live.is_none() {
             let mut session =
                 Session::open_with_channels(&self.partner, &self.tuning, channels).await?;
-            session.marker_pending = self.marker_pending.clone();
+            session.awaiting = self.awaiting.clone();
             self.opened += 1;
             self.remove_orphans(&session).await;
             self.live = Some(session);

@@ -63,14 +63,29 @@ impl Session {
         digest: Option<&str>,
     ) -> Result<String, Error> {
         let name = marker.name_for(file_name);
-        let final_path = join2(dir, &name);
         let content = marker.content(file_name, size, digest);
+        self.write_small(on, dir, &name, content, Overwrite::Overwrite)
+            .await
+    }
+
+    /// Writes a small file `name` in `dir` holding `content`: through a temporary name and a
+    /// rename under `policy`, or straight under `direct` (opened exclusively under
+    /// `fail-if-exists`, so that it never replaces a file there).
+    pub(super) async fn write_small(
+        &self,
+        on: &RawSftpSession,
+        dir: &str,
+        name: &str,
+        content: Vec<u8>,
+        policy: Overwrite,
+    ) -> Result<String, Error> {
+        let final_path = join2(dir, name);
         let temp_path = self
             .upload
-            .temp_path(dir, &name, &random_tag())
+            .temp_path(dir, name, &random_tag())
             .unwrap_or_else(|| final_path.clone());
         let how = match self.upload {
-            Upload::Direct => Opening::Truncate,
+            Upload::Direct if policy != Overwrite::FailIfExists => Opening::Truncate,
             _ => Opening::Exclusive,
         };
         let handle = self.open_temp(on, &temp_path, how).await?;
@@ -89,7 +104,7 @@ impl Session {
             .map_err(|e| Error::sftp("close", &temp_path, e));
         let placed = match written.and(closed) {
             Ok(()) if temp_path != final_path => {
-                self.rename_into_place(on, &temp_path, &final_path, Overwrite::Overwrite)
+                self.rename_into_place(on, &temp_path, &final_path, policy)
                     .await
             }
             other => other,

@@ -21,6 +21,7 @@
 //! channel's window / RTT. K = min(`Parallelism`, size / `stripe_min_bytes`, what the server
 //! grants); the size check and the rename are the same as for one stream.
 
+mod control;
 mod file_ops;
 mod marker;
 pub mod resume;
@@ -84,6 +85,9 @@ pub enum PublishOutcome {
     /// The file was already in place with the expected size but without its done marker (an
     /// earlier attempt whose marker failed): only the marker was written.
     MarkerOnly,
+    /// The file was already in place with the expected size from an earlier attempt whose
+    /// batch's control file failed: not sent again; the next control file lists it.
+    InPlace,
 }
 
 /// A successful publish.
@@ -91,7 +95,7 @@ pub enum PublishOutcome {
 pub struct Published {
     /// The final path on the server, as given to SFTP (under `RemoteDirectory`).
     pub remote_path: String,
-    /// Bytes written (0 when skipped).
+    /// Bytes written (0 when skipped or only marked; the file's size when [`PublishOutcome::InPlace`]).
     pub bytes: u64,
     /// Written or skipped.
     pub outcome: PublishOutcome,
@@ -99,6 +103,15 @@ pub struct Published {
     pub elapsed: Duration,
     /// The done marker written after the file (`DoneMarker`), if the partner has one.
     pub marker: Option<String>,
+    /// The SHA-256 (lowercase hex) of the bytes sent, when it was taken as they streamed out
+    /// (a file that went as one stream from byte 0 with a digest wanted; never for stripes).
+    pub sha256: Option<String>,
+    /// The path under `RemoteDirectory`, as a control file lists it.
+    pub(crate) relative: String,
+    /// The file's size on the partner, as a control file lists it.
+    pub(crate) size: u64,
+    /// The bytes' identity under their final name (see `Session::awaiting`), when known.
+    pub(crate) pending_key: Option<String>,
 }
 
 impl Connector {
@@ -295,6 +308,30 @@ impl Session {
             .ranges()
             .and_then(|s| s.identity())
             .map(|identity| resume_key(&final_path, &identity));
+        if let Some(in_place) = self
+            .in_place_awaiting_control(on, expected_len, &final_path, pending_key.as_deref())
+            .await?
+        {
+            let sha256 = match self.digest_wanted {
+                true => Some(marker::digest_of(payload).await?),
+                false => None,
+            };
+            tracing::info!(
+                "already in place from an attempt whose control file failed; not sent again"
+            );
+            self.touch();
+            return Ok(Published {
+                remote_path: final_path,
+                bytes: in_place,
+                size: in_place,
+                outcome: PublishOutcome::InPlace,
+                elapsed: started.elapsed(),
+                marker: None,
+                sha256,
+                relative: path.as_str().to_owned(),
+                pending_key,
+            });
+        }
         if let Some(marker) = &self.marker {
             let name = path.file_name();
             // Only the very bytes whose marker failed on this connector, found in place: any other
@@ -302,7 +339,7 @@ impl Session {
             // is sent as usual.
             let pending = pending_key
                 .as_ref()
-                .is_some_and(|k| lock(&self.marker_pending).contains(k));
+                .is_some_and(|k| lock(&self.awaiting).marker.contains(k));
             if pending
                 && self
                     .needs_marker_only(on, marker, dir, name, &final_path, expected_len)
@@ -318,7 +355,7 @@ impl Session {
                     .await
                     .map_err(|e| Error::marker(&final_path, e))?;
                 if let Some(k) = &pending_key {
-                    lock(&self.marker_pending).remove(k);
+                    lock(&self.awaiting).marker.remove(k);
                 }
                 tracing::info!(
                     marker = written,
@@ -328,9 +365,13 @@ impl Session {
                 return Ok(Published {
                     remote_path: final_path,
                     bytes: 0,
+                    size,
                     outcome: PublishOutcome::MarkerOnly,
                     elapsed: started.elapsed(),
                     marker: Some(written),
+                    sha256: digest,
+                    relative: path.as_str().to_owned(),
+                    pending_key,
                 });
             }
         }
@@ -349,9 +390,13 @@ impl Session {
                         return Ok(Published {
                             remote_path: final_path,
                             bytes: 0,
+                            size: existing,
                             outcome: PublishOutcome::SkippedSameSize,
                             elapsed: started.elapsed(),
                             marker: None,
+                            sha256: None,
+                            relative: path.as_str().to_owned(),
+                            pending_key,
                         });
                     }
                     _ => {}
@@ -363,7 +408,7 @@ impl Session {
         self.sweep_once(self.upload.temp_dir(dir)).await;
         let direct = self.upload == Upload::Direct;
         // A marker's SHA-256 is taken as the file streams out, from its first byte.
-        let digest_needed = self.marker.as_ref().is_some_and(|m| m.needs_digest());
+        let digest_needed = self.digest_wanted;
         let mut resumable = payload
             .ranges()
             .and_then(|s| Some((s, s.identity()?)))
@@ -502,7 +547,7 @@ impl Session {
                         .map_err(|e| {
                             // The next attempt for these bytes writes the marker only.
                             if let Some(k) = &pending_key {
-                                lock(&self.marker_pending).insert(k.clone());
+                                lock(&self.awaiting).marker.insert(k.clone());
                             }
                             Error::marker(&final_path, e)
                         })?,
@@ -518,9 +563,13 @@ impl Session {
                 Ok(Published {
                     remote_path: final_path,
                     bytes,
+                    size: sent,
                     outcome: PublishOutcome::Written,
                     elapsed: started.elapsed(),
                     marker,
+                    sha256: digest,
+                    relative: path.as_str().to_owned(),
+                    pending_key,
                 })
             }
             Err(e) => {

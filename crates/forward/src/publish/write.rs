@@ -27,8 +27,10 @@ impl Session {
     /// Writes the payload (a range source: the `plan`'s ranges) through `channels[0]`'s
     /// `handle` (and the other channels' own handles when striped), checks the size, asks the
     /// source whether it is still current, closes and renames. Sets `closed` once the CLOSE of
-    /// `handle` is sent. Returns the bytes written by this attempt and, when the partner's done
-    /// marker wants it, their SHA-256 (the file then goes as one stream from byte 0).
+    /// `handle` is sent. Returns the bytes written by this attempt and, when they went as one
+    /// stream from byte 0 (not striped, not resumed), their SHA-256, taken as they streamed
+    /// (compared before the rename with the source's own, [`RangeSource::sha256`]). A wanted
+    /// digest (done marker, control file) makes every file go that way.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn upload_and_rename<R: AsyncRead + Unpin, S: RangeSource>(
         &self,
@@ -42,11 +44,19 @@ impl Session {
         closed: &AtomicBool,
     ) -> Result<(u64, Option<String>), Error> {
         let main = &channels[0];
-        let mut hasher = self
-            .marker
-            .as_ref()
-            .filter(|m| m.needs_digest())
-            .map(|_| Sha256::new());
+        // Every file that goes as one stream from its first byte is hashed on the way (one pass
+        // over bytes already in memory, no extra read); stripes written in parallel cannot be.
+        let one_stream = match &payload {
+            Payload::Stream { .. } => true,
+            Payload::Ranges(source) => {
+                let whole = match &plan.todo[..] {
+                    [only] => only.start == 0 && only.end == source.len(),
+                    none => none.is_empty() && source.is_empty(),
+                };
+                channels.len() == 1 && whole
+            }
+        };
+        let mut hasher = (one_stream || self.digest_wanted).then(Sha256::new);
         let lane = Lane {
             sftp: main.clone(),
             handle: handle.to_owned(),
@@ -100,12 +110,12 @@ impl Session {
             Payload::Ranges(source) => {
                 // Never with a digest to take (one stream from byte 0) unless there is nothing
                 // to write: an empty file, whose digest is the empty one.
-                if hasher.is_some() && !plan.todo.is_empty() {
+                if self.digest_wanted && !plan.todo.is_empty() {
                     return Err(Error::Source {
                         sent: 0,
                         source: std::io::Error::other(
-                            "a done marker's SHA-256 needs the file as one stream from its first \
-                             byte, but it was to be striped or resumed",
+                            "a SHA-256 (for the done marker or control file) needs the file as one \
+                             stream from its first byte, but it was to be striped or resumed",
                         ),
                     });
                 }
@@ -135,6 +145,19 @@ impl Session {
             });
         }
         close.map_err(|e| Error::sftp("close", temp_path, e))?;
+        // Only a whole stream's digest (or an empty file's, whose plan wrote nothing).
+        let digest = hasher
+            .filter(|_| one_stream || total == 0)
+            .map(super::marker::hex);
+        if let (Some(computed), Some(expected)) = (&digest, ranges.and_then(|s| s.sha256())) {
+            if *computed != expected {
+                return Err(Error::ChecksumMismatch {
+                    path: final_path.to_owned(),
+                    expected,
+                    computed: computed.clone(),
+                });
+            }
+        }
         if let Some(source) = ranges {
             // The window left: a newer version that lands between this answer and the rename.
             let answer = source.still_current().await;
@@ -153,7 +176,7 @@ impl Session {
             self.rename_into_place(main, temp_path, final_path, policy)
                 .await?;
         }
-        Ok((sent, hasher.map(super::marker::hex)))
+        Ok((sent, digest))
     }
 
     /// Writes the `plan`'s ranges of `source` over `channels` (the first is `main`'s): the

@@ -151,6 +151,16 @@ impl Route {
         }
         route
     }
+
+    /// This route with only the partner's time zone applied (a name that is not an object's,
+    /// such as a batch's control file, keeps its own template and has no length rule).
+    pub fn in_zone_of(&self, naming: &Naming) -> Route {
+        let mut route = self.clone();
+        if let Some(zone) = &naming.zone {
+            route.zone = zone.clone();
+        }
+        route
+    }
 }
 
 #[cfg(test)]

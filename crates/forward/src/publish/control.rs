@@ -1,0 +1,118 @@
+//! A batch's control file on the partner (see [`crate::control`]): written once every file of
+//! the batch is in place, never replacing another batch's. When it fails, its files are
+//! remembered as awaiting it: their next attempt on this connector, finding them in place with the
+//! right size, does not send them again ([`PublishOutcome::InPlace`]), and the next control file
+//! lists them.
+
+use std::time::SystemTime;
+
+use russh_sftp::client::RawSftpSession;
+
+use crate::control::ControlEntry;
+use crate::error::Error;
+use crate::session::{lock, Connector, Session};
+
+use super::{Overwrite, PublishOutcome, Published};
+
+impl Connector {
+    /// Writes the partner's control file for a batch whose delivered files are `published`, its
+    /// name rendered at `now`; `Ok(None)` when the partner has no `ControlFile` or nothing was
+    /// delivered. Fails with [`Error::ControlFailed`] (transient when the name was taken).
+    pub async fn write_control(
+        &mut self,
+        published: &[&Published],
+        now: SystemTime,
+    ) -> Result<Option<String>, Error> {
+        let Some(control) = self.partner().control_file.clone() else {
+            return Ok(None);
+        };
+        if published.is_empty() {
+            return Ok(None);
+        }
+        let path = control.path_at(now)?;
+        let entries: Vec<ControlEntry> = published
+            .iter()
+            .map(|p| ControlEntry {
+                path: p.relative.clone(),
+                size: p.size,
+                sha256: p.sha256.clone(),
+            })
+            .collect();
+        let keys = published.iter().filter_map(|p| p.pending_key.clone());
+        let written = async {
+            let session = self.session().await?;
+            let on = session.sftp.clone();
+            session.create_dirs(&on, path.parent()).await?;
+            let dir = session.join(path.parent());
+            let final_path = super::join2(&dir, path.file_name());
+            if session.size_of(&on, &final_path).await?.is_some() {
+                return Err(Error::AlreadyExists { path: final_path });
+            }
+            let content = control.content(&entries);
+            session
+                .write_small(
+                    &on,
+                    &dir,
+                    path.file_name(),
+                    content,
+                    Overwrite::FailIfExists,
+                )
+                .await
+        }
+        .await;
+        let mut awaiting = lock(&self.awaiting);
+        match written {
+            Ok(written) => {
+                for k in keys {
+                    awaiting.control.remove(&k);
+                }
+                drop(awaiting);
+                tracing::info!(
+                    control_file = written,
+                    files = entries.len(),
+                    "control file written"
+                );
+                Ok(Some(written))
+            }
+            Err(e) => {
+                awaiting.control.extend(keys);
+                drop(awaiting);
+                self.discard_if_broken(&e);
+                Err(Error::ControlFailed {
+                    path: path.as_str().to_owned(),
+                    files: entries.len(),
+                    cause: Box::new(e),
+                })
+            }
+        }
+    }
+}
+
+impl Session {
+    /// The size of `final_path` when these bytes (`key`) await their batch's control file and
+    /// are there with the `expected` size; `None` (and no longer awaiting) otherwise.
+    pub(super) async fn in_place_awaiting_control(
+        &self,
+        on: &RawSftpSession,
+        expected: Option<u64>,
+        final_path: &str,
+        key: Option<&str>,
+    ) -> Result<Option<u64>, Error> {
+        let Some(key) = key.filter(|k| lock(&self.awaiting).control.contains(*k)) else {
+            return Ok(None);
+        };
+        if expected.is_some() && self.size_of(on, final_path).await? == expected {
+            return Ok(expected);
+        }
+        lock(&self.awaiting).control.remove(key);
+        Ok(None)
+    }
+}
+
+impl Published {
+    /// Whether the file is on the partner under its final name by this publish (written, only
+    /// marked, or found in place awaiting its control file): what a control file lists.
+    pub fn in_place(&self) -> bool {
+        self.outcome != PublishOutcome::SkippedSameSize
+    }
+}
