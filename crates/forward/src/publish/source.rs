@@ -41,6 +41,15 @@ pub trait RangeSource: Sync {
     fn still_current(&self) -> impl Future<Output = std::io::Result<Currency>> + Send {
         std::future::ready(Ok(Currency::Current))
     }
+    /// The SHA-256 (lowercase hex) of all of the source's bytes as the source itself records it
+    /// (S3's full-object checksum), if it holds one. When the file goes as one stream from its
+    /// first byte, the digest taken as it streams is compared with this before the rename, and
+    /// a difference fails the file ([`Error::ChecksumMismatch`](crate::Error::ChecksumMismatch))
+    /// with nothing under the final name. A striped or resumed file has no such digest and is not
+    /// compared.
+    fn sha256(&self) -> Option<String> {
+        None
+    }
     /// Forget the recorded [`RangeSource::progress`]: asked before the first WRITE whenever a
     /// resumable publish writes the file from the start, so that a record which outlived its file
     /// can never vouch for ranges of a new one that are not written yet. A source that carries
