@@ -4,6 +4,7 @@
 
 mod batch;
 mod outcome;
+mod slots;
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};

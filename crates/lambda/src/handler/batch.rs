@@ -17,7 +17,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +27,7 @@ use forward::{
 use tracing::{Instrument, Span};
 
 use super::outcome::{already, store_outcome, Outcome};
+use super::slots::{write_control_file, Slots};
 use super::{ForwardOptions, Forwarder, Link};
 use crate::event::ObjectRef;
 use crate::progress;
@@ -55,45 +55,6 @@ struct Prepared {
     tags: Vec<(String, String)>,
 }
 
-/// Each job's outcome, once known.
-struct Slots(Mutex<Vec<Option<Outcome>>>);
-
-impl Slots {
-    fn new(n: usize) -> Slots {
-        Slots(Mutex::new(vec![None; n]))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<Outcome>>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn set(&self, job: usize, outcome: Outcome) {
-        self.lock()[job] = Some(outcome);
-    }
-
-    fn set_all(&self, jobs: impl IntoIterator<Item = usize>, outcome: &Outcome) {
-        let mut slots = self.lock();
-        for job in jobs {
-            slots[job] = Some(outcome.clone());
-        }
-    }
-
-    fn fill_unset(&self, outcome: &Outcome) {
-        for slot in self.lock().iter_mut().filter(|s| s.is_none()) {
-            *slot = Some(outcome.clone());
-        }
-    }
-
-    fn into_outcomes(self) -> Vec<Outcome> {
-        self.0
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner())
-            .into_iter()
-            .map(|o| o.expect("every record has an outcome"))
-            .collect()
-    }
-}
-
 impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
     /// Every job of a batch to its outcome (in the order of `jobs`); see the module doc.
     pub(super) async fn forward_batch(
@@ -106,6 +67,7 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
         let routed: Vec<usize> = (0..jobs.len()).collect();
         let Some(deadline) = deadline else {
             self.waves(jobs, &routed, None, &slots).await;
+            self.control_file(jobs, &slots).await;
             return slots.into_outcomes();
         };
         // Everything (S3, secret, connection, transfers, receipts) runs until the margin before
@@ -114,12 +76,23 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
         let stop_at = deadline
             .checked_sub(self.settings.deadline_margin)
             .unwrap_or(deadline);
-        let run = self.waves(jobs, &routed, Some(deadline), &slots);
+        let run = async {
+            self.waves(jobs, &routed, Some(deadline), &slots).await;
+            self.control_file(jobs, &slots).await;
+        };
         if tokio::time::timeout_at(stop_at.into(), run).await.is_err() {
             let stopped = self.stopped_at_deadline(deadline).await;
             slots.fill_unset(&stopped);
+            slots.fail_held("the invocation's time ran out");
         }
         slots.into_outcomes()
+    }
+
+    /// The partner's control file for this batch, if it wants one (see [`super::slots`]).
+    async fn control_file(&mut self, jobs: &[Job<'_>], slots: &Slots) {
+        if let Some(p) = self.partner.as_mut() {
+            write_control_file(&mut p.connector, &self.store, jobs, slots).await;
+        }
     }
 
     async fn waves(
@@ -160,7 +133,10 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
         // also moves the directory is seen from the next wave on.)
         let (remote_directory, route) = match link.connector().await {
             Ok(c) => (
-                c.partner().remote_directory.clone(),
+                {
+                    slots.expect_control_file(c.partner().control_file.is_some());
+                    c.partner().remote_directory.clone()
+                },
                 settings.route.with_naming(&c.partner().naming),
             ),
             Err(outcome) => return slots.set_all(wave.iter().copied(), &outcome),
@@ -516,12 +492,15 @@ async fn finish<S: ObjectStore>(
         Some(_) => Receipt::encrypted(delivery, done.bytes),
         None => Receipt::of(delivery),
     };
-    write_receipt(store, obj, tags, receipt)
-        .instrument(job.span.clone())
-        .await;
+    // With a control file, the receipt waits for it.
+    if let Some((tags, receipt)) = slots.hold(i, tags, receipt, &done) {
+        write_receipt(store, obj, tags, receipt)
+            .instrument(job.span.clone())
+            .await;
+    }
 }
 
-async fn write_receipt<S: ObjectStore>(
+pub(super) async fn write_receipt<S: ObjectStore>(
     store: &S,
     obj: &ObjectRef,
     tags: Vec<(String, String)>,
@@ -548,7 +527,7 @@ fn jitter() -> u32 {
 /// Runs `futures` concurrently on this task; their outputs in order. (The `futures` crate's
 /// `join_all`, which this crate does not otherwise need; for the few futures of one wave, each
 /// wake polls every one that is not finished.)
-async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+pub(super) async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
     let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
     let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {

@@ -1,0 +1,154 @@
+//! Each record's outcome as it becomes known ([`Slots`]), and for a partner with a per-batch
+//! `ControlFile`, the delivered records held until that control file is written:
+//!
+//! ```text
+//! file lands → outcome Delivered, receipt held
+//! every record has its outcome → control file listing the held files
+//!   written → the held receipts are written
+//!   failed  → each held record fails (as the control file's cause: retried, and on this
+//!             connector its file is not sent again while it is in place with the right size)
+//!   cut by the deadline → each held record fails as transient
+//! ```
+//!
+//! So a receipt never vouches for a file that no control file has announced.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use forward::{Connector, ErrorClass, Published};
+
+use super::batch::{write_receipt, Job};
+use super::outcome::Outcome;
+use crate::receipt::Receipt;
+use crate::source::ObjectStore;
+
+/// A delivered record whose receipt waits for the batch's control file.
+struct Held {
+    job: usize,
+    tags: Vec<(String, String)>,
+    receipt: Receipt,
+    published: Published,
+}
+
+/// Each job's outcome, once known, and the receipts held for the control file.
+pub(super) struct Slots {
+    outcomes: Mutex<Vec<Option<Outcome>>>,
+    /// `Some` once the partner is known to want a control file.
+    held: Mutex<Option<Vec<Held>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Slots {
+    pub fn new(n: usize) -> Slots {
+        Slots {
+            outcomes: Mutex::new(vec![None; n]),
+            held: Mutex::new(None),
+        }
+    }
+
+    pub fn set(&self, job: usize, outcome: Outcome) {
+        lock(&self.outcomes)[job] = Some(outcome);
+    }
+
+    pub fn set_all(&self, jobs: impl IntoIterator<Item = usize>, outcome: &Outcome) {
+        let mut slots = lock(&self.outcomes);
+        for job in jobs {
+            slots[job] = Some(outcome.clone());
+        }
+    }
+
+    pub fn fill_unset(&self, outcome: &Outcome) {
+        for slot in lock(&self.outcomes).iter_mut().filter(|s| s.is_none()) {
+            *slot = Some(outcome.clone());
+        }
+    }
+
+    /// The partner of this batch writes a control file: receipts are held from now on.
+    pub fn expect_control_file(&self, wanted: bool) {
+        let mut held = lock(&self.held);
+        if wanted && held.is_none() {
+            *held = Some(Vec::new());
+        }
+    }
+
+    /// Holds a delivered record's receipt for the control file; gives it back when there is
+    /// none to wait for (the caller writes it at once).
+    pub fn hold(
+        &self,
+        job: usize,
+        tags: Vec<(String, String)>,
+        receipt: Receipt,
+        published: &Published,
+    ) -> Option<(Vec<(String, String)>, Receipt)> {
+        match lock(&self.held).as_mut() {
+            Some(held) => {
+                held.push(Held {
+                    job,
+                    tags,
+                    receipt,
+                    published: published.clone(),
+                });
+                None
+            }
+            None => Some((tags, receipt)),
+        }
+    }
+
+    /// The records still held when the deadline cut the batch fail as transient.
+    pub fn fail_held(&self, why: &str) {
+        let held = lock(&self.held).take().unwrap_or_default();
+        let failed = Outcome::failed(
+            ErrorClass::Transient,
+            format!(
+                "delivered, but {why} before the batch's control file was written; will be retried"
+            ),
+        );
+        self.set_all(held.iter().map(|h| h.job), &failed);
+    }
+
+    pub fn into_outcomes(self) -> Vec<Outcome> {
+        self.outcomes
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .into_iter()
+            .map(|o| o.expect("every record has an outcome"))
+            .collect()
+    }
+}
+
+/// The batch's control file over `connector`, listing every held record, then their receipts;
+/// if it fails, every held record fails with its cause. Held records stay held (for
+/// [`Slots::fail_held`]) until this ends.
+pub(super) async fn write_control_file<S: ObjectStore>(
+    connector: &mut Connector,
+    store: &S,
+    jobs: &[Job<'_>],
+    slots: &Slots,
+) {
+    let published: Vec<Published> = match lock(&slots.held).as_ref() {
+        Some(held) if !held.is_empty() => held.iter().map(|h| h.published.clone()).collect(),
+        _ => return,
+    };
+    let refs: Vec<&Published> = published.iter().collect();
+    let written = connector.write_control(&refs, SystemTime::now()).await;
+    let held = lock(&slots.held).take().unwrap_or_default();
+    match written {
+        Ok(_) => {
+            let receipts = held.into_iter().map(|h| {
+                let job = &jobs[h.job];
+                tracing::Instrument::instrument(
+                    write_receipt(store, job.obj, h.tags, h.receipt),
+                    job.span.clone(),
+                )
+            });
+            super::batch::join_all(receipts).await;
+        }
+        Err(e) => {
+            let failed = Outcome::failed(e.class(), e);
+            slots.set_all(held.iter().map(|h| h.job), &failed);
+        }
+    }
+}
