@@ -90,3 +90,68 @@ async fn an_expired_key_fails_the_record_permanently_naming_the_field() {
     );
     assert!(left_in(&bed.local).is_empty(), "nothing sent");
 }
+
+/// The SHA-256 of `bytes`, lowercase hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_files_go_direct_with_markers_and_a_control_file_describing_the_ciphertext() {
+    let (gpg, public) = partner_key("Marker partner <m@partner.example>");
+    let bed = Bed::start("pgpmark").await;
+    let (aws, bucket, local) = (&bed.aws, &bed.bucket, &bed.local);
+    let mut json = partner_json(&bed.remote);
+    json["Pgp"] = json!({ "PublicKeys": [public] });
+    json["Upload"] = json!("direct");
+    json["DoneMarker"] = json!({ "Suffix": ".ok", "Content": "summary" });
+    json["ControlFile"] = json!({ "Name": "ctl/{now:%Y%m%d%H%M%S%3f}.ctl", "Content": "summary" });
+    aws.set_secret(&bed.secret, &json).await;
+    let objects = [("in/a.csv", noise(300_001)), ("in/b.csv", noise(17))];
+    let mut messages = Vec::new();
+    for (i, (key, data)) in objects.iter().enumerate() {
+        aws.put(bucket, key, data).await;
+        messages.push((format!("m-{i}"), s3_body(bucket, key)));
+    }
+    let mut f = bed.forwarder(&[]);
+
+    let response = f.handle(&sqs_event(&messages), None).await.unwrap();
+    assert!(failures(&response).is_empty(), "{response}");
+    let left = left_in(local);
+    assert_eq!(
+        left.len(),
+        5,
+        "two files, two markers, one control file: {left:?}"
+    );
+    let mut listed = Vec::new();
+    for (key, data) in &objects {
+        let sent = std::fs::read(local.join(format!("{key}.pgp"))).unwrap();
+        assert!(
+            gpg.decrypt(&local.join(format!("{key}.pgp"))) == *data,
+            "{key}"
+        );
+        let name = format!("{}.pgp", key.rsplit('/').next().unwrap());
+        let marker = std::fs::read_to_string(local.join(format!("{key}.pgp.ok"))).unwrap();
+        assert_eq!(
+            marker,
+            format!("{name} {} {}\n", sent.len(), sha256_hex(&sent)),
+            "the marker describes the ciphertext on disk"
+        );
+        listed.push(format!("{key}.pgp {} {}", sent.len(), sha256_hex(&sent)));
+    }
+    let control = left
+        .iter()
+        .find(|n| n.starts_with("ctl/"))
+        .expect("a control file");
+    let text = std::fs::read_to_string(local.join(control)).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines, listed,
+        "the control file lists the sent names, sizes and digests"
+    );
+}
