@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use forward::{Connector, Partner, RangeSource, RemotePath};
@@ -140,7 +140,7 @@ async fn send_local(
             })?;
             // The partner's naming rules, the file's mtime as `{modified}`; no `{version}`.
             let inputs = forward::RouteInputs {
-                now: Some(std::time::SystemTime::now()),
+                now: Some(SystemTime::now()),
                 modified: std::fs::metadata(path).and_then(|m| m.modified()).ok(),
                 ..forward::RouteInputs::default()
             };
@@ -188,6 +188,19 @@ async fn send_local(
                 .publish_ranges(&source, &remote, settings.overwrite)
                 .await
         }
+    };
+    // A partner's per-batch control file: this send is a batch of one.
+    let published = match published {
+        Ok(p) if p.in_place() => match connector.write_control(&[&p], SystemTime::now()).await {
+            Ok(control) => {
+                if let Some(control) = control {
+                    feedback.log(format!("control file {control}"));
+                }
+                Ok(p)
+            }
+            Err(e) => Err(e),
+        },
+        other => other,
     };
     connector.close().await;
     match published {
