@@ -37,6 +37,10 @@ pub enum Work {
 pub struct Item {
     /// The SQS message id (what a batch item failure names); `None` for direct invocations.
     pub message_id: Option<String>,
+    /// How many times SQS has handed this message out (`ApproximateReceiveCount`, 1 on the first
+    /// delivery); `None` for direct invocations. Compared with the queue's `maxReceiveCount` to
+    /// tell a last attempt (a failure then sends the message to the dead-letter queue).
+    pub receive_count: Option<u32>,
     /// The work, or why the record could not be decoded (a permanent failure).
     pub work: Result<Vec<Work>, DecodeError>,
 }
@@ -92,6 +96,10 @@ pub fn decode(payload: &Value) -> Result<Invocation, DecodeError> {
                         .records
                         .into_iter()
                         .map(|m| Item {
+                            receive_count: m
+                                .attributes
+                                .get("ApproximateReceiveCount")
+                                .and_then(|n| n.parse().ok()),
                             message_id: m.message_id,
                             work: match m.body {
                                 Some(body) => decode_message_body(&body),
@@ -109,6 +117,7 @@ pub fn decode(payload: &Value) -> Result<Invocation, DecodeError> {
                     .iter()
                     .map(|r| Item {
                         message_id: None,
+                        receive_count: None,
                         work: decode_s3_record(r).map(|w| vec![w]),
                     })
                     .collect(),
@@ -121,12 +130,14 @@ pub fn decode(payload: &Value) -> Result<Invocation, DecodeError> {
     if payload.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
         return Ok(Invocation::Direct(vec![Item {
             message_id: None,
+            receive_count: None,
             work: Ok(vec![Work::Skip("s3:TestEvent".into())]),
         }]));
     }
     if is_eventbridge(payload) {
         return Ok(Invocation::Direct(vec![Item {
             message_id: None,
+            receive_count: None,
             work: decode_eventbridge(payload).map(|w| vec![w]),
         }]));
     }
@@ -383,6 +394,7 @@ mod tests {
             items[0].message_id.as_deref(),
             Some("059f36b4-87a3-44ab-83d2-661975830a7d")
         );
+        assert_eq!(items[0].receive_count, Some(1), "ApproximateReceiveCount");
         let Ok(work) = &items[0].work else { panic!() };
         assert!(
             matches!(&work[0], Work::Forward(o) if o.key == "incoming/a b+c d.csv" && o.version_id.as_deref() == Some("3HL4kqtJlcpXroDTDmJ"))

@@ -14,6 +14,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
 use forward::{Connector, ErrorClass, Partner, RemotePath};
 use serde_json::{json, Value};
 
+use crate::after::{AfterRecord, Detail, Ended, Nothing, Partner as PartnerInfo, Retry};
 use crate::check::{self, CheckFailed, Report};
 use crate::event::{decode, Invocation, Item, ObjectRef, Work};
 use crate::progress;
@@ -47,6 +48,8 @@ pub struct Forwarder<S, K> {
     secrets: K,
     settings: Settings,
     partner: Option<Partnered>,
+    /// Hears of every record's outcome (delivery events); nothing unless [`Forwarder::after`].
+    after: Box<dyn AfterRecord>,
 }
 
 impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
@@ -57,7 +60,15 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             secrets,
             settings,
             partner: None,
+            after: Box::new(Nothing),
         }
+    }
+
+    /// With `after` told of every record's outcome (see [`crate::after`]): the Lambda's
+    /// [`crate::events::EventSink`].
+    pub fn after(mut self, after: Box<dyn AfterRecord>) -> Self {
+        self.after = after;
+        self
     }
 
     /// The settings in use.
@@ -82,6 +93,13 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             }
         };
         let results = self.forward_items(&items, deadline).await;
+        // Before the response, and never past the deadline: the margin's last twelfth is kept
+        // for the response itself.
+        let until = deadline.map(|d| {
+            d.checked_sub(self.settings.deadline_margin / 12)
+                .unwrap_or(d)
+        });
+        self.after.flush(until).await;
         let all: Vec<&(String, Outcome)> = results.iter().flat_map(|(_, o)| o).collect();
         println!("{}", emf(&all, started.elapsed()));
 
@@ -130,15 +148,26 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
     ) -> Vec<(Option<String>, Vec<(String, Outcome)>)> {
         let options = ForwardOptions::default();
         let mut jobs = Vec::new();
+        // The item of each job.
+        let mut job_items = Vec::new();
         // Per item, its records: an outcome known already, or the index of the record's job.
         let mut entries: Vec<Vec<(String, Result<Outcome, usize>)>> = Vec::new();
-        for item in items {
+        for (n, item) in items.iter().enumerate() {
             let label = item.message_id.clone().unwrap_or_else(|| "record".into());
             let mut records = Vec::new();
             match &item.work {
                 Err(e) => {
                     tracing::error!(message_id = ?item.message_id, outcome = "failed", class = "permanent", reason = %e, "cannot decode record");
-                    records.push((label, Ok(Outcome::failed(ErrorClass::Permanent, e))));
+                    let failed = Outcome::failed(ErrorClass::Permanent, e);
+                    let now = Some(std::time::SystemTime::now());
+                    let detail = Detail {
+                        started: now,
+                        ended: now,
+                        failure_code: Some("UNRECOGNISED_RECORD"),
+                        ..Detail::default()
+                    };
+                    self.ended(None, item, &failed, &detail);
+                    records.push((label, Ok(failed)));
                 }
                 Ok(works) => {
                     for work in works {
@@ -154,6 +183,7 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
                                 let span = tracing::info_span!("record", bucket = %obj.bucket, key = %obj.key, version = ?obj.version_id, size = ?obj.size, message_id = ?item.message_id);
                                 let what = format!("s3://{}/{}", obj.bucket, obj.key);
                                 records.push((what, Err(jobs.len())));
+                                job_items.push(n);
                                 jobs.push(Job {
                                     obj,
                                     options: &options,
@@ -166,15 +196,12 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             }
             entries.push(records);
         }
-        let mut outcomes: Vec<Option<Outcome>> = self
-            .forward_batch(&jobs, deadline)
-            .await
-            .into_iter()
-            .map(Some)
-            .collect();
-        for (job, outcome) in jobs.iter().zip(outcomes.iter().flatten()) {
+        let ended = self.forward_batch(&jobs, deadline).await;
+        for ((job, item), (outcome, detail)) in jobs.iter().zip(&job_items).zip(&ended) {
             job.span.in_scope(|| log_outcome(outcome));
+            self.ended(Some(job.obj), &items[*item], outcome, detail);
         }
+        let mut outcomes: Vec<Option<Outcome>> = ended.into_iter().map(|(o, _)| Some(o)).collect();
         items
             .iter()
             .zip(entries)
@@ -210,10 +237,38 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             options,
             span: tracing::Span::current(),
         };
-        self.forward_batch(std::slice::from_ref(&job), deadline)
+        let (outcome, detail) = self
+            .forward_batch(std::slice::from_ref(&job), deadline)
             .await
             .pop()
-            .expect("one outcome for one record")
+            .expect("one outcome for one record");
+        let item = Item {
+            message_id: None,
+            receive_count: None,
+            work: Ok(Vec::new()),
+        };
+        self.ended(Some(obj), &item, &outcome, &detail);
+        self.after.flush(deadline).await;
+        outcome
+    }
+
+    /// Tells the seam after a record ends ([`crate::after`]) of one record.
+    fn ended(&self, obj: Option<&ObjectRef>, item: &Item, outcome: &Outcome, detail: &Detail) {
+        let partner = self.partner.as_ref().map(|p| p.connector.partner());
+        let url = partner.map(|p| format!("sftp://{}:{}", p.host, p.port));
+        self.after.ended(&Ended {
+            obj,
+            message_id: item.message_id.as_deref(),
+            receive_count: item.receive_count,
+            outcome,
+            detail,
+            retry: Retry::of(item.receive_count, self.settings.max_receive_count),
+            partner: PartnerInfo {
+                secret_id: &self.settings.secret_id,
+                url: url.as_deref(),
+                remote_directory: partner.map(|p| p.remote_directory.as_str()),
+            },
+        });
     }
 
     /// A record whose work was dropped at the margin before `deadline`: the interrupted

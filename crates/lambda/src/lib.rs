@@ -9,14 +9,18 @@
 //! - [`source`]: S3 tags and the object body, streamed
 //! - [`handler`]: records → [`handler::Outcome`]s → batch response, logs, EMF metrics
 //! - [`receipt`]: delivery receipts as object tags
+//! - [`after`]: the seam after a record ends, told of every outcome; [`events`], the delivery
+//!   events it sends to EventBridge
 //! - [`progress`]: an interrupted delivery's progress as an object tag, for the next one to resume
 //!
 //! Beside the data path, [`check`] is the egress self-check (`{"check": true}`, the CLI's `check`
 //! and `test-connection`): host key, login, write probe, and the public IP the partner sees.
 
+pub mod after;
 pub mod check;
 /// Event decoding lives in its own crate (the fuzz targets build it without the AWS SDKs).
 pub use sftp_forward_event as event;
+pub mod events;
 pub mod handler;
 pub mod progress;
 pub mod receipt;

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
+use sftp_forward_lambda::events::EventSink;
 use sftp_forward_lambda::secret::SecretsManager;
+use sftp_forward_lambda::settings::Events;
 use sftp_forward_lambda::source::S3Store;
 use sftp_forward_lambda::{Forwarder, Settings};
 use tokio::sync::Mutex;
@@ -21,7 +23,19 @@ async fn main() -> Result<(), Error> {
     let config = aws_config::load_from_env().await;
     let store = S3Store::new(S3Store::client(&config));
     let secrets = SecretsManager::new(aws_sdk_secretsmanager::Client::new(&config));
-    let forwarder = Arc::new(Mutex::new(Forwarder::new(store, secrets, settings)));
+    let events = match &settings.events {
+        Events::Off => None,
+        Events::Bus(bus) => Some(EventSink::new(
+            aws_sdk_eventbridge::Client::new(&config),
+            bus.clone(),
+            std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "sftp-forward".into()),
+        )),
+    };
+    let mut forwarder = Forwarder::new(store, secrets, settings);
+    if let Some(events) = events {
+        forwarder = forwarder.after(Box::new(events));
+    }
+    let forwarder = Arc::new(Mutex::new(forwarder));
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let forwarder = forwarder.clone();

@@ -26,10 +26,14 @@ pub const RECEIPT_OF: &str = "sftp-forward-receipt-of";
 /// Tag holding the bytes sent to the partner when they differ from the object's (an encrypted
 /// file, `Pgp`): the object's own size is its Content-Length.
 pub const SENT_BYTES: &str = "sftp-forward-sent-bytes";
+/// Tag holding the SHA-256 (64 lowercase hex digits) of the file as it landed on the partner,
+/// taken as it streamed out: only for a file sent as one stream (not striped, not resumed), and
+/// only when the object's tags leave room for it (the receipt itself comes first).
+pub const SHA256: &str = "sftp-forward-sha256";
 /// S3 allows at most 10 tags per object.
 pub const MAX_TAGS: usize = 10;
 const MAX_VALUE: usize = 256;
-const OURS: [&str; 5] = [DELIVERED, PATH, ETAG, RECEIPT_OF, SENT_BYTES];
+const OURS: [&str; 6] = [DELIVERED, PATH, ETAG, RECEIPT_OF, SENT_BYTES, SHA256];
 
 /// A receipt read from or written to an object's tags.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +48,8 @@ pub struct Receipt {
     pub receipt_of: Option<String>,
     /// Bytes sent when they differ from the object's (encrypted); `None` otherwise.
     pub sent_bytes: Option<u64>,
+    /// SHA-256 of the file as it landed (lowercase hex), when it was taken.
+    pub sha256: Option<String>,
 }
 
 /// One delivery as a receipt names it: the object, its bytes and where they go.
@@ -68,7 +74,15 @@ impl Receipt {
             etag: delivery.etag.to_owned(),
             receipt_of: Some(binding(delivery)),
             sent_bytes: None,
+            sha256: None,
         }
+    }
+
+    /// With the SHA-256 of the file as it landed, if it was taken (a lowercase hex digest; any
+    /// other text is not recorded).
+    pub fn with_sha256(mut self, sha256: Option<String>) -> Receipt {
+        self.sha256 = sha256.filter(|d| is_sha256_hex(d));
+        self
     }
 
     /// The receipt of an encrypted delivery (`Pgp`): `sent` bytes of ciphertext landed at
@@ -94,6 +108,7 @@ impl Receipt {
             etag: get(ETAG)?,
             receipt_of: get(RECEIPT_OF),
             sent_bytes: get(SENT_BYTES).and_then(|v| v.parse().ok()),
+            sha256: get(SHA256).filter(|d| is_sha256_hex(d)),
         })
     }
 
@@ -139,7 +154,8 @@ impl Receipt {
     }
 
     /// `tags` with this receipt added (replacing an older receipt, keeping every other tag).
-    /// `None` when the object already carries so many tags that ours do not fit.
+    /// `None` when the object already carries so many tags that ours do not fit; the
+    /// [`SHA256`] tag is left out (and logged) when only it does not fit.
     pub fn merge_into(&self, tags: Vec<(String, String)>) -> Option<Vec<(String, String)>> {
         let mut out: Vec<(String, String)> = tags
             .into_iter()
@@ -158,6 +174,16 @@ impl Receipt {
         }
         if let Some(sent) = self.sent_bytes {
             out.push((SENT_BYTES.into(), sent.to_string()));
+        }
+        if let Some(digest) = &self.sha256 {
+            if out.len() < MAX_TAGS {
+                out.push((SHA256.into(), digest.clone()));
+            } else {
+                tracing::info!(
+                    sha256 = %digest,
+                    "no room among the object's 10 tags for the SHA-256 tag; the receipt is written without it"
+                );
+            }
         }
         Some(out)
     }
@@ -186,6 +212,13 @@ pub fn binding(delivery: Delivery<'_>) -> String {
         }
     }
     format!("v1:{h:032x}")
+}
+
+/// 64 lowercase hex digits (also fits S3's tag value rules).
+fn is_sha256_hex(d: &str) -> bool {
+    d.len() == 64
+        && d.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The path the publisher gives `path` under `remote_directory` (what a delivery's receipt
@@ -291,6 +324,31 @@ mod tests {
         let six: Vec<_> = (0..6).map(|i| t(&format!("k{i}"), "v")).collect();
         assert!(r.merge_into(six).is_none());
         assert!(Receipt::of(route).merge_into(five).is_some());
+    }
+
+    #[test]
+    fn the_sha256_tag_rides_along_when_there_is_room_and_never_costs_the_receipt() {
+        let digest = "0f".repeat(32);
+        let r = Receipt::of(delivery("in/a.csv", "e1", "up/in/a.csv"))
+            .with_sha256(Some(digest.clone()));
+        let tags = r
+            .merge_into(vec![t("team", "finance"), t(SHA256, "old")])
+            .unwrap();
+        assert!(tags.contains(&t(SHA256, &digest)));
+        assert_eq!(tags.len(), 6);
+        assert_eq!(
+            Receipt::from_tags(&tags).unwrap().sha256,
+            Some(digest.clone())
+        );
+        // Six tags of the owner's: the receipt (4) fits, its SHA-256 does not.
+        let six: Vec<_> = (0..6).map(|i| t(&format!("k{i}"), "v")).collect();
+        let tags = r.merge_into(six).unwrap();
+        assert_eq!(tags.len(), 10);
+        assert!(!tags.iter().any(|(k, _)| k == SHA256));
+        assert!(Receipt::from_tags(&tags).is_some());
+        // Only a real digest is recorded.
+        let bad = Receipt::of(delivery("k", "e", "p")).with_sha256(Some("not-a-digest".into()));
+        assert_eq!(bad.sha256, None);
     }
 
     #[test]

@@ -35,6 +35,22 @@ pub struct Settings {
     /// The IP-echo service the self-check asks for this path's public IP
     /// (`SFTP_FORWARD_EGRESS_ECHO_URL`, `https://checkip.amazonaws.com/`).
     pub egress_echo_url: EchoUrl,
+    /// Where each record's outcome is published as an EventBridge event (`SFTP_FORWARD_EVENTS`:
+    /// `default`, the default, another bus's name or ARN, or `off`); see [`crate::events`].
+    pub events: Events,
+    /// The SQS queue's `maxReceiveCount` (`SFTP_FORWARD_MAX_RECEIVE_COUNT`, set by the
+    /// provisioner): a transient failure of a message received this many times goes to the
+    /// dead-letter queue, and its event says the delivery gave up. Unset: no gave-up events.
+    pub max_receive_count: Option<u32>,
+}
+
+/// `SFTP_FORWARD_EVENTS`: where delivery events go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Events {
+    /// No events.
+    Off,
+    /// PutEvents to this bus (`default`, a name or an ARN).
+    Bus(String),
 }
 
 /// A setting that cannot be used; names the variable.
@@ -127,6 +143,26 @@ impl Settings {
                     )
                 })?,
         };
+        let events = match get("SFTP_FORWARD_EVENTS").as_deref() {
+            None => Events::Bus("default".into()),
+            Some("off") => Events::Off,
+            Some(bus) if valid_bus(bus) => Events::Bus(bus.to_owned()),
+            Some(bus) => {
+                return Err(err(
+                    "SFTP_FORWARD_EVENTS",
+                    format!("{bus:?} is not `off`, `default`, an event bus name ([A-Za-z0-9._-/], at most 256) or an event bus ARN"),
+                ))
+            }
+        };
+        let max_receive_count = match get("SFTP_FORWARD_MAX_RECEIVE_COUNT") {
+            None => None,
+            Some(v) => Some(v.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
+                err(
+                    "SFTP_FORWARD_MAX_RECEIVE_COUNT",
+                    format!("{v:?} is not a whole number from 1 to 1000 (the queue's maxReceiveCount)"),
+                )
+            })?),
+        };
         let tuning = Tuning {
             connect_timeout: secs("SFTP_FORWARD_CONNECT_TIMEOUT_SECS", 10)?,
             request_timeout: secs("SFTP_FORWARD_REQUEST_TIMEOUT_SECS", 30)?,
@@ -143,6 +179,8 @@ impl Settings {
             tuning,
             expected_egress_ips,
             egress_echo_url,
+            events,
+            max_receive_count,
         })
     }
 
@@ -155,6 +193,17 @@ impl Settings {
             timeout: self.tuning.connect_timeout,
         }
     }
+}
+
+/// An event bus name as EventBridge accepts it, or an event bus ARN.
+fn valid_bus(bus: &str) -> bool {
+    if let Some(rest) = bus.strip_prefix("arn:") {
+        return rest.contains(":event-bus/") && !bus.contains(char::is_whitespace);
+    }
+    (1..=256).contains(&bus.len())
+        && bus
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
 }
 
 #[cfg(test)]
@@ -182,6 +231,23 @@ mod tests {
         assert_eq!(s.overwrite, Overwrite::Overwrite);
         assert_eq!(s.secret_ttl, Duration::from_secs(300));
         assert_eq!(s.deadline_margin, Duration::from_secs(3));
+        assert_eq!(s.events, Events::Bus("default".into()));
+        assert_eq!(s.max_receive_count, None);
+    }
+
+    #[test]
+    fn events_go_to_a_named_bus_or_nowhere() {
+        let with = |v: &str| from(&[("SFTP_FORWARD_SECRET_ID", "x"), ("SFTP_FORWARD_EVENTS", v)]);
+        assert_eq!(with("off").unwrap().events, Events::Off);
+        let arn = "arn:aws:events:eu-west-1:123456789012:event-bus/audit";
+        assert_eq!(with(arn).unwrap().events, Events::Bus(arn.into()));
+        assert_eq!(with("audit").unwrap().events, Events::Bus("audit".into()));
+        let s = from(&[
+            ("SFTP_FORWARD_SECRET_ID", "x"),
+            ("SFTP_FORWARD_MAX_RECEIVE_COUNT", "5"),
+        ])
+        .unwrap();
+        assert_eq!(s.max_receive_count, Some(5));
     }
 
     #[test]
@@ -198,6 +264,8 @@ mod tests {
             ("SFTP_FORWARD_EXPECTED_EGRESS_IPS", "203.0.113.7, nat-two"),
             ("SFTP_FORWARD_EGRESS_ECHO_URL", "checkip.amazonaws.com"),
             ("SFTP_FORWARD_EGRESS_ECHO_URL", "ftp://example.com/ip"),
+            ("SFTP_FORWARD_EVENTS", "my bus"),
+            ("SFTP_FORWARD_MAX_RECEIVE_COUNT", "0"),
         ] {
             let err = from(&[("SFTP_FORWARD_SECRET_ID", "x"), (var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{err}");

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::types::{Tag, Tagging};
+use aws_sdk_s3::types::{ChecksumMode, ChecksumType, Tag, Tagging};
 use forward::{Currency, Progress, RangeSource};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -24,6 +24,10 @@ pub struct Opened {
     pub etag: Option<String>,
     /// When S3 last modified the object (`Last-Modified`), for a `{modified}` route template.
     pub last_modified: Option<std::time::SystemTime>,
+    /// The SHA-256 of the whole object (lowercase hex) when S3 holds one as a full-object
+    /// checksum (uploaded with `ChecksumAlgorithm=SHA256` in one part); never a multipart
+    /// upload's composite checksum, which is no digest of the file ([`full_object_sha256`]).
+    pub sha256: Option<String>,
 }
 
 /// What can go wrong on the S3 side.
@@ -129,6 +133,7 @@ pub struct Ranges<'a, S> {
     len: u64,
     first: Mutex<Option<Body>>,
     progress: Option<Progress>,
+    sha256: Option<String>,
 }
 
 impl<'a, S: ObjectStore> Ranges<'a, S> {
@@ -141,6 +146,7 @@ impl<'a, S: ObjectStore> Ranges<'a, S> {
             len: opened.len,
             first: Mutex::new(Some(opened.body)),
             progress: None,
+            sha256: opened.sha256,
         })
     }
 
@@ -177,6 +183,10 @@ impl<S: ObjectStore> RangeSource for Ranges<'_, S> {
 
     fn progress(&self) -> Option<Progress> {
         self.progress.clone()
+    }
+
+    fn sha256(&self) -> Option<String> {
+        self.sha256.clone()
     }
 
     async fn discard_progress(&self) -> std::io::Result<()> {
@@ -274,6 +284,23 @@ fn announced_len(obj: &ObjectRef, content_length: Option<i64>) -> Result<u64, St
             ),
             transient: true,
         })
+}
+
+/// S3's `x-amz-checksum-sha256` (base64) as lowercase hex, when it is a digest of the whole
+/// object: type `FULL_OBJECT`, or no type given (stores and emulators from before checksum types)
+/// and no `-N` part count. A `COMPOSITE` checksum (a multipart upload's checksum of its parts'
+/// checksums) is not, and is ignored.
+pub fn full_object_sha256(value: Option<&str>, kind: Option<&ChecksumType>) -> Option<String> {
+    let value = value?;
+    let full = match kind {
+        Some(ChecksumType::FullObject) => true,
+        Some(_) => false,
+        None => !value.contains('-'),
+    };
+    let bytes = aws_smithy_types::base64::decode(value)
+        .ok()
+        .filter(|_| full)?;
+    (bytes.len() == 32).then(|| bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn classify<E>(op: &'static str, obj: &ObjectRef, err: SdkError<E, HttpResponse>) -> StoreError
@@ -379,10 +406,12 @@ impl ObjectStore for S3Store {
     async fn open(&self, obj: &ObjectRef) -> Result<Opened, StoreError> {
         let out = self
             .get(obj)
+            .checksum_mode(ChecksumMode::Enabled)
             .send()
             .await
             .map_err(|e| classify("GetObject", obj, e))?;
         Ok(Opened {
+            sha256: full_object_sha256(out.checksum_sha256(), out.checksum_type()),
             len: announced_len(obj, out.content_length())?,
             etag: out.e_tag().map(|e| e.trim_matches('"').to_owned()),
             last_modified: out.last_modified().and_then(|t| (*t).try_into().ok()),
@@ -450,6 +479,25 @@ impl ObjectStore for S3Store {
 #[cfg(test)]
 mod announced_len_tests {
     use super::*;
+
+    #[test]
+    fn only_a_full_object_sha256_is_a_digest_of_the_file() {
+        // SHA-256("hello world\n"), as S3 and moto send it.
+        let b64 = "qUiQTy8PR5uPgZdpSzAYSw0u0cHNKh7A+4XSmaGSpEc=";
+        let hex = "a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447";
+        assert_eq!(full_object_sha256(Some(b64), None).as_deref(), Some(hex));
+        let full = ChecksumType::FullObject;
+        assert_eq!(
+            full_object_sha256(Some(b64), Some(&full)).as_deref(),
+            Some(hex)
+        );
+        let composite = ChecksumType::Composite;
+        assert_eq!(full_object_sha256(Some(b64), Some(&composite)), None);
+        assert_eq!(full_object_sha256(Some(&format!("{b64}-3")), None), None);
+        assert_eq!(full_object_sha256(Some("not base64!"), None), None);
+        assert_eq!(full_object_sha256(Some("AAAA"), None), None, "not 32 bytes");
+        assert_eq!(full_object_sha256(None, Some(&full)), None);
+    }
 
     /// Guards against a response without Content-Length becoming a 0-byte delivered file.
     #[test]

@@ -29,6 +29,7 @@ use tracing::{Instrument, Span};
 use super::outcome::{already, store_outcome, Outcome};
 use super::slots::{write_control_file, Slots};
 use super::{ForwardOptions, Forwarder, Link};
+use crate::after::{failure_code, Detail};
 use crate::event::ObjectRef;
 use crate::progress;
 use crate::receipt::{final_path, Delivery, Receipt};
@@ -40,6 +41,12 @@ const RECONNECTS: u32 = 3;
 
 /// The most records prepared at once: each holds an open GetObject until its turn to publish.
 const WAVE: usize = 64;
+
+/// Why a delivered file's event and receipt carry no SHA-256: SHA-256 is sequential, so a file
+/// written as parallel stripes (or continued from where an interrupted delivery stopped) cannot
+/// be hashed as it goes; hashing it would take another full read or the whole file in memory.
+pub(crate) const NO_SHA256_STRIPED: &str =
+    "sent in parallel stripes or resumed: SHA-256 is taken only of a file sent as one stream";
 
 /// One record of a batch: the object, how to treat it, and its span (bucket, key, ...).
 pub(super) struct Job<'a> {
@@ -61,7 +68,7 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
         &mut self,
         jobs: &[Job<'_>],
         deadline: Option<Instant>,
-    ) -> Vec<Outcome> {
+    ) -> Vec<(Outcome, Detail)> {
         let slots = Slots::new(jobs.len());
         // Routed in their wave, under the naming rules of the partner secret read there.
         let routed: Vec<usize> = (0..jobs.len()).collect();
@@ -178,7 +185,12 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
         }
         match logged_in {
             Ok(()) => self.publish(jobs, ready, slots).await,
-            Err(outcome) => slots.set_all(ready.iter().map(|(i, _)| *i), &outcome),
+            Err((outcome, code)) => {
+                for (i, _) in &ready {
+                    slots.note(*i, |d| d.failure_code = Some(code));
+                }
+                slots.set_all(ready.iter().map(|(i, _)| *i), &outcome)
+            }
         }
     }
 }
@@ -192,10 +204,13 @@ impl<K: SecretSource> Link<'_, K> {
     ///   connections, sshd's `MaxStartups`): up to [`RECONNECTS`] more tries after growing,
     ///   jittered pauses (at most 2.1 s in all), since the whole wave would otherwise come back
     ///   for it. A timeout is not tried again: that would only use up the invocation.
-    async fn log_in(&mut self) -> Result<(), Outcome> {
+    ///
+    /// A failure comes with its code for the record's event ([`failure_code`]).
+    async fn log_in(&mut self) -> Result<(), (Outcome, &'static str)> {
         let (mut reread, mut reconnects) = (false, 0);
+        let secret = |o| (o, "PARTNER_SECRET");
         loop {
-            let err = match self.connector().await?.session().await {
+            let err = match self.connector().await.map_err(secret)?.session().await {
                 Ok(_) => return Ok(()),
                 Err(e) => e,
             };
@@ -204,12 +219,12 @@ impl<K: SecretSource> Link<'_, K> {
                     reread = true;
                     let before = self.partner.as_ref().map(|p| p.secret_digest);
                     *self.partner = None;
-                    self.connector().await?;
+                    self.connector().await.map_err(secret)?;
                     if self.partner.as_ref().map(|p| p.secret_digest) == before {
-                        return Err(Outcome::failed(
+                        return Err((Outcome::failed(
                             ErrorClass::Permanent,
                             "the partner refused the login and the secret has not changed: fix the credentials in the secret",
-                        ));
+                        ), failure_code(&err)));
                     }
                     tracing::info!("login refused; the secret changed since it was cached, retrying with the new one");
                 }
@@ -223,7 +238,7 @@ impl<K: SecretSource> Link<'_, K> {
                     tracing::info!(error = %e, ?pause, "could not open the connection; trying again");
                     tokio::time::sleep(pause).await;
                 }
-                e => return Err(Outcome::failed(e.class(), e)),
+                e => return Err((Outcome::failed(e.class(), &e), failure_code(&e))),
             }
         }
     }
@@ -472,13 +487,24 @@ async fn finish<S: ObjectStore>(
             let reason = e.to_string();
             return slots.set(i, Outcome::Skipped { reason });
         }
-        Err(e) => return slots.set(i, Outcome::failed(e.class(), e)),
+        Err(e) => return slots.set_failed(i, Outcome::failed(e.class(), &e), failure_code(&e)),
     };
     let delivered = Outcome::Delivered {
         remote_path: done.remote_path.clone(),
         // The object's bytes; an encrypted file's sent bytes are in its log line and receipt.
         bytes: encrypted.unwrap_or(done.bytes),
     };
+    slots.note(i, |d| {
+        d.started = SystemTime::now().checked_sub(done.elapsed).or(d.started);
+        d.object_bytes = Some(encrypted.unwrap_or(done.bytes));
+        d.sent_bytes = encrypted.map(|_| done.bytes);
+        d.sha256.clone_from(&done.sha256);
+        d.no_sha256 = match done.outcome {
+            _ if done.sha256.is_some() => None,
+            PublishOutcome::Written => Some(NO_SHA256_STRIPED),
+            _ => Some("not sent again: the file was already in place"),
+        };
+    });
     slots.set(i, delivered);
     let obj = job.obj;
     let etag = opened_etag.or_else(|| obj.etag.clone()).unwrap_or_default();
@@ -491,7 +517,8 @@ async fn finish<S: ObjectStore>(
     let receipt = match encrypted {
         Some(_) => Receipt::encrypted(delivery, done.bytes),
         None => Receipt::of(delivery),
-    };
+    }
+    .with_sha256(done.sha256.clone());
     // With a control file, the receipt waits for it.
     if let Some((tags, receipt)) = slots.hold(i, tags, receipt, &done) {
         write_receipt(store, obj, tags, receipt)

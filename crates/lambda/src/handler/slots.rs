@@ -19,6 +19,7 @@ use forward::{Connector, ErrorClass, Published};
 
 use super::batch::{write_receipt, Job};
 use super::outcome::Outcome;
+use crate::after::Detail;
 use crate::receipt::Receipt;
 use crate::source::ObjectStore;
 
@@ -35,6 +36,8 @@ pub(super) struct Slots {
     outcomes: Mutex<Vec<Option<Outcome>>>,
     /// `Some` once the partner is known to want a control file.
     held: Mutex<Option<Vec<Held>>>,
+    /// What else is known of each job, for the seam after a record ends (`crate::after`).
+    details: Mutex<Vec<Detail>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -46,24 +49,49 @@ impl Slots {
         Slots {
             outcomes: Mutex::new(vec![None; n]),
             held: Mutex::new(None),
+            details: Mutex::new(vec![
+                Detail {
+                    started: Some(SystemTime::now()),
+                    ..Detail::default()
+                };
+                n
+            ]),
         }
     }
 
     pub fn set(&self, job: usize, outcome: Outcome) {
         lock(&self.outcomes)[job] = Some(outcome);
+        lock(&self.details)[job].ended = Some(SystemTime::now());
     }
 
     pub fn set_all(&self, jobs: impl IntoIterator<Item = usize>, outcome: &Outcome) {
         let mut slots = lock(&self.outcomes);
+        let mut details = lock(&self.details);
         for job in jobs {
             slots[job] = Some(outcome.clone());
+            details[job].ended = Some(SystemTime::now());
         }
     }
 
     pub fn fill_unset(&self, outcome: &Outcome) {
-        for slot in lock(&self.outcomes).iter_mut().filter(|s| s.is_none()) {
-            *slot = Some(outcome.clone());
+        let mut details = lock(&self.details);
+        for (slot, detail) in lock(&self.outcomes).iter_mut().zip(details.iter_mut()) {
+            if slot.is_none() {
+                *slot = Some(outcome.clone());
+                detail.ended = Some(SystemTime::now());
+            }
         }
+    }
+
+    /// Adds to what is known of `job` (digest, sizes, failure code).
+    pub fn note(&self, job: usize, f: impl FnOnce(&mut Detail)) {
+        f(&mut lock(&self.details)[job]);
+    }
+
+    /// [`Slots::set`] for a failure whose code is known (see [`crate::after::failure_code`]).
+    pub fn set_failed(&self, job: usize, outcome: Outcome, code: &'static str) {
+        self.note(job, |d| d.failure_code = Some(code));
+        self.set(job, outcome);
     }
 
     /// The partner of this batch writes a control file: receipts are held from now on.
@@ -109,12 +137,15 @@ impl Slots {
         self.set_all(held.iter().map(|h| h.job), &failed);
     }
 
-    pub fn into_outcomes(self) -> Vec<Outcome> {
+    /// Every job's outcome and what else is known of it, in job order.
+    pub fn into_outcomes(self) -> Vec<(Outcome, Detail)> {
+        let details = self.details.into_inner().unwrap_or_else(|e| e.into_inner());
         self.outcomes
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
             .into_iter()
             .map(|o| o.expect("every record has an outcome"))
+            .zip(details)
             .collect()
     }
 }

@@ -158,21 +158,25 @@ impl Aws {
             .unwrap()
     }
 
-    /// A queue that the bucket notifies on every object creation; the s3:TestEvent is drained.
-    pub async fn notifying_queue(&self, bucket: &str) -> String {
-        use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
-        let url = self.queue("inbox").await;
-        let arn = self
-            .sqs
+    /// The ARN of the queue at `url`.
+    pub async fn queue_arn(&self, url: &str) -> String {
+        self.sqs
             .get_queue_attributes()
-            .queue_url(&url)
+            .queue_url(url)
             .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
             .send()
             .await
             .unwrap()
             .attributes
             .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-            .clone();
+            .clone()
+    }
+
+    /// A queue that the bucket notifies on every object creation; the s3:TestEvent is drained.
+    pub async fn notifying_queue(&self, bucket: &str) -> String {
+        use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+        let url = self.queue("inbox").await;
+        let arn = self.queue_arn(&url).await;
         self.s3
             .put_bucket_notification_configuration()
             .bucket(bucket)
