@@ -91,3 +91,94 @@ async fn a_progress_whose_file_is_gone_or_short_is_discarded_and_the_file_writte
         assert_eq!(files_under(&local), ["out.bin"], "{case}: no temp left");
     }
 }
+
+/// A local file that names its bytes (no recorded progress) whose reads can be made to break
+/// after 1 MiB, as an S3 body whose connection resets.
+struct Breaking {
+    file: FileRanges,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+/// Yields `inner` until `left` bytes have passed, then fails.
+struct BreaksAfter<R> {
+    inner: R,
+    left: usize,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for BreaksAfter<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.left == 0 {
+            let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+            return std::task::Poll::Ready(Err(reset));
+        }
+        let mut scratch = vec![0u8; buf.remaining().min(self.left)];
+        let mut limited = tokio::io::ReadBuf::new(&mut scratch);
+        std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_read(cx, &mut limited))?;
+        let n = limited.filled().len();
+        buf.put_slice(limited.filled());
+        self.left -= n;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl RangeSource for Breaking {
+    type Reader = BreaksAfter<<FileRanges as RangeSource>::Reader>;
+
+    fn len(&self) -> u64 {
+        self.file.len()
+    }
+
+    async fn open(&self, range: Range<u64>) -> std::io::Result<Self::Reader> {
+        let left = match self.broken.load(Ordering::SeqCst) {
+            true => 1 << 20,
+            false => usize::MAX,
+        };
+        Ok(BreaksAfter {
+            inner: self.file.open(range).await?,
+            left,
+        })
+    }
+
+    fn identity(&self) -> Option<String> {
+        Some("v1".into())
+    }
+}
+
+#[tokio::test]
+async fn a_resumable_file_that_fails_transiently_stays_for_the_retry() {
+    let len = 3 << 20;
+    let (_dir, file, sha) = noise_file(11, len);
+    let (local, remote) = scratch_dir("resume-kept");
+    let key = resume_key(&format!("{remote}/out.bin"), "v1");
+    let source = Breaking {
+        file: FileRanges::new(&file).await.unwrap(),
+        broken: true.into(),
+    };
+    let mut c = connector(&partner_json(&remote));
+    let e = c
+        .publish_ranges(&source, &path("out.bin"), Overwrite::Overwrite)
+        .await
+        .expect_err("the source breaks after 1 MiB");
+    assert!(e.is_transient(), "{e}");
+    assert_eq!(
+        files_under(&local),
+        [format!(".out.bin.sfr-{key}.part")],
+        "the resumable file stays (never under the final name): {e}"
+    );
+
+    source.broken.store(false, Ordering::SeqCst);
+    let done = c
+        .publish_ranges(&source, &path("out.bin"), Overwrite::Overwrite)
+        .await
+        .unwrap();
+    assert_eq!(done.outcome, PublishOutcome::Written);
+    assert_eq!(
+        sha256_of_reader(std::fs::File::open(local.join("out.bin")).unwrap()),
+        sha
+    );
+    assert_eq!(files_under(&local), ["out.bin"], "no temp left");
+}

@@ -207,6 +207,22 @@ impl Session {
         Ok(())
     }
 
+    /// Best effort, bounded in time: close the handle of a temporary file that stays.
+    pub(super) async fn close_kept(&self, on: &RawSftpSession, handle: &str, temp_path: &str) {
+        let closing = async {
+            on.close(handle)
+                .await
+                .map(drop)
+                .map_err(|e| Error::sftp("close", temp_path, e))
+        };
+        match bounded(Duration::from_secs(5), "closing", &self.addr, closing).await {
+            Ok(()) => tracing::info!(temp_path, "kept the temporary file for the retry"),
+            Err(e) => {
+                tracing::warn!(temp_path, error = %e, "could not close the kept temporary file")
+            }
+        }
+    }
+
     /// Best effort: close the handle (unless its CLOSE was sent already) and delete the
     /// temporary file, bounded in time.
     pub(super) async fn remove_temp(

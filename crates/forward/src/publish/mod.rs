@@ -405,7 +405,6 @@ impl Session {
         }
 
         self.create_dirs(on, path.parent()).await?;
-        self.sweep_once(self.upload.temp_dir(dir)).await;
         let direct = self.upload == Upload::Direct;
         // A marker's SHA-256 is taken as the file streams out, from its first byte.
         let digest_needed = self.digest_wanted;
@@ -513,6 +512,8 @@ impl Session {
             }
         };
         self.unsettled.opened(&temp_path, on, &handle);
+        // Its age measured by the partner's clock: our file's modification time is its "now".
+        self.sweep_once(self.upload.temp_dir(dir), &temp_path).await;
 
         let closed = AtomicBool::new(false);
         let written = self
@@ -590,10 +591,20 @@ impl Session {
                 };
                 let handle = (!closed.load(Ordering::Relaxed)).then_some(handle.as_str());
                 // Under `direct` an older version's complete bytes stay (a newer delivery may be
-                // writing the same name now: removing could take its file away).
-                let keep = matches!(e, Error::Superseded { direct: true, .. });
+                // writing the same name now: removing could take its file away). A resumable file
+                // stays for the retry when the connection or the source broke (continued if its
+                // progress was recorded, else written again from the start; the sweep takes it if
+                // no retry comes): removing it would lose what it holds, and could pull it from
+                // under another delivery of the same bytes that is continuing it. One the server
+                // refused to go on with (a full disk, a permission) is removed: it only takes
+                // the partner's space.
+                let keep = matches!(e, Error::Superseded { direct: true, .. })
+                    || (resumable.is_some()
+                        && (e.connection_lost() || matches!(e, Error::Source { .. })));
                 if !keep {
                     self.remove_temp(on, handle, &temp_path, &e).await;
+                } else if let Some(handle) = handle.filter(|_| !e.connection_lost()) {
+                    self.close_kept(on, handle, &temp_path).await;
                 }
                 self.unsettled.settled(&temp_path);
                 Err(e)

@@ -6,10 +6,13 @@
 //! or `name.<tag><suffix>` under the `suffix` convention; in the staging directory under
 //! `staging-dir`)
 //! whose modification time is older than [`Tuning::stale_temp_after`](crate::Tuning) (24 h by
-//! default; the partner's clock is trusted). In the background, bounded in time; failures are
-//! only logged. (A resumable file that old is not continued, see `resume_point`.)
+//! default) by **the partner's clock**: the sweep starts once the publish has opened its own
+//! temporary file there, and that file's modification time is the partner's "now" (so a function
+//! whose clock runs ahead of the partner's never takes a live file of another delivery for a stale
+//! one). In the background, bounded in time; failures are only logged. (A resumable file that old
+//! is not continued, see `resume_point`.)
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::client::RawSftpSession;
@@ -42,17 +45,18 @@ impl Connector {
 
 impl Session {
     /// Removes our stale temporary files from `dir`, once per connection and directory (see
-    /// the module doc). In the background, beside the publish that asked: the listing's round
-    /// trips never delay a file (only files a day old are touched, never the one being written).
-    pub(super) async fn sweep_once(&self, dir: &str) {
+    /// the module doc), `ours` being the temporary file the asking publish has just opened there
+    /// (its clock, never itself removed). In the background, beside that publish: the listing's
+    /// round trips never delay a file.
+    pub(super) async fn sweep_once(&self, dir: &str, ours: &str) {
         let stale = self.unsettled.stale_after();
         if stale.is_zero() || !self.unsettled.first_visit(dir) {
             return;
         }
         let (sftp, dir, addr) = (self.sftp.clone(), dir.to_owned(), self.addr.clone());
-        let upload = self.upload.clone();
+        let (upload, ours) = (self.upload.clone(), ours.to_owned());
         let sweeping = async move {
-            let work = sweep(&sftp, &dir, &upload, stale);
+            let work = sweep(&sftp, &dir, &ours, &upload, stale);
             match bounded(SWEEP_LIMIT, "sweeping stale temporary files", &addr, work).await {
                 Ok(removed) if !removed.is_empty() => {
                     tracing::info!(dir, ?removed, "removed stale temporary files")
@@ -73,13 +77,14 @@ impl Session {
 async fn sweep(
     on: &RawSftpSession,
     dir: &str,
+    ours: &str,
     upload: &Upload,
     stale: Duration,
 ) -> Result<Vec<String>, Error> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
+    let Some(now) = partner_now(on, ours).await? else {
+        tracing::debug!(ours, "no modification time from the partner; not sweeping");
+        return Ok(Vec::new());
+    };
     let handle = on
         .opendir(dir)
         .await
@@ -97,7 +102,8 @@ async fn sweep(
                             .mtime
                             .is_some_and(|m| now.saturating_sub(u64::from(m)) > stale.as_secs())
                     })
-                    .map(|f| join2(dir, &f.filename)),
+                    .map(|f| join2(dir, &f.filename))
+                    .filter(|path| path != ours),
             ),
             Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => break Ok(()),
             Err(e) => break Err(Error::sftp("readdir", dir, e)),
@@ -120,4 +126,14 @@ async fn sweep(
         }
     }
     Ok(removed)
+}
+
+/// The partner's current time in seconds: the modification time of `ours`, a file this publish
+/// has just created or opened to continue (`None` when the server does not give one).
+async fn partner_now(on: &RawSftpSession, ours: &str) -> Result<Option<u64>, Error> {
+    let attrs = on
+        .stat(ours)
+        .await
+        .map_err(|e| Error::sftp("stat", ours, e))?;
+    Ok(attrs.attrs.mtime.map(u64::from))
 }
