@@ -182,6 +182,7 @@ pub async fn ensure(
             .join(","),
     )]);
     env.extend(spec.environment.clone());
+    crate::delivery_events::function_env(spec, &mut env);
     env.insert(SECRET_ENV.into(), secret_arn.to_owned());
     let wanted = Wanted {
         role: role.0.to_owned(),

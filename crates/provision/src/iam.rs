@@ -45,6 +45,8 @@ pub struct Scope<'a> {
     /// Customer-managed KMS keys of the secret or the bucket (key ARNs), if any: the function
     /// may decrypt with them only through Secrets Manager and S3.
     pub kms_keys: &'a [String],
+    /// The EventBridge bus of its delivery events (name or ARN), `None` when they are off.
+    pub events_bus: Option<&'a str>,
 }
 
 /// Lets Lambda assume the role.
@@ -126,6 +128,10 @@ pub fn execution_policy(s: &Scope<'_>) -> Value {
             "Resource": [log_group.clone(), format!("{log_group}:*")]
         }),
     ];
+    if let Some(bus) = s.events_bus {
+        let arn = crate::delivery_events::bus_arn(bus, p, r, a);
+        statements.push(crate::delivery_events::statement(&arn));
+    }
     if !s.kms_keys.is_empty() {
         statements.push(json!({
             "Sid": "DecryptSecretAndObjects",
@@ -290,6 +296,7 @@ pub async fn ensure_role(
         queue_arn,
         function: &function,
         kms_keys,
+        events_bus: crate::delivery_events::bus(spec),
     });
     let current = if created {
         None
@@ -450,6 +457,7 @@ mod tests {
             queue_arn: "arn:aws:sqs:us-east-1:123456789012:acme-inbox",
             function: "acme-forward",
             kms_keys: &[],
+            events_bus: Some("default"),
         }
     }
 
@@ -473,6 +481,7 @@ mod tests {
                     || r == s.secret_arn
                     || r == s.queue_arn
                     || r == "arn:aws:ec2:us-east-1:123456789012:network-interface/*"
+                    || r == "arn:aws:events:us-east-1:123456789012:event-bus/default"
                     || r.starts_with(
                         "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/acme-forward",
                     );
@@ -500,6 +509,7 @@ mod tests {
             "sqs:DeleteMessage",
             "ec2:CreateNetworkInterface",
             "logs:PutLogEvents",
+            "events:PutEvents",
         ] {
             assert!(actions.contains(&needed), "{needed} missing");
         }

@@ -17,7 +17,8 @@
 //!   gateway endpoint and the function's security group;
 //! - [`inbox`]: the partner secret, the queue and its dead-letter queue, the inbox bucket and its
 //!   notification to the queue;
-//! - [`iam`]: the function's role and its least-privilege inline policy;
+//! - [`iam`]: the function's role and its least-privilege inline policy ([`delivery_events`]: the
+//!   bus its events go to);
 //! - [`logs`]: the function's log group, with a retention;
 //! - [`function`]: the Lambda function (from the packaged `bootstrap` zip) and its SQS event source
 //!   mapping;
@@ -33,6 +34,7 @@
 pub mod apply;
 pub mod config;
 pub mod context;
+pub mod delivery_events;
 pub mod destroy;
 pub mod error;
 pub mod failover;

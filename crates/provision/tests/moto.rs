@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_ec2::types::RouteTable;
 use provision::context::{Action, Ctx, Mode};
 use provision::iam::{self, Scope};
-use provision::{config, destroy, outputs, Error, RawConfig, Report, STACK_TAG};
+use provision::{config, delivery_events, destroy, outputs, Error, RawConfig, Report, STACK_TAG};
 use serde_json::Value;
 use testkit::strict_aws::Behaviour as B;
 use util::*;
@@ -664,8 +664,20 @@ async fn assert_topology(
         queue_arn: &q.arn,
         function: &function,
         kms_keys: &[],
+        events_bus: Some("default"),
     });
     assert_eq!(doc, expected);
+    // Delivery events: PutEvents on the default bus only.
+    let events = doc["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|st| st["Action"] == serde_json::json!(["events:PutEvents"]))
+        .expect("an events statement");
+    assert_eq!(
+        events["Resource"],
+        "arn:aws:events:us-east-1:123456789012:event-bus/default"
+    );
     assert_eq!(iam::least_privilege_violations(&doc), Vec::<String>::new());
 
     // Function: runtime, handler, architecture, secret id, VPC attachment as sent.
@@ -691,6 +703,15 @@ async fn assert_topology(
     assert_eq!(
         env.get(config::SECRET_ENV).map(String::as_str),
         Some(secret_arn)
+    );
+    // Delivery events on the default bus; a last attempt known from the queue's maxReceiveCount.
+    assert_eq!(
+        env.get(delivery_events::EVENTS_ENV).map(String::as_str),
+        Some("default")
+    );
+    assert_eq!(
+        env.get(delivery_events::MAX_RECEIVE_ENV),
+        Some(&spec.max_receive_count.to_string())
     );
     // The egress self-check knows the two EIPs the partner allowlists.
     assert_eq!(
