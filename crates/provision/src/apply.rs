@@ -1,5 +1,6 @@
 //! `apply` (and `plan`, the same steps without changes): first every check that can fail on the
-//! operator's input, so that a bad input creates nothing; then network → inbox → role → function.
+//! operator's input, so that a bad input creates nothing; then network → inbox → role → function
+//! → alarm topic → self-check schedule → alarms.
 
 use crate::config::{self, Partner};
 use crate::context::{Ctx, Mode};
@@ -18,6 +19,8 @@ pub struct Applied {
     pub inbox: Inbox,
     /// The function and its event source mapping.
     pub function: Function,
+    /// The alarms' SNS topic.
+    pub alarm_topic: String,
 }
 
 /// Runs every step in `ctx.mode`.
@@ -68,10 +71,12 @@ pub async fn run(ctx: Ctx<'_>) -> Result<Applied> {
         &inbox.queue.arn,
     )
     .await?;
+    let alarm_topic = crate::alarms::ensure(ctx, &network.azs, &function.arn).await?;
     Ok(Applied {
         network,
         inbox,
         function,
+        alarm_topic,
     })
 }
 

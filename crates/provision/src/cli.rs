@@ -115,6 +115,14 @@ pub struct Inputs {
     /// `deploy/package --arch arm64`) [default: x86_64]
     #[arg(long, value_name = "ARCH")]
     pub arch: Option<String>,
+    /// Mail the alarms to this address (SNS email subscription: nothing is sent until the link in
+    /// AWS's confirmation mail is clicked)
+    #[arg(long, value_name = "ADDRESS")]
+    pub alarm_email: Option<String>,
+    /// When the function checks its egress and the partner ({"check": true}): rate(N minutes),
+    /// cron(...) or off [default: rate(15 minutes)]
+    #[arg(long, value_name = "EXPRESSION")]
+    pub self_check_schedule: Option<String>,
 }
 
 impl Inputs {
@@ -130,6 +138,8 @@ impl Inputs {
             eip_allocation_ids: some(&self.eips),
             max_concurrency: self.max_concurrency,
             architecture: self.arch.clone(),
+            alarm_email: self.alarm_email.clone(),
+            self_check_schedule: self.self_check_schedule.clone(),
             ..RawConfig::default()
         }
     }

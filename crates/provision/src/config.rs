@@ -104,6 +104,12 @@ pub struct RawConfig {
     pub nat_wait_seconds: Option<u64>,
     /// How long the function's log group keeps its logs (a CloudWatch Logs retention value).
     pub log_retention_days: Option<u32>,
+    /// Where the alarm topic mails (an email subscription, pending until confirmed).
+    pub alarm_email: Option<String>,
+    /// The alarms' names and thresholds (see [`crate::alarms::RawAlarms`]).
+    pub alarms: Option<crate::alarms::RawAlarms>,
+    /// The self-check's schedule: `rate(...)`, `cron(...)` or `off`; default `rate(15 minutes)`.
+    pub self_check_schedule: Option<String>,
 }
 
 impl RawConfig {
@@ -148,7 +154,10 @@ impl RawConfig {
             architecture,
             environment,
             nat_wait_seconds,
-            log_retention_days
+            log_retention_days,
+            alarm_email,
+            alarms,
+            self_check_schedule
         )
     }
 }
@@ -203,6 +212,8 @@ pub struct Spec {
     pub nat_wait: Duration,
     /// The function's log group retention in days.
     pub log_retention_days: u32,
+    /// The alarms, their topic's email and the self-check's schedule.
+    pub alerting: crate::alarms::Alerting,
 }
 
 /// The function's instruction set, as Lambda names it.
@@ -331,7 +342,14 @@ impl Spec {
             .architecture
             .as_deref()
             .map_or(Ok(Arch::default()), Arch::parse)?;
+        let alerting = crate::alarms::Alerting::from_raw(
+            &stack,
+            raw.alarm_email,
+            raw.alarms,
+            raw.self_check_schedule,
+        )?;
         Ok(Spec {
+            alerting,
             architecture,
             secret_given: raw.secret.is_some(),
             secret: raw
@@ -488,113 +506,4 @@ fn check_bucket_name(b: &str) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(raw: RawConfig) -> Result<Spec> {
-        Spec::from_raw(raw, "bootstrap.zip".into())
-    }
-
-    #[test]
-    fn defaults_derive_names_from_the_stack() {
-        let s = spec(RawConfig {
-            stack: Some("acme".into()),
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(s.bucket, "");
-        let s = s.for_account("123456789012", "eu-west-1").unwrap();
-        assert_eq!(s.bucket, "acme-123456789012-eu-west-1");
-        assert_eq!(s.role_name("eu-west-1"), "acme-forward-eu-west-1");
-        assert_eq!(s.secret, "sftp-forward/acme/partner");
-        assert_eq!(s.function_name(), "acme-forward");
-        assert_eq!(s.max_concurrency, 2);
-    }
-
-    #[test]
-    fn same_az_twice_is_rejected() {
-        let raw = RawConfig {
-            availability_zones: Some(vec!["us-east-1a".into(), "us-east-1a".into()]),
-            ..Default::default()
-        };
-        let err = spec(raw).unwrap_err().to_string();
-        assert!(
-            err.contains("availability_zones") && err.contains("twice"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn partner_address_is_an_ipv4_or_hostname() {
-        assert_eq!(
-            parse_partner("198.51.100.7").unwrap(),
-            Partner::Ip([198, 51, 100, 7].into())
-        );
-        assert_eq!(
-            parse_partner("SFTP.Example.com").unwrap(),
-            Partner::Host("sftp.example.com".into())
-        );
-        for bad in [
-            "not a host",
-            "sftp_partner.example.com",
-            "-x.example",
-            "1.2.3.999",
-            "::1",
-            "",
-        ] {
-            assert!(parse_partner(bad).is_err(), "{bad:?} accepted");
-        }
-    }
-
-    #[test]
-    fn architecture_is_x86_64_or_arm64_with_its_own_default_zip() {
-        let s = spec(RawConfig::default()).unwrap();
-        assert_eq!(
-            (s.architecture, s.zip),
-            (Arch::X86_64, "bootstrap.zip".into())
-        );
-        let arm = |a: &str| {
-            spec(RawConfig {
-                architecture: Some(a.into()),
-                ..Default::default()
-            })
-        };
-        let s = arm("arm64").unwrap();
-        assert_eq!(
-            (s.architecture, s.zip),
-            (Arch::Arm64, "bootstrap-arm64.zip".into())
-        );
-        assert_eq!(arm("x86_64").unwrap().architecture, Arch::X86_64);
-        for bad in ["aarch64", "ARM64", "x86-64", ""] {
-            let err = arm(bad).unwrap_err().to_string();
-            assert!(
-                err.contains("architecture") && err.contains("x86_64 or arm64"),
-                "{bad:?}: {err}"
-            );
-        }
-        // A zip the operator names is used as given.
-        let s = spec(RawConfig {
-            architecture: Some("arm64".into()),
-            zip: Some("/z/mine.zip".into()),
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(s.zip, PathBuf::from("/z/mine.zip"));
-    }
-
-    #[test]
-    fn flags_override_the_file() {
-        let file = RawConfig {
-            bucket: Some("from-file".into()),
-            max_concurrency: Some(4),
-            ..Default::default()
-        };
-        let flags = RawConfig {
-            bucket: Some("from-flag".into()),
-            ..Default::default()
-        };
-        let merged = file.merge(flags);
-        assert_eq!(merged.bucket.as_deref(), Some("from-flag"));
-        assert_eq!(merged.max_concurrency, Some(4));
-    }
-}
+mod tests;

@@ -30,6 +30,12 @@ pub struct Clients {
     pub sts: aws_sdk_sts::Client,
     /// CloudWatch Logs: the function's log group.
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// CloudWatch: the alarms.
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// SNS: the alarms' topic.
+    pub sns: aws_sdk_sns::Client,
+    /// EventBridge Scheduler: the scheduled self-check.
+    pub scheduler: aws_sdk_scheduler::Client,
     /// The region every client talks to.
     pub region: String,
     /// A custom endpoint (`AWS_ENDPOINT_URL`, an emulator), if any.
@@ -70,6 +76,9 @@ impl Clients {
             secrets: aws_sdk_secretsmanager::Client::new(config),
             sts: aws_sdk_sts::Client::new(config),
             logs: aws_sdk_cloudwatchlogs::Client::new(config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+            sns: aws_sdk_sns::Client::new(config),
+            scheduler: aws_sdk_scheduler::Client::new(config),
             region,
             endpoint: config.endpoint_url().map(str::to_owned),
         })

@@ -3,7 +3,8 @@
 //!
 //! 1. the NAT gateways (billed by the hour) and the S3 endpoint: deletion starts at once, nothing
 //!    else depends on them being gone until the subnets and the internet gateway;
-//! 2. the trigger, the function and its log group: Lambda then starts releasing the function's
+//! 2. the alarms, the self-check's schedule and its role, the alarm topic; the trigger, the
+//!    function and its log group: Lambda then starts releasing the function's
 //!    network interfaces, **with the function's role** (so the role stays until they are gone);
 //! 3. the bucket (if empty), the queues and the secret (7-day recovery window; apply restores it);
 //! 4. the function's network interfaces: wait until Lambda has released them, delete those left
@@ -42,7 +43,10 @@ async fn steps(ctx: Ctx<'_>, release_eips: bool, kept: &mut Vec<String>) -> Resu
     // 1. What is billed by the hour and holds nothing else up: start deleting it now.
     let nats = network::nat::start_deletion(ctx).await?;
     network::endpoint::delete(ctx).await?;
-    // 2. The trigger and the function: Lambda starts releasing its network interfaces.
+    // 2. The alarms, the schedule (no check fires at a function being deleted) and its role, the
+    //    alarm topic; then the trigger and the function: Lambda starts releasing its network
+    //    interfaces.
+    crate::alarms::delete(ctx).await?;
     function::delete(ctx).await?;
     logs::delete(ctx).await?;
     // 3. The inbox.

@@ -181,6 +181,10 @@ pub async fn ensure(
             .collect::<Vec<_>>()
             .join(","),
     )]);
+    env.insert(
+        crate::schedule::CHECK_PATHS_ENV.to_owned(),
+        crate::schedule::check_paths(network),
+    );
     env.extend(spec.environment.clone());
     crate::delivery_events::function_env(spec, &mut env);
     env.insert(SECRET_ENV.into(), secret_arn.to_owned());

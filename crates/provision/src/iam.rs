@@ -10,9 +10,8 @@ use std::time::Duration;
 use aws_sdk_iam::types::Role;
 use serde_json::{json, Value};
 
-use crate::context::Action;
 use crate::context::{is_placeholder, Ctx, State};
-use crate::error::{aws, Error, Result};
+use crate::error::{aws, Result};
 use crate::STACK_TAG;
 
 /// The inline policy's name on the role.
@@ -213,23 +212,9 @@ pub fn is_fresh(role: &Role) -> bool {
 pub async fn check_role(ctx: Ctx<'_>) -> Result<()> {
     let name = ctx.spec.role_name(&ctx.clients.region);
     match find_role(ctx.clients, &name).await? {
-        Some(role) => foreign(ctx, &role, &name),
+        Some(role) => crate::role::check_ours(ctx, &role, &name),
         None => Ok(()),
     }
-}
-
-fn foreign(ctx: Ctx<'_>, role: &Role, name: &str) -> Result<()> {
-    if role_stack(role) == Some(ctx.spec.stack.as_str()) {
-        return Ok(());
-    }
-    Err(Error::Conflict {
-        resource: format!("IAM role {name}"),
-        problem: match role_stack(role) {
-            Some(other) => format!("it belongs to stack {other:?}"),
-            None => format!("it exists but is not tagged {STACK_TAG}={}", ctx.spec.stack),
-        },
-        next: "use another --stack, or remove that role if it is a leftover".into(),
-    })
 }
 
 /// Finds or creates the role and brings its inline policy to [`execution_policy`]. Returns the
@@ -245,36 +230,16 @@ pub async fn ensure_role(
     let (c, spec) = (ctx.clients, ctx.spec);
     let name = spec.role_name(&c.region);
     let what = format!("IAM role {name}");
-    let found = find_role(c, &name).await?;
-    if let Some(role) = &found {
-        foreign(ctx, role, &name)?;
-    }
-    let fresh = found.as_ref().is_none_or(is_fresh);
-    let created = found.is_none();
-    let arn = ctx
-        .ensure(&what, found.map(|r| r.arn().to_owned()), || async {
-            let out = c
-                .iam
-                .create_role()
-                .role_name(&name)
-                .assume_role_policy_document(trust_policy().to_string())
-                .description(format!(
-                    "sftp-forward function of stack {} in {}",
-                    spec.stack, c.region
-                ))
-                .tags(
-                    aws_sdk_iam::types::Tag::builder()
-                        .key(STACK_TAG)
-                        .value(&spec.stack)
-                        .build()
-                        .expect("tag"),
-                )
-                .send()
-                .await
-                .map_err(aws("CreateRole", &what))?;
-            Ok(out.role().map(|r| r.arn().to_owned()).unwrap_or_default())
-        })
-        .await?;
+    let wanted_role = crate::role::Wanted {
+        name: &name,
+        what: &what,
+        trust: trust_policy(),
+        description: format!(
+            "sftp-forward function of stack {} in {}",
+            spec.stack, c.region
+        ),
+    };
+    let (arn, fresh, created) = crate::role::ensure(ctx, &wanted_role).await?;
 
     let policy_what = format!("inline policy {POLICY_NAME} of {what}");
     if [arn.as_str(), secret_arn, queue_arn]
@@ -298,43 +263,7 @@ pub async fn ensure_role(
         kms_keys,
         events_bus: crate::delivery_events::bus(spec),
     });
-    let current = if created {
-        None
-    } else {
-        match c
-            .iam
-            .get_role_policy()
-            .role_name(&name)
-            .policy_name(POLICY_NAME)
-            .send()
-            .await
-        {
-            Ok(out) => Some(decode_policy(out.policy_document())),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_no_such_entity_exception()) =>
-            {
-                None
-            }
-            Err(e) => return Err(aws("GetRolePolicy", &policy_what)(e)),
-        }
-    };
-    ctx.converge(
-        &policy_what,
-        State::of(current.is_some(), current.as_ref() == Some(&wanted)),
-        || async {
-            c.iam
-                .put_role_policy()
-                .role_name(&name)
-                .policy_name(POLICY_NAME)
-                .policy_document(wanted.to_string())
-                .send()
-                .await
-                .map_err(aws("PutRolePolicy", &policy_what))?;
-            Ok(())
-        },
-    )
-    .await?;
+    crate::role::converge_policy(ctx, (&name, POLICY_NAME, &policy_what), &wanted, created).await?;
     Ok((arn, fresh))
 }
 
@@ -395,52 +324,8 @@ fn legacy_role_name(stack: &str) -> String {
 /// older version named `<stack>-forward-role`, if tagged for this stack.
 pub(crate) async fn delete_role(ctx: Ctx<'_>) -> Result<()> {
     let (c, spec) = (ctx.clients, ctx.spec);
-    delete_one_role(ctx, &spec.role_name(&c.region), true).await?;
-    delete_one_role(ctx, &legacy_role_name(&spec.stack), false).await
-}
-
-async fn delete_one_role(ctx: Ctx<'_>, role: &str, report_foreign: bool) -> Result<()> {
-    let (c, spec) = (ctx.clients, ctx.spec);
-    let Some(found) = find_role(c, role).await? else {
-        return Ok(());
-    };
-    let what = format!("IAM role {role}");
-    if role_stack(&found) != Some(spec.stack.as_str()) {
-        if !report_foreign {
-            return Ok(());
-        }
-        ctx.record(
-            Action::Keep,
-            format!("{what} (not tagged {STACK_TAG}={})", spec.stack),
-            found.arn(),
-        );
-        return Ok(());
-    }
-    let out = c
-        .iam
-        .delete_role_policy()
-        .role_name(role)
-        .policy_name(POLICY_NAME)
-        .send()
-        .await;
-    match out {
-        Err(e)
-            if !e
-                .as_service_error()
-                .is_some_and(|e| e.is_no_such_entity_exception()) =>
-        {
-            return Err(aws("DeleteRolePolicy", &what)(e))
-        }
-        _ => {}
-    }
-    c.iam
-        .delete_role()
-        .role_name(role)
-        .send()
-        .await
-        .map_err(aws("DeleteRole", &what))?;
-    ctx.record(Action::Delete, what, found.arn());
-    Ok(())
+    crate::role::delete(ctx, &spec.role_name(&c.region), POLICY_NAME, true).await?;
+    crate::role::delete(ctx, &legacy_role_name(&spec.stack), POLICY_NAME, false).await
 }
 
 #[cfg(test)]

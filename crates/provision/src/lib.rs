@@ -24,13 +24,17 @@
 //!   mapping;
 //! - [`apply`]: the order of the steps above, with the input checks that run before anything is
 //!   created; [`plan`] adds the monthly cost estimate;
+//! - [`alarms`]: the SNS topic (optional email subscription) and the CloudWatch alarms on it;
+//! - [`schedule`]: the scheduled self-check (EventBridge Scheduler) and the role it invokes with;
 //! - [`outputs`]: what exists, as JSON, with each private subnet's current route;
 //! - [`failover`]: an AZ's private subnet routed through the other AZ's NAT gateway, and back;
 //! - [`destroy`]: the order of the deletes, in one list: everything but the Elastic IPs (unless
 //!   asked), in the order AWS needs — what is billed by the hour first, the role only after Lambda
 //!   released the function's network interfaces — which is not simply apply reversed;
-//! - `retry`: the one bounded retry for AWS's eventual consistency, used by all of the above.
+//! - `retry`: the one bounded retry for AWS's eventual consistency, used by all of the above;
+//! - `role`: an IAM role of the stack with its inline policy (the function's, the schedule's).
 
+pub mod alarms;
 pub mod apply;
 pub mod config;
 pub mod context;
@@ -46,6 +50,8 @@ pub mod network;
 pub mod outputs;
 pub mod plan;
 mod retry;
+mod role;
+pub mod schedule;
 
 pub use config::{RawConfig, Spec};
 pub use context::{Clients, Mode, Report};

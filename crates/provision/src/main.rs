@@ -70,7 +70,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("Plan for {stack} (nothing is changed):");
             apply::run(ctx(Mode::Plan)).await.context("plan")?;
             let estimate = plan::estimate(&clients.region);
-            println!("{}\n\n{estimate}", report.summary(Mode::Plan));
+            let alerting = plan::alerting_estimate(&spec);
+            println!(
+                "{}\n\n{estimate}\n{alerting}",
+                report.summary(Mode::Plan)
+            );
         }
         Command::Apply(_) => {
             println!("Applying {stack}:");

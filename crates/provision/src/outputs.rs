@@ -1,6 +1,7 @@
 //! `outputs`: what exists for the stack, as JSON, found the same way `apply` finds it. Missing
 //! resources are `null` (or absent from `elastic_ips`). `private_routes` says where each private
-//! subnet's traffic leaves now (its own NAT gateway, or the other one after `failover`).
+//! subnet's traffic leaves now (its own NAT gateway, or the other one after `failover`); `alerting`
+//! the alarm topic, its subscriptions, the alarms and the self-check's schedule.
 
 use std::collections::BTreeMap;
 
@@ -48,6 +49,8 @@ pub struct Outputs {
     pub dlq: Option<String>,
     /// The partner secret's ARN.
     pub secret: Option<String>,
+    /// The alarms' topic, its subscriptions, the alarms and the self-check's schedule.
+    pub alerting: crate::alarms::outputs::Alerting,
 }
 
 /// Looks everything up; changes nothing.
@@ -103,5 +106,6 @@ pub async fn collect(c: &Clients, spec: &Spec) -> Result<Outputs> {
             .await?
             .filter(|d| d.deleted_date().is_none())
             .and_then(|d| d.arn().map(Into::into)),
+        alerting: crate::alarms::outputs::collect(c, spec).await?,
     })
 }

@@ -1,5 +1,6 @@
 //! `plan`'s cost estimate for what runs all month whether files arrive or not: the two NAT
-//! gateways and the two public IPv4 addresses.
+//! gateways and the two public IPv4 addresses; then the alarms and the self-check's schedule
+//! (list prices cited in docs/PROVISION.md).
 
 /// NAT gateway, per hour each (us-east-1 list price).
 pub const NAT_HOURLY_USD: f64 = 0.045;
@@ -38,6 +39,47 @@ pub fn estimate(region: &str) -> String {
     )
 }
 
+/// CloudWatch standard-resolution metric alarm, per alarm-month (us-east-1 list price).
+pub const ALARM_MONTHLY_USD: f64 = 0.10;
+/// CloudWatch custom metric (the function's EMF metrics), per metric-month, first 10,000.
+pub const CUSTOM_METRIC_MONTHLY_USD: f64 = 0.30;
+/// EventBridge Scheduler, per million invocations after the first 14 million each month.
+pub const SCHEDULER_PER_MILLION_USD: f64 = 1.00;
+/// SNS email notifications, per 100,000 after the first 1,000 each month.
+pub const SNS_EMAIL_PER_100K_USD: f64 = 2.00;
+
+/// The alarms, the schedule and the topic: (alarms, their monthly cost, checks per month).
+pub fn alerting_monthly(spec: &crate::Spec) -> (usize, f64, Option<f64>) {
+    let azs = ["a".to_owned(), "b".to_owned()];
+    let n = crate::alarms::wanted(&spec.alerting, "f", "q", &azs).len();
+    let checks = spec.alerting.schedule.as_deref().map(|s| {
+        crate::alarms::rate_seconds(s).map_or(f64::NAN, |secs| HOURS_PER_MONTH * 3600.0 / f64::from(secs))
+    });
+    (n, n as f64 * ALARM_MONTHLY_USD, checks)
+}
+
+/// The alerting part of the estimate, as the plan prints it.
+pub fn alerting_estimate(spec: &crate::Spec) -> String {
+    let (n, alarms, checks) = alerting_monthly(spec);
+    let schedule = match (&spec.alerting.schedule, checks) {
+        (None, _) => "  self-check schedule: off".to_owned(),
+        (Some(expr), Some(c)) if c.is_finite() => format!(
+            "  self-check schedule {expr}: {c:.0} invocations/month, within Scheduler's 14 million free              (then ${SCHEDULER_PER_MILLION_USD}/million) ≈ $0.00; each is also a short Lambda invocation"
+        ),
+        (Some(expr), _) => format!(
+            "  self-check schedule {expr}: Scheduler's first 14 million invocations/month are free              (then ${SCHEDULER_PER_MILLION_USD}/million)"
+        ),
+    };
+    format!(
+        "Alarms and self-check:\n\
+         \x20 {n} CloudWatch alarms × ${ALARM_MONTHLY_USD}/alarm-month = ${alarms:.2} (the account's first 10 are free)\n\
+         {schedule}\n\
+         \x20 SNS topic: free; email notifications: first 1,000/month free, then ${SNS_EMAIL_PER_100K_USD}/100,000\n\
+         \x20 EMF metrics the alarms read: ${CUSTOM_METRIC_MONTHLY_USD}/metric-month each (custom metrics, per\n\
+         \x20 name and dimension value; the function already emits its delivery metrics)"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +91,17 @@ mod tests {
         assert!(
             estimate("us-east-1").contains("$73.00") && estimate("us-east-1").contains("EXCLUDING")
         );
+    }
+
+    #[test]
+    fn nine_alarms_cost_90_cents_and_the_schedule_nothing() {
+        let spec = crate::Spec::from_raw(crate::RawConfig::default(), "z.zip".into()).unwrap();
+        let (n, usd, checks) = alerting_monthly(&spec);
+        assert_eq!(n, 9);
+        assert!((usd - 0.90).abs() < 1e-9);
+        assert_eq!(checks, Some(2920.0));
+        let text = alerting_estimate(&spec);
+        assert!(text.contains("9 CloudWatch alarms") && text.contains("$0.90"), "{text}");
+        assert!(text.contains("2920 invocations/month"), "{text}");
     }
 }

@@ -51,7 +51,17 @@ fn operator_policy_allows_every_call() {
         let text = std::fs::read_to_string(path).unwrap();
         let squeezed: String = text.split_whitespace().collect();
         for client in [
-            "ec2", "lambda", "iam", "s3", "sqs", "secrets", "logs", "sts",
+            "ec2",
+            "lambda",
+            "iam",
+            "s3",
+            "sqs",
+            "secrets",
+            "logs",
+            "sts",
+            "cloudwatch",
+            "sns",
+            "scheduler",
         ] {
             let needle = format!(".{client}.");
             for (i, _) in squeezed.match_indices(&needle) {
@@ -108,6 +118,8 @@ fn operator_policy_allows_every_call() {
         "iam:TagRole",
         "lambda:TagResource",
         "ec2:CreateTags",
+        "sns:TagResource",
+        "cloudwatch:TagResource",
     ] {
         if !allowed.contains(needed) {
             missing.push(needed.to_owned());

@@ -10,6 +10,8 @@ use super::{Behaviour, Call, Injection, Scope, Timings};
 
 /// Lambda's behaviours (functions, roles, their network interfaces), as more `impl State`.
 mod lambda;
+/// EventBridge Scheduler's role check, as more `impl State`.
+mod scheduler;
 
 /// A documented delay that started at `at`: it bites the first qualifying call after the trigger
 /// whenever that call comes, and every further one until `window` has passed since `at`.
@@ -181,6 +183,7 @@ impl State {
         match c.service.as_str() {
             "s3" => self.s3_before(c),
             "lambda" => self.lambda_before(c),
+            "scheduler" => self.scheduler_before(c),
             "ec2" => self.ec2_before(c),
             _ => None,
         }

@@ -15,6 +15,7 @@
 //! - [`Behaviour::FunctionConflict`]: an update while `Pending` or `InProgress` gets 409 `ResourceConflictException` (Lambda API Reference, `UpdateFunctionCode`/`UpdateFunctionConfiguration` errors).
 //! - [`Behaviour::EniHeld`]: a function in a VPC holds Hyperplane ENIs in its subnets and security groups until well after it is deleted, and they stay for good if its role is deleted first (Lambda Developer Guide, "Giving Lambda functions access to resources in an Amazon VPC", ENI lifecycle).
 //! - [`Behaviour::FunctionFailed`]: a function can end `State=Failed` (e.g. `EniLimitExceeded`, Lambda Developer Guide, "Lambda function states"); an update of its configuration starts it over. Set by the test with [`StrictAws::fail_function`].
+//! - [`Behaviour::SchedulerRoleNotAssumable`]: EventBridge Scheduler checks a schedule's role when it is given, and a new role is not assumable at once (same IAM page; terraform-provider-aws retries `CreateSchedule` on this `ValidationException`, "...must allow AWS EventBridge Scheduler to assume the role").
 //! - [`Behaviour::ForeignBucket`]: bucket names are global, a name another account owns is taken (S3 User Guide, "Bucket naming rules"; `HeadBucket` 403, `CreateBucket` `BucketAlreadyExists`).
 //!
 //! Each behaviour is deterministic: the first qualifying call after its trigger is always refused
@@ -40,6 +41,7 @@
 //! keep-alive) which end with the process.
 
 mod behaviours;
+mod cbor;
 pub(crate) mod http;
 mod xml;
 
@@ -132,6 +134,9 @@ pub enum Behaviour {
     /// `GetFunction`/`GetFunctionConfiguration` show a function [`StrictAws::fail_function`] named
     /// `State` `Failed`, until its configuration is updated.
     FunctionFailed,
+    /// `CreateSchedule`/`UpdateSchedule` with a new role: 400 `ValidationException`; the subject is
+    /// `<role> (<schedule>)`.
+    SchedulerRoleNotAssumable,
 }
 
 /// One refusal or rewrite.
@@ -342,7 +347,7 @@ fn classify(req: &Request) -> Call<'_> {
         params.extend(http::parse_form(&String::from_utf8_lossy(&req.body)));
     }
     let target = req.header("x-amz-target");
-    let json = if service == "lambda" || target.is_some() {
+    let json = if service == "lambda" || service == "scheduler" || target.is_some() {
         serde_json::from_slice(&req.body).ok()
     } else {
         None
@@ -460,7 +465,16 @@ impl Shared {
         if call.service == "ec2" && call.action == "DeleteNatGateway" {
             self.learn_nat(&call);
         }
-        let mut resp = match http::forward(&self.upstream, req) {
+        // CloudWatch's CBOR protocol, which moto does not serve, goes to it as JSON (see `cbor`).
+        let cbor = cbor::operation(req);
+        let translated = match cbor.map(|op| cbor::to_json_request(req, op)) {
+            Some(Ok(json)) => Some(json),
+            Some(Err(e)) => return http::bad_gateway(&e),
+            None => None,
+        };
+        let sent = translated.as_ref().unwrap_or(req);
+        let mut resp = match http::forward(&self.upstream, sent) {
+            Ok(resp) if cbor.is_some() => cbor::to_cbor_response(resp),
             Ok(resp) => resp,
             Err(e) => {
                 eprintln!(
