@@ -14,7 +14,7 @@
 //!
 //! Events are queued as records end and sent by [`EventSink::flush`] before the response, in
 //! PutEvents calls of at most [`MAX_ENTRIES`] entries and [`MAX_REQUEST_BYTES`], all at once,
-//! bounded by the time it is given. A failed PutEvents (or failed entries) is logged as a
+//! bounded by the time it is given and by [`MAX_FLUSH`]. A failed PutEvents (or failed entries) is logged as a
 //! warning and never fails a record or the invocation.
 
 use std::sync::Mutex;
@@ -44,8 +44,10 @@ pub const MAX_ENTRIES: usize = 10;
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 /// A failure message is cut to this many characters (an event stays far below the limits).
 const MAX_MESSAGE: usize = 2048;
-/// Without a deadline (the CLI), a flush gives up after this long.
-const NO_DEADLINE_BOUND: Duration = Duration::from_secs(10);
+/// A flush gives up after this long even when the deadline is further away: an unreachable
+/// endpoint (EventBridge is reached through the NAT gateway) must not hold a finished batch's
+/// response, and its messages, for the rest of the invocation.
+pub const MAX_FLUSH: Duration = Duration::from_secs(5);
 
 /// The detail type of a record's event, or `None` when it gets none: a skipped record, or a
 /// transient failure that comes back (or may: a direct invocation, see [`Retry::Unknown`]).
@@ -260,7 +262,8 @@ impl AfterRecord for EventSink {
                 return;
             }
             let n = entries.len();
-            let until = until.unwrap_or_else(|| Instant::now() + NO_DEADLINE_BOUND);
+            let bound = Instant::now() + MAX_FLUSH;
+            let until = until.map_or(bound, |u| u.min(bound));
             let all = futures_util::future::join_all(
                 batches(entries, &self.bus).into_iter().map(|b| self.put(b)),
             );
