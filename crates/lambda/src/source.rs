@@ -121,6 +121,11 @@ pub struct Current {
     pub etag: Option<String>,
 }
 
+/// How long an opened GetObject's body is used for the first stripe: S3 may close a connection
+/// whose response is left unread, so one held longer (a large file whose turn came after other
+/// files' stripes) is dropped unread and the stripe makes its own ranged GET.
+const FIRST_BODY_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// An opened object as a [`RangeSource`] for the striped publish: the first stripe continues the
 /// body already opened, the others are ranged GETs of the same ETag (a changed object fails the
 /// read, and the whole file is retried). Resumable: its identity is the object's version id, else
@@ -131,7 +136,10 @@ pub struct Ranges<'a, S> {
     obj: &'a ObjectRef,
     etag: String,
     len: u64,
-    first: Mutex<Option<Body>>,
+    /// The opened GetObject's body, and when it was opened.
+    first: Mutex<Option<(Body, std::time::Instant)>>,
+    /// How long `first` is used ([`FIRST_BODY_FRESH`]).
+    fresh_for: std::time::Duration,
     progress: Option<Progress>,
     sha256: Option<String>,
 }
@@ -144,10 +152,18 @@ impl<'a, S: ObjectStore> Ranges<'a, S> {
             obj,
             etag: opened.etag?,
             len: opened.len,
-            first: Mutex::new(Some(opened.body)),
+            first: Mutex::new(Some((opened.body, std::time::Instant::now()))),
+            fresh_for: FIRST_BODY_FRESH,
             progress: None,
             sha256: opened.sha256,
         })
+    }
+
+    /// The opened body serves the first stripe only this long after it was opened (default
+    /// [`FIRST_BODY_FRESH`]).
+    pub fn first_body_fresh_for(mut self, fresh_for: std::time::Duration) -> Self {
+        self.fresh_for = fresh_for;
+        self
     }
 
     /// With the progress an interrupted delivery recorded on the object (see [`progress`]).
@@ -167,7 +183,9 @@ impl<S: ObjectStore> RangeSource for Ranges<'_, S> {
     async fn open(&self, range: Range<u64>) -> std::io::Result<Body> {
         if range.start == 0 {
             let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(body) = first {
+            // A body left unread for long (a large file whose turn came after others' stripes)
+            // may have been dropped by S3 meanwhile: a new ranged GET instead.
+            if let Some((body, _)) = first.filter(|(_, at)| at.elapsed() < self.fresh_for) {
                 return Ok(Box::new(body.take(range.end)));
             }
         }
@@ -519,6 +537,88 @@ mod announced_len_tests {
                     && err.to_string().contains("no object length"),
                 "{err}"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt;
+
+    /// One object in memory, counting ranged GETs.
+    struct OneObject {
+        bytes: Vec<u8>,
+        ranged: AtomicUsize,
+    }
+
+    impl ObjectStore for OneObject {
+        async fn tags(&self, _: &ObjectRef) -> Result<Vec<(String, String)>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn put_tags(
+            &self,
+            _: &ObjectRef,
+            _: Vec<(String, String)>,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn open(&self, _: &ObjectRef) -> Result<Opened, StoreError> {
+            Ok(self.opened())
+        }
+        async fn open_range(
+            &self,
+            _: &ObjectRef,
+            _: &str,
+            range: Range<u64>,
+        ) -> Result<Body, StoreError> {
+            self.ranged.fetch_add(1, Ordering::SeqCst);
+            let part = self.bytes[range.start as usize..range.end as usize].to_vec();
+            Ok(Box::new(std::io::Cursor::new(part)))
+        }
+    }
+
+    impl OneObject {
+        fn opened(&self) -> Opened {
+            Opened {
+                body: Box::new(std::io::Cursor::new(self.bytes.clone())),
+                len: self.bytes.len() as u64,
+                etag: Some("e".into()),
+                last_modified: None,
+                sha256: None,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_stripe_reads_the_opened_body_only_while_it_is_fresh() {
+        let store = OneObject {
+            bytes: (0..100u8).collect(),
+            ranged: AtomicUsize::new(0),
+        };
+        let obj = ObjectRef {
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: None,
+            etag: None,
+            size: None,
+        };
+        for (fresh_for, ranged) in [(FIRST_BODY_FRESH, 0), (std::time::Duration::ZERO, 1)] {
+            store.ranged.store(0, Ordering::SeqCst);
+            let ranges = Ranges::new(&store, &obj, store.opened())
+                .unwrap()
+                .first_body_fresh_for(fresh_for);
+            let mut read = Vec::new();
+            ranges
+                .open(0..40)
+                .await
+                .unwrap()
+                .read_to_end(&mut read)
+                .await
+                .unwrap();
+            assert_eq!(read, (0..40u8).collect::<Vec<_>>());
+            assert_eq!(store.ranged.load(Ordering::SeqCst), ranged, "{fresh_for:?}");
         }
     }
 }
