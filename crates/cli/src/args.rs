@@ -88,6 +88,11 @@ pub enum Command {
         /// local file's name).
         #[arg(long, value_name = "PATH")]
         remote_path: Option<RemotePath>,
+        /// Publish the delivery event of an S3 object to this EventBridge bus (`default`, a name
+        /// or an ARN), as the function does (connector-id `sftp-forward-cli`). Without it, no
+        /// event. A local file has none.
+        #[arg(long, value_name = "BUS")]
+        events: Option<String>,
         #[command(flatten)]
         secret: SecretArgs,
         #[command(flatten)]

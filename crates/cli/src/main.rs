@@ -65,9 +65,16 @@ async fn run(cli: &Cli) -> anyhow::Result<Exit> {
         Command::Send {
             source,
             remote_path,
+            events,
             secret,
             route,
-        } => cmd::send::run(source, remote_path.clone(), secret, route, cli.json).await,
+        } => {
+            let to = cmd::send::To {
+                remote_path: remote_path.clone(),
+                events: events.clone(),
+            };
+            cmd::send::run(source, to, secret, route, cli.json).await
+        }
         Command::Replay {
             prefix,
             since,

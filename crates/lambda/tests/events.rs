@@ -19,42 +19,6 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// show that no secret text reaches an event.
 const PASSWORD: &str = "pw-never-in-an-event-7d1f";
 
-/// A queue that an EventBridge rule on the default bus fills with the `sftp-forward` events of
-/// objects in `bucket` (the sample rule of docs/OPERATIONS.md, narrowed to one bucket).
-async fn events_queue(aws: &Aws, bucket: &str) -> String {
-    let url = aws.queue("events").await;
-    let arn = aws.queue_arn(&url).await;
-    let events = aws_sdk_eventbridge::Client::new(&aws.config);
-    let rule = unique("sftp-forward-events");
-    events
-        .put_rule()
-        .name(&rule)
-        .event_pattern(
-            json!({
-                "source": [SOURCE],
-                "detail": { "local-file-location": { "bucket": [bucket] } },
-            })
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
-    events
-        .put_targets()
-        .rule(&rule)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("queue")
-                .arn(arn)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    url
-}
-
 /// Up to `n` events that reached the queue (bounded wait): (raw text, parsed).
 async fn events_of(aws: &Aws, queue: &str, n: usize) -> Vec<(String, Value)> {
     let got = aws.receive(queue, n).await;
@@ -104,7 +68,7 @@ async fn delivered_failed_and_gave_up_records_each_publish_one_event_with_their_
     let (aws, bucket) = (&bed.aws, &bed.bucket);
     let partner = partner_with_password(&bed.remote);
     aws.set_secret(&bed.secret, &partner).await;
-    let queue = events_queue(aws, bucket).await;
+    let queue = aws.events_queue(bucket).await;
     let f = Bootstrap::start(
         &bed.secret,
         &[
@@ -222,7 +186,7 @@ async fn a_transient_failure_on_the_last_receive_gives_up_and_before_it_publishe
     let mut partner = partner_json(&bed.remote);
     partner["Port"] = json!(port);
     aws.set_secret(&bed.secret, &partner).await;
-    let queue = events_queue(aws, bucket).await;
+    let queue = aws.events_queue(bucket).await;
     let f = Bootstrap::start(&bed.secret, &[("SFTP_FORWARD_MAX_RECEIVE_COUNT", "2")]);
     aws.put(bucket, "in/a.csv", b"a\n").await;
     for (id, n) in [("m-first", 1), ("m-second", 2)] {
@@ -246,7 +210,7 @@ async fn a_transient_failure_on_the_last_receive_gives_up_and_before_it_publishe
 async fn a_sha256_that_differs_from_s3s_fails_the_record_and_nothing_lands() {
     let bed = Bed::start("mismatch").await;
     let (aws, bucket) = (&bed.aws, &bed.bucket);
-    let queue = events_queue(aws, bucket).await;
+    let queue = aws.events_queue(bucket).await;
     let body = b"the bytes S3 holds\n".to_vec();
     // moto stores the checksum a client sends without checking it (S3 would refuse the PUT): an
     // object whose stored SHA-256 is not its bytes' stands for bytes changed on the way.
@@ -304,7 +268,7 @@ async fn a_sha256_that_differs_from_s3s_fails_the_record_and_nothing_lands() {
 async fn a_striped_file_has_no_digest_and_its_event_says_why() {
     let bed = Bed::start("striped").await;
     let (aws, bucket) = (&bed.aws, &bed.bucket);
-    let queue = events_queue(aws, bucket).await;
+    let queue = aws.events_queue(bucket).await;
     // Two stripes' worth (one per 8 MiB): written over two SFTP channels at once.
     let body: Vec<u8> = (0..17u32 << 20).map(|i| (i % 251) as u8).collect();
     aws.put(bucket, "in/big.bin", &body).await;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use forward::{Connector, Partner, RangeSource, RemotePath};
 use serde_json::json;
 use sftp_forward_lambda::event::ObjectRef;
+use sftp_forward_lambda::events::EventSink;
 use sftp_forward_lambda::{ForwardOptions, Outcome};
 
 use crate::args::{RouteArgs, SecretArgs};
@@ -17,9 +18,17 @@ use crate::progress::{Feedback, Metered, MeteredRanges, MeteredStore};
 use crate::s3url::{S3Url, Source};
 use crate::setup;
 
+/// Where a sent file goes besides the partner: its remote path, and the bus of its delivery event.
+pub struct To {
+    /// `--remote-path`.
+    pub remote_path: Option<RemotePath>,
+    /// `--events BUS`: an S3 object's delivery event goes there (none without it).
+    pub events: Option<String>,
+}
+
 pub async fn run(
     source: &Source,
-    remote_path: Option<RemotePath>,
+    to: To,
     secret: &SecretArgs,
     route: &RouteArgs,
     as_json: bool,
@@ -29,11 +38,11 @@ pub async fn run(
     let (label, outcome) = match source {
         Source::S3(url) => (
             url.to_string(),
-            send_object(url, remote_path, secret, route, &feedback).await?,
+            send_object(url, to, secret, route, &feedback).await?,
         ),
         Source::Local(path) => {
             let label = path.display().to_string();
-            let outcome = send_local(path, remote_path, secret, route, &feedback).await;
+            let outcome = send_local(path, to.remote_path, secret, route, &feedback).await;
             (label, outcome?)
         }
     };
@@ -78,7 +87,7 @@ pub fn outcome_json(outcome: &Outcome) -> serde_json::Value {
 
 async fn send_object(
     url: &S3Url,
-    remote_path: Option<RemotePath>,
+    to: To,
     secret: &SecretArgs,
     route: &RouteArgs,
     feedback: &Feedback,
@@ -91,6 +100,11 @@ async fn send_object(
         missing: missing.clone(),
     };
     let mut forwarder = setup::forwarder(store, secret, route, &config)?;
+    if let Some(bus) = to.events {
+        let client = aws_sdk_eventbridge::Client::new(&config);
+        let sink = EventSink::new(client, bus, "sftp-forward-cli".into());
+        forwarder = forwarder.after(Box::new(sink));
+    }
     let obj = ObjectRef {
         bucket: url.bucket.clone(),
         key: url.key.clone(),
@@ -102,7 +116,7 @@ async fn send_object(
     // An explicit send always sends: the operator asked for this object.
     let options = ForwardOptions {
         force: true,
-        remote_path,
+        remote_path: to.remote_path,
     };
     let outcome = forwarder.forward_with(&obj, None, &options).await;
     if missing.load(Ordering::Relaxed) {

@@ -156,6 +156,7 @@ pub fn screen_lines(transcript: &str) -> Vec<String> {
 // helpers the Lambda tests use, not a copy of them.
 #[path = "../../../lambda/tests/util/mod.rs"]
 mod shared;
+#[allow(unused_imports)] // each test binary uses its own subset
 pub use shared::{aws, partner_json, s3_body, Aws};
 
 /// What a test that moves objects needs: AWS clients, a fresh bucket, a fresh directory on the

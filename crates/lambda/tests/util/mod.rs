@@ -172,6 +172,39 @@ impl Aws {
             .clone()
     }
 
+    /// A queue that an EventBridge rule on the default bus fills with the `sftp-forward` delivery
+    /// events of objects in `bucket` (docs/OPERATIONS.md's sample rule, narrowed to one bucket).
+    pub async fn events_queue(&self, bucket: &str) -> String {
+        let url = self.queue("events").await;
+        let arn = self.queue_arn(&url).await;
+        let events = aws_sdk_eventbridge::Client::new(&self.config);
+        let rule = unique("sftp-forward-events");
+        let pattern = json!({
+            "source": [sftp_forward_lambda::events::SOURCE],
+            "detail": { "local-file-location": { "bucket": [bucket] } },
+        });
+        events
+            .put_rule()
+            .name(&rule)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await
+            .unwrap();
+        let target = aws_sdk_eventbridge::types::Target::builder()
+            .id("queue")
+            .arn(arn)
+            .build()
+            .unwrap();
+        events
+            .put_targets()
+            .rule(&rule)
+            .targets(target)
+            .send()
+            .await
+            .unwrap();
+        url
+    }
+
     /// A queue that the bucket notifies on every object creation; the s3:TestEvent is drained.
     pub async fn notifying_queue(&self, bucket: &str) -> String {
         use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
