@@ -112,12 +112,15 @@ impl AfterRecord for Nothing {
     }
 }
 
+/// [`failure_code`] of a partner whose host key is not pinned (the `HostKeyUntrusted` metric).
+pub const HOST_KEY_NOT_TRUSTED: &str = "HOST_KEY_NOT_TRUSTED";
+
 /// A short, stable code for a publish failure, as Transfer Family's `failure-code` gives one.
 /// Errors that need an operator's action have their own; the others share the generic ones.
 pub fn failure_code(e: &forward::Error) -> &'static str {
     use forward::Error as E;
     match e {
-        E::UntrustedHostKey { .. } => "HOST_KEY_NOT_TRUSTED",
+        E::UntrustedHostKey { .. } => HOST_KEY_NOT_TRUSTED,
         E::AuthRejected { .. } | E::AuthPrompt { .. } => "AUTHENTICATION_FAILED",
         E::NoCommonAlgorithm(_) => "NO_COMMON_ALGORITHM",
         E::Connect { .. } => "CONNECTION_FAILED",

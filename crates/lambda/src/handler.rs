@@ -92,7 +92,7 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
                 return Ok(serde_json::to_value(report).expect("serialisable"));
             }
         };
-        let results = self.forward_items(&items, deadline).await;
+        let (results, untrusted) = self.forward_items(&items, deadline).await;
         // Before the response, and never past the deadline: the margin's last twelfth is kept
         // for the response itself.
         let until = deadline.map(|d| {
@@ -101,7 +101,7 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
         });
         self.after.flush(until).await;
         let all: Vec<&(String, Outcome)> = results.iter().flat_map(|(_, o)| o).collect();
-        println!("{}", emf(&all, started.elapsed()));
+        println!("{}", emf(&all, started.elapsed(), untrusted));
 
         let failed_items: Vec<_> = results
             .iter()
@@ -140,12 +140,13 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
 
     /// Every record of every item, as (message id, [(label, outcome)]) with a label for logs
     /// (`s3://bucket/key` or the message id): the objects all go together
-    /// ([`Forwarder::forward_batch`]), and each record's outcome is logged in its own span.
+    /// ([`Forwarder::forward_batch`]), and each record's outcome is logged in its own span. Also
+    /// how many records failed on an untrusted host key (the `HostKeyUntrusted` metric).
     async fn forward_items(
         &mut self,
         items: &[Item],
         deadline: Option<Instant>,
-    ) -> Vec<(Option<String>, Vec<(String, Outcome)>)> {
+    ) -> (Vec<(Option<String>, Vec<(String, Outcome)>)>, u64) {
         let options = ForwardOptions::default();
         let mut jobs = Vec::new();
         // The item of each job.
@@ -201,8 +202,12 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             job.span.in_scope(|| log_outcome(outcome));
             self.ended(Some(job.obj), &items[*item], outcome, detail);
         }
+        let untrusted = ended
+            .iter()
+            .filter(|(_, d)| d.failure_code == Some(crate::after::HOST_KEY_NOT_TRUSTED))
+            .count() as u64;
         let mut outcomes: Vec<Option<Outcome>> = ended.into_iter().map(|(o, _)| Some(o)).collect();
-        items
+        let results = items
             .iter()
             .zip(entries)
             .map(|(item, records)| {
@@ -215,7 +220,8 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
                     .collect();
                 (item.message_id.clone(), records)
             })
-            .collect()
+            .collect();
+        (results, untrusted)
     }
 
     /// One object: route, receipt check, stream from S3 into the publisher, receipt.
@@ -337,12 +343,15 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             secret_id: id.clone(),
             source,
         })?;
-        let report = check::run(
+        let mut report = check::run(
             &partner,
             &self.settings.tuning,
             &self.settings.egress_probe(),
         )
         .await;
+        let placement = crate::placement::of_report(&report);
+        println!("{}", crate::placement::emf(&report, &placement));
+        report.placement = Some(placement);
         println!(
             "{}",
             json!({

@@ -14,7 +14,8 @@
 //! - [`progress`]: an interrupted delivery's progress as an object tag, for the next one to resume
 //!
 //! Beside the data path, [`check`] is the egress self-check (`{"check": true}`, the CLI's `check`
-//! and `test-connection`): host key, login, write probe, and the public IP the partner sees.
+//! and `test-connection`): host key, login, write probe, and the public IP the partner sees;
+//! [`placement`] says which AZ a check covered, [`metrics`] writes the EMF lines.
 
 pub mod after;
 pub mod check;
@@ -22,6 +23,8 @@ pub mod check;
 pub use sftp_forward_event as event;
 pub mod events;
 pub mod handler;
+pub mod metrics;
+pub mod placement;
 pub mod progress;
 pub mod receipt;
 pub mod secret;

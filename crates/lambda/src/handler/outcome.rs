@@ -6,6 +6,8 @@ use std::time::Duration;
 use forward::ErrorClass;
 use serde_json::{json, Value};
 
+use crate::metrics::{self, Group};
+
 use crate::receipt::Receipt;
 use crate::source::StoreError;
 
@@ -88,8 +90,9 @@ pub(super) fn summary(all: &[&(String, Outcome)]) -> Value {
     })
 }
 
-/// One CloudWatch Embedded Metric Format line for the invocation.
-pub(super) fn emf(all: &[&(String, Outcome)], elapsed: Duration) -> Value {
+/// One CloudWatch Embedded Metric Format line for the invocation, per function
+/// ([`crate::metrics`]); `untrusted`: records that failed on an untrusted host key.
+pub(super) fn emf(all: &[&(String, Outcome)], elapsed: Duration, untrusted: u64) -> Value {
     let mut delivered = 0u64;
     let mut bytes = 0u64;
     let (mut skipped, mut transient, mut permanent) = (0u64, 0u64, 0u64);
@@ -110,32 +113,19 @@ pub(super) fn emf(all: &[&(String, Outcome)], elapsed: Duration) -> Value {
             } => permanent += 1,
         }
     }
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let metric = |name: &str, unit: &str| json!({ "Name": name, "Unit": unit });
-    json!({
-        "_aws": {
-            "Timestamp": now_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": "SftpForward",
-                "Dimensions": [[]],
-                "Metrics": [
-                    metric("FilesDelivered", "Count"),
-                    metric("BytesDelivered", "Bytes"),
-                    metric("FilesSkipped", "Count"),
-                    metric("FailuresTransient", "Count"),
-                    metric("FailuresPermanent", "Count"),
-                    metric("Duration", "Milliseconds"),
-                ],
-            }],
-        },
-        "FilesDelivered": delivered,
-        "BytesDelivered": bytes,
-        "FilesSkipped": skipped,
-        "FailuresTransient": transient,
-        "FailuresPermanent": permanent,
-        "Duration": elapsed.as_millis() as u64,
-    })
+    metrics::line(
+        &[Group {
+            dimension_sets: &[&[metrics::FUNCTION_DIMENSION]],
+            metrics: &[
+                ("FilesDelivered", "Count", delivered),
+                ("BytesDelivered", "Bytes", bytes),
+                ("FilesSkipped", "Count", skipped),
+                ("FailuresTransient", "Count", transient),
+                ("FailuresPermanent", "Count", permanent),
+                ("HostKeyUntrusted", "Count", untrusted),
+                ("Duration", "Milliseconds", elapsed.as_millis() as u64),
+            ],
+        }],
+        &[(metrics::FUNCTION_DIMENSION, metrics::function_name())],
+    )
 }
