@@ -28,6 +28,9 @@ pub struct Opened {
     /// checksum (uploaded with `ChecksumAlgorithm=SHA256` in one part); never a multipart
     /// upload's composite checksum, which is no digest of the file ([`full_object_sha256`]).
     pub sha256: Option<String>,
+    /// How many tags the object has (`x-amz-tagging-count`), when the store tells: `Some(0)`
+    /// spares the GetObjectTagging of a new object (no receipt, no progress can be on it).
+    pub tag_count: Option<u32>,
 }
 
 /// What can go wrong on the S3 side.
@@ -433,6 +436,8 @@ impl ObjectStore for S3Store {
             len: announced_len(obj, out.content_length())?,
             etag: out.e_tag().map(|e| e.trim_matches('"').to_owned()),
             last_modified: out.last_modified().and_then(|t| (*t).try_into().ok()),
+            // S3 sends the header only when the object has tags.
+            tag_count: Some(out.tag_count().map_or(0, |n| n.max(0) as u32)),
             body: Box::new(out.body.into_async_read()),
         })
     }
@@ -587,6 +592,7 @@ mod tests {
                 etag: Some("e".into()),
                 last_modified: None,
                 sha256: None,
+                tag_count: Some(0),
             }
         }
     }

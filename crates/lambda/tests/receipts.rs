@@ -157,3 +157,59 @@ async fn a_receipt_from_before_the_digest_counts_only_for_the_path_it_names() {
     let r = Receipt::from_tags(&aws.tags(bucket, "copy.csv").await).unwrap();
     assert!(r.receipt_of.is_some() && r.remote_path == format!("{remote}/copy.csv"));
 }
+
+/// The real store (moto), counting GetObjectTagging calls.
+struct CountingTags {
+    inner: sftp_forward_lambda::source::S3Store,
+    tag_reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl sftp_forward_lambda::source::ObjectStore for CountingTags {
+    async fn tags(
+        &self,
+        obj: &sftp_forward_lambda::event::ObjectRef,
+    ) -> Result<Vec<(String, String)>, sftp_forward_lambda::source::StoreError> {
+        self.tag_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.tags(obj).await
+    }
+    async fn put_tags(
+        &self,
+        obj: &sftp_forward_lambda::event::ObjectRef,
+        tags: Vec<(String, String)>,
+    ) -> Result<(), sftp_forward_lambda::source::StoreError> {
+        self.inner.put_tags(obj, tags).await
+    }
+    async fn open(
+        &self,
+        obj: &sftp_forward_lambda::event::ObjectRef,
+    ) -> Result<sftp_forward_lambda::source::Opened, sftp_forward_lambda::source::StoreError> {
+        self.inner.open(obj).await
+    }
+}
+
+#[tokio::test]
+async fn a_new_object_costs_no_tag_read_and_a_repeated_event_is_still_skipped() {
+    let bed = Bed::start("tagcount").await;
+    let (aws, bucket) = (&bed.aws, &bed.bucket);
+    aws.put(bucket, "new.csv", b"fresh").await;
+    let settings = bed.forwarder(&[]).settings().clone();
+    let tag_reads = std::sync::Arc::<std::sync::atomic::AtomicUsize>::default();
+    let store = CountingTags {
+        inner: sftp_forward_lambda::source::S3Store::new(aws.s3.clone()),
+        tag_reads: tag_reads.clone(),
+    };
+    let secrets = sftp_forward_lambda::secret::SecretsManager::new(aws.secrets.clone());
+    let mut f = sftp_forward_lambda::Forwarder::new(store, secrets, settings);
+    let reads = || tag_reads.load(std::sync::atomic::Ordering::SeqCst);
+
+    assert_eq!(run(&mut f, bucket, "new.csv").await, [1, 0, 0]);
+    assert_eq!(reads(), 0, "GetObject said the new object has no tags");
+    assert_eq!(std::fs::read(bed.local.join("new.csv")).unwrap(), b"fresh");
+    assert_eq!(
+        run(&mut f, bucket, "new.csv").await,
+        [0, 1, 0],
+        "the receipt skips the repeated event"
+    );
+    assert_eq!(reads(), 1, "now it has tags: they are read");
+}

@@ -5,7 +5,7 @@
 //!     secret (cached; read again after its TTL) → the partner's RemoteDirectory and naming rules
 //!     route every record (a bad key fails only its own record; a `{modified}` template waits
 //!       for the object's Last-Modified from GetObject)
-//!     prepare every record at once (S3): tags → receipt check → GetObject opened
+//!     prepare every record at once (S3): GetObject opened → tags (only if it has any) → receipt check
 //!     log in (a refused login re-reads the secret once, for the whole wave)
 //!     publish_each: small files one SFTP channel each, up to Parallelism; large ones striped,
 //!       one after another → as each file lands, its outcome, then its receipt (tags), while
@@ -371,8 +371,10 @@ fn target(route: &Route, job: &Job<'_>) -> Result<Target, forward::RouteError> {
     })
 }
 
-/// One record's S3 side before its bytes go: its tags, the receipt check (a receipt that vouches
-/// for this very delivery skips it, unless forced), its body opened, its path known.
+/// One record's S3 side before its bytes go: its body opened, its tags (read only when
+/// GetObject says it has any: a new object costs one S3 call here, not two), the receipt check (a
+/// receipt that vouches for this very delivery skips it, unless forced; the opened body is then
+/// dropped unread), its path known.
 ///
 /// A template that shows the delivery time names every delivery differently, so there a receipt
 /// vouches for these bytes of this object under the path it recorded.
@@ -382,10 +384,15 @@ async fn prepare<S: ObjectStore>(
     to: To<'_>,
     force: bool,
 ) -> Result<Prepared, Outcome> {
-    let tags = store.tags(obj).await.map_err(store_outcome)?;
+    let opened = store.open(obj).await.map_err(store_outcome)?;
+    let tags = match opened.tag_count {
+        Some(0) => Vec::new(),
+        _ => store.tags(obj).await.map_err(store_outcome)?,
+    };
     let receipt = Receipt::from_tags(&tags).filter(|_| !force);
     let timed = to.route.uses(Input::Now);
-    let vouches = |etag: Option<&str>, path: &RemotePath, from_route: bool| {
+    let etag = obj.etag.as_deref().or(opened.etag.as_deref());
+    let vouches = |path: &RemotePath, from_route: bool| {
         let r = receipt.as_ref()?;
         let final_path = final_path(to.remote_directory, path.as_str());
         let delivery = Delivery {
@@ -400,39 +407,25 @@ async fn prepare<S: ObjectStore>(
         };
         r.vouches_for(delivery).then(|| already(r))
     };
-    if let Target::Known { path, from_route } = &to.target {
-        if let Some(skipped) = vouches(obj.etag.as_deref(), path, *from_route) {
-            return Err(skipped);
-        }
-    }
-    let opened = store.open(obj).await.map_err(store_outcome)?;
-    let path = match to.target {
-        Target::Known { path, from_route } => {
-            if obj.etag.is_none() {
-                if let Some(skipped) = vouches(opened.etag.as_deref(), &path, from_route) {
-                    return Err(skipped);
-                }
-            }
-            path
-        }
+    let (path, from_route) = match to.target {
+        Target::Known { path, from_route } => (path, from_route),
         Target::AfterOpen => {
             let inputs = RouteInputs {
                 now: Some(SystemTime::now()),
                 modified: opened.last_modified,
                 version_id: obj.version_id.as_deref(),
-                etag: obj.etag.as_deref().or(opened.etag.as_deref()),
+                etag,
             };
             let path = to
                 .route
                 .render(&obj.key, &inputs)
                 .map_err(|e| Outcome::failed(ErrorClass::Permanent, e))?;
-            let etag = obj.etag.as_deref().or(opened.etag.as_deref());
-            if let Some(skipped) = vouches(etag, &path, true) {
-                return Err(skipped);
-            }
-            path
+            (path, true)
         }
     };
+    if let Some(skipped) = vouches(&path, from_route) {
+        return Err(skipped);
+    }
     Ok(Prepared { path, opened, tags })
 }
 
