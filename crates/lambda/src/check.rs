@@ -380,10 +380,19 @@ impl Report {
         let fingerprint = c
             .fingerprint_line()
             .unwrap_or_else(|| "not read".to_owned());
+        // Where it ran (the function's check only): the per-AZ alarm that fired says the same.
+        let ran_in = match &self.placement {
+            Some(p) => format!(
+                "; ran in AZ {} (by {})",
+                p.availability_zone.as_deref().unwrap_or("unknown"),
+                p.by.as_str()
+            ),
+            None => String::new(),
+        };
         format!(
             "egress self-check failed, {} problem(s): {problems} | egress IP seen: {seen} \
              (via {}); expected: {expected}; partner {} as {:?}; host key fingerprint: \
-             {fingerprint} (trusted: {}); login: {}; writable: {}",
+             {fingerprint} (trusted: {}); login: {}; writable: {}{ran_in}",
             self.problems.len(),
             self.echo_url,
             c.partner,

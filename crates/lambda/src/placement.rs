@@ -74,6 +74,17 @@ pub enum By {
     Unknown,
 }
 
+impl By {
+    /// The word the report uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            By::LocalAddress => "local_address",
+            By::EgressIp => "egress_ip",
+            By::Unknown => "unknown",
+        }
+    }
+}
+
 /// Where the check ran, in its report and its metric.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Placement {

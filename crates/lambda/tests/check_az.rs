@@ -134,7 +134,15 @@ async fn each_check_says_its_az_and_counts_under_it() {
     );
     let answer = f.invoke(&check, Duration::from_secs(60));
     assert!(!answer.ok, "{answer:?}");
-    assert!(answer.body.contains("SftpForward.CheckFailed"), "{answer:?}");
+    assert!(
+        answer.body.contains("SftpForward.CheckFailed"),
+        "{answer:?}"
+    );
+    // The console's errorMessage says where it ran.
+    assert!(
+        answer.body.contains("ran in AZ us-east-1b (by egress_ip)"),
+        "{answer:?}"
+    );
     let log = f.log_text();
     let lines = emf_lines(&log, "CheckFailed");
     assert_eq!(lines.len(), 1, "{log}");
@@ -173,5 +181,42 @@ async fn each_check_says_its_az_and_counts_under_it() {
         emf_lines(&log, "CheckFailed")[0]["AvailabilityZone"],
         "unknown",
         "{log}"
+    );
+}
+
+/// A record refused for an unpinned host key counts in the invocation's EMF line, per function:
+/// the `host-key-untrusted` alarm hears of records, not only of checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_refused_for_an_untrusted_host_key_counts_under_the_function() {
+    let aws = aws().await;
+    let bucket = aws.bucket("check-az-record").await;
+    aws.put(&bucket, "in/a.csv", b"a,b\n").await;
+    let (local, remote) = scratch_dir("check-az-record");
+    let mut partner = partner_json(&remote);
+    partner["TrustedHostKeys"] = json!([OTHER_KEY]);
+    let secret = aws.secret(&partner).await;
+    let f = Bootstrap::start(&secret, &[]);
+    let batch = sqs_event(&[("m-1".to_owned(), s3_body(&bucket, "in/a.csv"))]);
+    let answer = f.invoke(&batch, Duration::from_secs(60));
+    assert!(answer.ok, "{answer:?}\n{}", f.log_text());
+    let response: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(failures(&response), ["m-1"]);
+    assert!(!local.join("in/a.csv").exists(), "nothing may land");
+    let log = f.log_text();
+    let lines = emf_lines(&log, "FilesDelivered");
+    assert_eq!(lines.len(), 1, "{log}");
+    let line = &lines[0];
+    assert_eq!(
+        (
+            &line["HostKeyUntrusted"],
+            &line["FailuresPermanent"],
+            &line["FunctionName"]
+        ),
+        (&json!(1), &json!(1), &json!("sftp-forward")),
+        "{line:#}"
+    );
+    assert_eq!(
+        dimension_sets(line, "FailuresPermanent"),
+        [json!(["FunctionName"])]
     );
 }
