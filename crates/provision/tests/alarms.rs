@@ -136,9 +136,9 @@ async fn alarms_topic_and_schedule_converge_and_destroy_removes_them() {
         );
     }
     assert!(
-        planned
-            .iter()
-            .any(|p| p.starts_with("email subscription oncall@example.com to alerting-alarms")),
+        planned.iter().any(|p| p
+            == "email subscription oncall@example.com to alerting-alarms (pending until \
+                oncall@example.com clicks the link in AWS's confirmation mail)"),
         "{planned:#?}"
     );
     assert_eq!(
@@ -319,8 +319,12 @@ async fn alarms_topic_and_schedule_converge_and_destroy_removes_them() {
         provision::iam::decode_policy(policy.policy_document()),
         schedule::invoke_policy(&applied.function.arn)
     );
-    // Scheduler refused the role created moments before, and apply waited that out.
-    assert_bit(&[(B::SchedulerRoleNotAssumable, role_name.as_str())]);
+    // Scheduler refused the role created moments before, and apply waited that out; SNS showed
+    // the subscription pending (so a re-apply below must not subscribe the address again).
+    assert_bit(&[
+        (B::SchedulerRoleNotAssumable, role_name.as_str()),
+        (B::SubscriptionPending, "oncall@example.com"),
+    ]);
 
     // The function knows its subnets, AZs and Elastic IPs for the check's placement.
     let f = provision::function::find_function(&c, &spec.function_name())
@@ -364,7 +368,10 @@ async fn alarms_topic_and_schedule_converge_and_destroy_removes_them() {
     let out = outputs::collect(&c, &changed).await.unwrap();
     let json = serde_json::to_value(&out.alerting).unwrap();
     assert_eq!(json["topic"], topic.as_str(), "{json}");
-    assert_eq!(json["subscriptions"][0]["endpoint"], "oncall@example.com");
+    assert_eq!(
+        json["subscriptions"],
+        serde_json::json!([{"protocol": "email", "endpoint": "oncall@example.com", "pending": true}])
+    );
     assert_eq!(json["alarms"].as_array().unwrap().len(), 9, "{json}");
     assert_eq!(json["schedule"]["expression"], "rate(30 minutes)");
 

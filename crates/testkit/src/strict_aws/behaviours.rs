@@ -12,6 +12,8 @@ use super::{Behaviour, Call, Injection, Scope, Timings};
 mod lambda;
 /// EventBridge Scheduler's role check, as more `impl State`.
 mod scheduler;
+/// SNS's pending email subscriptions, as more `impl State`.
+mod sns;
 
 /// A documented delay that started at `at`: it bites the first qualifying call after the trigger
 /// whenever that call comes, and every further one until `window` has passed since `at`.
@@ -356,6 +358,7 @@ impl State {
             }
             ("ec2", _) => self.ec2_after(c, resp),
             ("lambda", _) => return self.lambda_after(c, resp),
+            ("sns", _) => self.sns_after(c, resp),
             _ => {}
         }
         None

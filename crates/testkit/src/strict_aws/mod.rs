@@ -16,6 +16,7 @@
 //! - [`Behaviour::EniHeld`]: a function in a VPC holds Hyperplane ENIs in its subnets and security groups until well after it is deleted, and they stay for good if its role is deleted first (Lambda Developer Guide, "Giving Lambda functions access to resources in an Amazon VPC", ENI lifecycle).
 //! - [`Behaviour::FunctionFailed`]: a function can end `State=Failed` (e.g. `EniLimitExceeded`, Lambda Developer Guide, "Lambda function states"); an update of its configuration starts it over. Set by the test with [`StrictAws::fail_function`].
 //! - [`Behaviour::SchedulerRoleNotAssumable`]: EventBridge Scheduler checks a schedule's role when it is given, and a new role is not assumable at once (same IAM page; terraform-provider-aws retries `CreateSchedule` on this `ValidationException`, "...must allow AWS EventBridge Scheduler to assume the role").
+//! - [`Behaviour::SubscriptionPending`]: an email subscription is pending until its confirmation link is clicked, and SNS lists it as `PendingConfirmation` instead of an ARN (SNS API Reference, `ListSubscriptionsByTopic`, `Subscribe`); nobody clicks here.
 //! - [`Behaviour::ForeignBucket`]: bucket names are global, a name another account owns is taken (S3 User Guide, "Bucket naming rules"; `HeadBucket` 403, `CreateBucket` `BucketAlreadyExists`).
 //!
 //! Each behaviour is deterministic: the first qualifying call after its trigger is always refused
@@ -137,6 +138,9 @@ pub enum Behaviour {
     /// `CreateSchedule`/`UpdateSchedule` with a new role: 400 `ValidationException`; the subject is
     /// `<role> (<schedule>)`.
     SchedulerRoleNotAssumable,
+    /// `ListSubscriptionsByTopic`/`ListSubscriptions` show an email subscription's ARN as
+    /// `PendingConfirmation`; the subject is the address.
+    SubscriptionPending,
 }
 
 /// One refusal or rewrite.
