@@ -340,14 +340,34 @@ async fn the_check_invocation_reports_each_subnets_eip_and_fails_loudly_on_a_mis
     let aws = aws().await;
     let (_, remote) = w.partner.scratch_dir("egress-check");
     let secret = aws.secret(&w.partner.partner_json(&remote)).await;
-    for (subnet, eip) in [(1u8, EIPS[0]), (2, EIPS[1])] {
+    // The paths the provisioner writes into the function's environment (its HALVES, the EIPs).
+    let paths = json!([
+        {"az": "us-east-1a", "subnet": "private-one", "cidr": "10.0.0.32/28", "egress_ip": EIPS[0]},
+        {"az": "us-east-1b", "subnet": "private-two", "cidr": "10.0.0.64/28", "egress_ip": EIPS[1]},
+    ])
+    .to_string();
+    let check_paths = [("SFTP_FORWARD_CHECK_PATHS", paths.as_str())];
+    for (subnet, eip, az) in [(1u8, EIPS[0], "us-east-1a"), (2, EIPS[1], "us-east-1b")] {
         let log = log_path("egress-check");
-        let function = Function::start(subnet, &secret, &log);
+        let function = Function::start_env(subnet, &secret, &log, &EIPS, &check_paths);
         let answer = function.invoke(&json!({"check": true}));
         let fn_log = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(answer.ok, "{answer:?}\n{fn_log}");
         let report: Value = serde_json::from_str(&answer.body).unwrap();
         assert_eq!(report["egress_ip"], eip.to_string(), "{report:#}");
+        // Where it ran: the namespace's own address lies in its subnet, and it left through that
+        // subnet's own NAT gateway; its EMF line counts it under that AZ.
+        let name = format!("private-{}", ["one", "two"][usize::from(subnet) - 1]);
+        assert_eq!(
+            report["placement"],
+            json!({"availability_zone": az, "subnet": name, "egress_path": name, "by": "local_address"}),
+            "{report:#}"
+        );
+        assert!(
+            fn_log.lines().any(|l| l.contains("\"CheckFailed\":0")
+                && l.contains(&format!("\"AvailabilityZone\":\"{az}\""))),
+            "{fn_log}"
+        );
         assert_eq!(report["egress_match"], "matches", "{report:#}");
         assert_eq!(report["trusted"], true, "{report:#}");
         assert_eq!(report["login"], "ok", "{report:#}");
