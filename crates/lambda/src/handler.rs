@@ -338,11 +338,15 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
     /// could not run.
     pub async fn check(&self) -> Result<Report, CheckFailed> {
         let id = &self.settings.secret_id;
-        let text = self.secrets.fetch(id).await?;
-        let partner = Partner::from_json(&text).map_err(|source| CheckFailed::Partner {
-            secret_id: id.clone(),
-            source,
-        })?;
+        let partner = match self.secrets.fetch(id).await {
+            Ok(text) => Partner::from_json(&text).map_err(|source| CheckFailed::Partner {
+                secret_id: id.clone(),
+                source,
+            }),
+            Err(e) => Err(e.into()),
+        };
+        // A check that cannot run is a failed check (not a missing one) in its metric.
+        let partner = partner.inspect_err(|_| println!("{}", crate::placement::emf_not_run()))?;
         let mut report = check::run(
             &partner,
             &self.settings.tuning,

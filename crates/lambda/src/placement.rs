@@ -140,15 +140,25 @@ pub fn emf(report: &Report, placement: &Placement) -> Value {
         .problems
         .iter()
         .any(|p| p.kind == ProblemKind::UntrustedHostKey);
-    let az = placement
-        .availability_zone
-        .clone()
-        .unwrap_or_else(|| UNKNOWN_AZ.into());
+    line(
+        !report.ok,
+        untrusted,
+        placement.availability_zone.as_deref(),
+    )
+}
+
+/// The EMF line of a check that could not run (the secret unreadable or not a partner): failed,
+/// in an unknown AZ, so that it counts as a failure and not as a missing check.
+pub fn emf_not_run() -> Value {
+    line(true, false, None)
+}
+
+fn line(failed: bool, untrusted: bool, az: Option<&str>) -> Value {
     metrics::line(
         &[
             Group {
                 dimension_sets: &[&[FUNCTION_DIMENSION], &[FUNCTION_DIMENSION, AZ_DIMENSION]],
-                metrics: &[("CheckFailed", "Count", u64::from(!report.ok))],
+                metrics: &[("CheckFailed", "Count", u64::from(failed))],
             },
             Group {
                 dimension_sets: &[&[FUNCTION_DIMENSION]],
@@ -157,7 +167,7 @@ pub fn emf(report: &Report, placement: &Placement) -> Value {
         ],
         &[
             (FUNCTION_DIMENSION, metrics::function_name()),
-            (AZ_DIMENSION, az),
+            (AZ_DIMENSION, az.unwrap_or(UNKNOWN_AZ).to_owned()),
         ],
     )
 }

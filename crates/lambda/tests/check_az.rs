@@ -220,3 +220,24 @@ async fn a_record_refused_for_an_untrusted_host_key_counts_under_the_function() 
         [json!(["FunctionName"])]
     );
 }
+
+/// A check that cannot run (its secret is missing) still counts as a failed check, in an unknown
+/// AZ: the failure alarm hears of it, not the "not running" one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_that_cannot_run_counts_as_failed() {
+    aws().await;
+    let f = Bootstrap::start("sftp-forward/no-such-secret", &[]);
+    let answer = f.invoke(&json!({"check": true}), Duration::from_secs(60));
+    assert!(
+        !answer.ok && answer.body.contains("SftpForward.CheckFailed"),
+        "{answer:?}"
+    );
+    let log = f.log_text();
+    let lines = emf_lines(&log, "CheckFailed");
+    assert_eq!(lines.len(), 1, "{log}");
+    assert_eq!(
+        (&lines[0]["CheckFailed"], &lines[0]["AvailabilityZone"]),
+        (&json!(1), &json!("unknown")),
+        "{log}"
+    );
+}
