@@ -71,10 +71,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             apply::run(ctx(Mode::Plan)).await.context("plan")?;
             let estimate = plan::estimate(&clients.region);
             let alerting = plan::alerting_estimate(&spec);
-            println!(
-                "{}\n\n{estimate}\n{alerting}",
-                report.summary(Mode::Plan)
-            );
+            println!("{}\n\n{estimate}\n{alerting}", report.summary(Mode::Plan));
         }
         Command::Apply(_) => {
             println!("Applying {stack}:");

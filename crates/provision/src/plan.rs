@@ -53,7 +53,8 @@ pub fn alerting_monthly(spec: &crate::Spec) -> (usize, f64, Option<f64>) {
     let azs = ["a".to_owned(), "b".to_owned()];
     let n = crate::alarms::wanted(&spec.alerting, "f", "q", &azs).len();
     let checks = spec.alerting.schedule.as_deref().map(|s| {
-        crate::alarms::rate_seconds(s).map_or(f64::NAN, |secs| HOURS_PER_MONTH * 3600.0 / f64::from(secs))
+        crate::alarms::rate_seconds(s)
+            .map_or(f64::NAN, |secs| HOURS_PER_MONTH * 3600.0 / f64::from(secs))
     });
     (n, n as f64 * ALARM_MONTHLY_USD, checks)
 }
@@ -101,7 +102,10 @@ mod tests {
         assert!((usd - 0.90).abs() < 1e-9);
         assert_eq!(checks, Some(2920.0));
         let text = alerting_estimate(&spec);
-        assert!(text.contains("9 CloudWatch alarms") && text.contains("$0.90"), "{text}");
+        assert!(
+            text.contains("9 CloudWatch alarms") && text.contains("$0.90"),
+            "{text}"
+        );
         assert!(text.contains("2920 invocations/month"), "{text}");
     }
 }
