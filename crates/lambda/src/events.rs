@@ -14,8 +14,8 @@
 //!
 //! Events are queued as records end and sent by [`EventSink::flush`] before the response, in
 //! PutEvents calls of at most [`MAX_ENTRIES`] entries and [`MAX_REQUEST_BYTES`], all at once,
-//! bounded by the time it is given and by [`MAX_FLUSH`]. A failed PutEvents (or failed entries) is logged as a
-//! warning and never fails a record or the invocation.
+//! bounded by the time it is given and by [`MAX_FLUSH`]. A failed PutEvents (or failed entries)
+//! is logged as a warning and never fails a record or the invocation.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
