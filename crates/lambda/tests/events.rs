@@ -69,6 +69,18 @@ async fn delivered_failed_and_gave_up_records_each_publish_one_event_with_their_
     let partner = partner_with_password(&bed.remote);
     aws.set_secret(&bed.secret, &partner).await;
     let queue = aws.events_queue(bucket).await;
+    // docs/OPERATIONS.md's sample rule (narrowed to this bucket): a Failed on its first receive,
+    // every Gave Up.
+    let paged = aws
+        .rule_queue(&json!({
+            "source": [SOURCE],
+            "detail": { "local-file-location": { "bucket": [bucket] } },
+            "$or": [
+                { "detail-type": [GAVE_UP] },
+                { "detail-type": [FAILED], "detail": { "receive-count": [1, { "exists": false }] } },
+            ],
+        }))
+        .await;
     let f = Bootstrap::start(
         &bed.secret,
         &[
@@ -130,22 +142,24 @@ async fn delivered_failed_and_gave_up_records_each_publish_one_event_with_their_
         );
     }
 
-    // Failed for good (the file is there and the policy is fail-if-exists), on the first receive:
-    // FAILED; on the queue's last receive: GAVE_UP.
+    // Failed for good (the file is there and the policy is fail-if-exists), on the first and the
+    // second receive: FAILED; on the queue's last receive: GAVE_UP.
     aws.put(bucket, "in/one.csv", b"changed\n").await;
-    let answer = f.invoke(&received(bucket, "in/one.csv", "m-perm", 1), DEADLINE);
-    assert_eq!(
-        failures(&serde_json::from_str(&answer.body).unwrap()),
-        ["m-perm"]
-    );
-    let answer = f.invoke(&received(bucket, "in/one.csv", "m-last", 3), DEADLINE);
-    assert_eq!(
-        failures(&serde_json::from_str(&answer.body).unwrap()),
-        ["m-last"]
-    );
-    let failed = events_of(aws, &queue, 2).await;
-    assert_eq!(failed.len(), 2, "{failed:?}");
-    assert_eq!(one_of(&failed, FAILED)["detail"]["receive-count"], 1);
+    for (id, n) in [("m-perm", 1), ("m-again", 2), ("m-last", 3)] {
+        let answer = f.invoke(&received(bucket, "in/one.csv", id, n), DEADLINE);
+        assert_eq!(failures(&serde_json::from_str(&answer.body).unwrap()), [id]);
+    }
+    let failed = events_of(aws, &queue, 3).await;
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    let mut counts: Vec<(&str, i64)> = failed
+        .iter()
+        .map(|(_, e)| {
+            let count = e["detail"]["receive-count"].as_i64().unwrap();
+            (e["detail-type"].as_str().unwrap(), count)
+        })
+        .collect();
+    counts.sort();
+    assert_eq!(counts, [(FAILED, 1), (FAILED, 2), (GAVE_UP, 3)]);
     let gave_up = one_of(&failed, GAVE_UP);
     assert_eq!(gave_up["detail"]["receive-count"], 3);
     assert_eq!(gave_up["detail"]["retried"], "no");
@@ -160,6 +174,15 @@ async fn delivered_failed_and_gave_up_records_each_publish_one_event_with_their_
             .contains("already exists"));
         assert!(d.get("sha256").is_none());
     }
+
+    // The sample rule paged twice: the first Failed and the Gave Up (no delivery, no repeat).
+    let paged = events_of(aws, &paged, 3).await;
+    let mut types: Vec<&str> = paged
+        .iter()
+        .map(|(_, e)| e["detail-type"].as_str().unwrap())
+        .collect();
+    types.sort();
+    assert_eq!(types, [FAILED, GAVE_UP], "{paged:?}");
 
     // No secret text in any event.
     let key_lines: Vec<&str> = partner["PrivateKey"]

@@ -175,14 +175,19 @@ impl Aws {
     /// A queue that an EventBridge rule on the default bus fills with the `sftp-forward` delivery
     /// events of objects in `bucket` (docs/OPERATIONS.md's sample rule, narrowed to one bucket).
     pub async fn events_queue(&self, bucket: &str) -> String {
-        let url = self.queue("events").await;
-        let arn = self.queue_arn(&url).await;
-        let events = aws_sdk_eventbridge::Client::new(&self.config);
-        let rule = unique("sftp-forward-events");
         let pattern = json!({
             "source": [sftp_forward_lambda::events::SOURCE],
             "detail": { "local-file-location": { "bucket": [bucket] } },
         });
+        self.rule_queue(&pattern).await
+    }
+
+    /// A queue that an EventBridge rule on the default bus with this event pattern fills.
+    pub async fn rule_queue(&self, pattern: &Value) -> String {
+        let url = self.queue("events").await;
+        let arn = self.queue_arn(&url).await;
+        let events = aws_sdk_eventbridge::Client::new(&self.config);
+        let rule = unique("sftp-forward-events");
         events
             .put_rule()
             .name(&rule)
