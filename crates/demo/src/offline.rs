@@ -28,6 +28,7 @@ use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName
 use serde_json::{json, Value};
 use sftp_forward_lambda::event::decode_key;
 use sftp_forward_lambda::source::S3Store;
+use testkit::strict_aws::{StrictAws, Timings};
 use testkit::testbed::{Testbed, ECHO_URL, EIPS, PARTNER_IP, PARTNER_NETNS, PLATFORM_IP};
 use testkit::{Moto, RuntimeApi, Sshd};
 
@@ -66,6 +67,11 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
         EIPS[0], EIPS[1]
     );
     println!("   moto (AWS) at {}", moto.endpoint);
+    // moto serves CloudWatch only in its JSON protocol and the SDK speaks CBOR to it: the
+    // provisioner goes through testkit's AWS proxy, which translates (and, with no delays to
+    // replay, adds nothing else).
+    let provisioning = StrictAws::start(&moto.endpoint, no_delays())
+        .context("start the AWS proxy in front of moto")?;
 
     println!("\n2. Provision: deploy/provision apply (against moto)");
     let config = moto.sdk_config().await;
@@ -100,8 +106,8 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
     });
     write_private(&config_file, &format!("{provision_config:#}"))?;
     let cfg = config_file.to_string_lossy().into_owned();
-    job::provision(&repo, &["apply", "--config", &cfg], &moto.env())?;
-    let stack = job::outputs(&repo, &["--config", &cfg], &moto.env())?;
+    job::provision(&repo, &["apply", "--config", &cfg], &provisioning.env())?;
+    let stack = job::outputs(&repo, &["--config", &cfg], &provisioning.env())?;
     // The secret now lives in (moto's) Secrets Manager: no private key stays on disk.
     std::fs::remove_file(&secret_file)
         .with_context(|| format!("remove {}", secret_file.display()))?;
@@ -237,7 +243,7 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
     );
 
     if args.keep {
-        print_how_to_poke(moto, &partner, &cfg);
+        print_how_to_poke(&provisioning, &partner, &cfg);
         loop {
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
@@ -455,8 +461,27 @@ fn describe(messages: &[Message]) -> String {
         .join("; ")
 }
 
-fn print_how_to_poke(moto: &Moto, partner: &Sshd, provision_config: &str) {
-    let env: Vec<String> = moto.env().iter().map(|(k, v)| format!("{k}={v}")).collect();
+/// The AWS proxy's delays, all none: the demo's moto only needs its protocol translation.
+fn no_delays() -> Timings {
+    let none = Duration::ZERO;
+    Timings {
+        role_propagation: none,
+        queue_policy: none,
+        ec2_visibility: none,
+        nat_pending: none,
+        nat_deleting: none,
+        function_pending: none,
+        function_updating: none,
+        eni_release: none,
+    }
+}
+
+fn print_how_to_poke(provisioning: &StrictAws, partner: &Sshd, provision_config: &str) {
+    let env: Vec<String> = provisioning
+        .env()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     println!(
         "\nStill running (--keep); press Ctrl-C to stop everything. To look around:
    tests/egress/testbed status                      namespaces, route tables, firewall counters
