@@ -68,9 +68,9 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
     );
     println!("   moto (AWS) at {}", moto.endpoint);
     // moto serves CloudWatch only in its JSON protocol and the SDK speaks CBOR to it: the
-    // provisioner goes through testkit's AWS proxy, which translates (and, with no delays to
-    // replay, adds nothing else).
-    let provisioning = StrictAws::start(&moto.endpoint, no_delays())
+    // provisioner goes through testkit's AWS proxy, which translates (its documented refusals at
+    // their shortest: each once, retried by the provisioner).
+    let provisioning = StrictAws::start(&moto.endpoint, Timings::none())
         .context("start the AWS proxy in front of moto")?;
 
     println!("\n2. Provision: deploy/provision apply (against moto)");
@@ -459,21 +459,6 @@ fn describe(messages: &[Message]) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// The AWS proxy's delays, all none: the demo's moto only needs its protocol translation.
-fn no_delays() -> Timings {
-    let none = Duration::ZERO;
-    Timings {
-        role_propagation: none,
-        queue_policy: none,
-        ec2_visibility: none,
-        nat_pending: none,
-        nat_deleting: none,
-        function_pending: none,
-        function_updating: none,
-        eni_release: none,
-    }
 }
 
 fn print_how_to_poke(provisioning: &StrictAws, partner: &Sshd, provision_config: &str) {

@@ -43,13 +43,14 @@ impl Stack {
         stack
     }
 
-    /// Runs `deploy/provision --stack <name> ARGS` on moto; asserts it succeeded; its stdout.
+    /// Runs `deploy/provision --stack <name> ARGS` on moto (through testkit's proxy, which only
+    /// translates CloudWatch's protocol for moto); asserts it succeeded; its stdout.
     pub fn run(&self, args: &[&str]) -> String {
         let out = Command::new(testkit::repo_root().join("deploy/provision"))
             .args(["--stack", &self.name])
             .args(args)
             .env("SFTP_FORWARD_PROVISION_BIN", provision_bin())
-            .envs(testkit::moto().env())
+            .envs(testkit::strict_aws::moto_translated().env())
             .output()
             .expect("run deploy/provision");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

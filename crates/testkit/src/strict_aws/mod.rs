@@ -79,6 +79,24 @@ pub struct Timings {
     pub eni_release: Duration,
 }
 
+impl Timings {
+    /// No windows: a delay triggered by a call (a new role, a new queue policy, ...) refuses
+    /// only the first call after it, once, which the provisioner retries.
+    pub fn none() -> Timings {
+        let none = Duration::ZERO;
+        Timings {
+            role_propagation: none,
+            queue_policy: none,
+            ec2_visibility: none,
+            nat_pending: none,
+            nat_deleting: none,
+            function_pending: none,
+            function_updating: none,
+            eni_release: none,
+        }
+    }
+}
+
 impl Default for Timings {
     /// Seconds instead of AWS's minutes: long enough that a client that does not wait fails,
     /// short enough for tests.
@@ -169,6 +187,20 @@ struct Shared {
     upstream: String,
     timings: Timings,
     state: Mutex<State>,
+}
+
+/// A proxy of this test binary in front of [`crate::moto()`] with [`Timings::none`]: moto with
+/// the protocol translation the SDK needs (CloudWatch's CBOR, see `cbor`) and the strict
+/// behaviours at their shortest. For running `deploy/provision` on moto where they are not what
+/// is under test.
+pub fn moto_translated() -> &'static StrictAws {
+    static TRANSLATED: OnceLock<StrictAws> = OnceLock::new();
+    TRANSLATED.get_or_init(|| {
+        let upstream = &crate::moto().endpoint;
+        StrictAws::start(upstream, Timings::none()).unwrap_or_else(|e| {
+            panic!("testkit: cannot start the AWS proxy in front of {upstream}: {e}")
+        })
+    })
 }
 
 /// The strict-AWS proxy of this test binary, started on first use in front of [`crate::moto()`]
