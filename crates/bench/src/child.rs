@@ -25,10 +25,10 @@ use std::task::{Context as TaskContext, Poll};
 
 use anyhow::{bail, Context};
 use forward::{Connector, FileRanges, Overwrite, Partner, RangeSource, RemotePath, Tuning};
-use sftp_forward_lambda::event::ObjectRef;
-use sftp_forward_lambda::secret::SecretsManager;
-use sftp_forward_lambda::source::S3Store;
-use sftp_forward_lambda::{ForwardOptions, Forwarder, Outcome, Settings};
+use sftp_forward_core::event::ObjectRef;
+use sftp_forward_core::secret::SecretsManager;
+use sftp_forward_core::source::S3Store;
+use sftp_forward_core::{ForwardOptions, Forwarder, Outcome, Settings};
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// Runs one child mode with its arguments.

@@ -185,5 +185,5 @@ pub fn small_key(prefix: &str, i: usize) -> String {
 }
 
 fn s3(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    sftp_forward_lambda::source::S3Store::client(config)
+    sftp_forward_core::source::S3Store::client(config)
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use forward::{Overwrite, RemotePath};
-use sftp_forward_lambda::check::{EchoUrl, DEFAULT_ECHO_URL};
+use sftp_forward_core::check::{EchoUrl, DEFAULT_ECHO_URL};
 
 use crate::s3url::{S3Url, Since, Source};
 

@@ -1,9 +1,9 @@
 //! Exit codes, one per failure class (listed in `--help`, see `args::EXIT_CODES`).
 
 use forward::ErrorClass;
-use sftp_forward_lambda::check::{Problem, ProblemKind};
-use sftp_forward_lambda::secret::SecretError;
-use sftp_forward_lambda::source::StoreError;
+use sftp_forward_core::check::{Problem, ProblemKind};
+use sftp_forward_core::secret::SecretError;
+use sftp_forward_core::source::StoreError;
 
 /// How the process ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -9,8 +9,8 @@ use std::task::{Context, Poll};
 
 use forward::RangeSource;
 use indicatif::{ProgressBar, ProgressStyle};
-use sftp_forward_lambda::event::ObjectRef;
-use sftp_forward_lambda::source::{Body, Current, ObjectStore, Opened, StoreError};
+use sftp_forward_core::event::ObjectRef;
+use sftp_forward_core::source::{Body, Current, ObjectStore, Opened, StoreError};
 use tokio::io::{AsyncRead, ReadBuf};
 
 const BYTES: &str = "{msg} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}";

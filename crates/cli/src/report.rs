@@ -1,7 +1,7 @@
 //! The result of a batch (`replay`, `redrive`): a summary table on stdout, or one JSON document.
 
 use serde_json::{json, Value};
-use sftp_forward_lambda::Outcome;
+use sftp_forward_core::Outcome;
 
 use crate::cmd::send::outcome_json;
 use crate::exit::Exit;

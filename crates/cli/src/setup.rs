@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use sftp_forward_lambda::secret::{SecretError, SecretSource, SecretsManager};
-use sftp_forward_lambda::source::S3Store;
-use sftp_forward_lambda::{Forwarder, Settings};
+use sftp_forward_core::secret::{SecretError, SecretSource, SecretsManager};
+use sftp_forward_core::source::S3Store;
+use sftp_forward_core::{Forwarder, Settings};
 
 use crate::args::{RouteArgs, SecretArgs};
 
@@ -90,7 +90,7 @@ pub fn settings(secret_id: &str, route: &RouteArgs) -> anyhow::Result<Settings> 
 }
 
 /// A forwarder over S3 (or a wrapper of it) and the partner secret, like the Lambda's.
-pub fn forwarder<S: sftp_forward_lambda::source::ObjectStore>(
+pub fn forwarder<S: sftp_forward_core::source::ObjectStore>(
     store: S,
     secret: &SecretArgs,
     route: &RouteArgs,

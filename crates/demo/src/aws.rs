@@ -5,7 +5,7 @@
 use anyhow::Context;
 use aws_sdk_lambda::primitives::Blob;
 use serde_json::Value;
-use sftp_forward_lambda::source::S3Store;
+use sftp_forward_core::source::S3Store;
 
 use crate::job::{self, Sample};
 use crate::Args;

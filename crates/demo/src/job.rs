@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::Value;
-use sftp_forward_lambda::receipt::Receipt;
+use sftp_forward_core::receipt::Receipt;
 use sha2::{Digest, Sha256};
 
 /// What `deploy/provision outputs` says about the stack.
@@ -179,7 +179,7 @@ pub async fn wait_for_receipt(
                 "   delivered  {} on the partner after {:.1} s (receipt tag {})",
                 receipt.remote_path,
                 started.elapsed().as_secs_f64(),
-                sftp_forward_lambda::receipt::DELIVERED
+                sftp_forward_core::receipt::DELIVERED
             );
             return Ok(receipt);
         }

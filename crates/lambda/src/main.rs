@@ -9,11 +9,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
-use sftp_forward_lambda::events::EventSink;
-use sftp_forward_lambda::secret::SecretsManager;
-use sftp_forward_lambda::settings::Events;
-use sftp_forward_lambda::source::S3Store;
-use sftp_forward_lambda::{Forwarder, Settings};
+use sftp_forward_core::events::EventSink;
+use sftp_forward_core::secret::SecretsManager;
+use sftp_forward_core::settings::Events;
+use sftp_forward_core::source::S3Store;
+use sftp_forward_core::{Forwarder, Settings};
 use tokio::sync::Mutex;
 
 #[tokio::main]

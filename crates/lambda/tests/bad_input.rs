@@ -1,7 +1,7 @@
 //! Hostile and broken input through the handler and the compiled `bootstrap`: every bad record
 //! fails with an error that names its problem, the records around it still go through, and
 //! nothing is dropped without a trace. (The decoder's and the partner config's own unit tests are
-//! in crates/lambda/src/event.rs and crates/forward/tests/sftp.rs; these add the whole path.)
+//! in crates/event/src/lib.rs and crates/forward/tests/sftp.rs; these add the whole path.)
 
 mod util;
 

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sftp_forward_lambda::secret::{SecretError, SecretSource, SecretsManager};
-use sftp_forward_lambda::source::S3Store;
-use sftp_forward_lambda::{Forwarder, Settings};
+use sftp_forward_core::secret::{SecretError, SecretSource, SecretsManager};
+use sftp_forward_core::source::S3Store;
+use sftp_forward_core::{Forwarder, Settings};
 use testkit::delay::DelayProxy;
 use testkit::{scratch_dir, sshd};
 use util::*;

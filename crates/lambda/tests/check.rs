@@ -7,8 +7,8 @@ mod util;
 use std::net::Ipv4Addr;
 
 use serde_json::{json, Value};
-use sftp_forward_lambda::check::CheckFailed;
-use sftp_forward_lambda::HandlerError;
+use sftp_forward_core::check::CheckFailed;
+use sftp_forward_core::HandlerError;
 use testkit::{scratch_dir, sshd, EchoServer};
 use util::*;
 

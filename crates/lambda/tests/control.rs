@@ -8,7 +8,7 @@ mod util;
 use std::os::unix::fs::MetadataExt;
 
 use serde_json::{json, Value};
-use sftp_forward_lambda::receipt::Receipt;
+use sftp_forward_core::receipt::Receipt;
 use sha2::{Digest, Sha256};
 use util::*;
 

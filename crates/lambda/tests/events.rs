@@ -10,8 +10,8 @@ use std::time::Duration;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ChecksumAlgorithm;
 use serde_json::{json, Value};
-use sftp_forward_lambda::events::{COMPLETED, FAILED, GAVE_UP, SOURCE};
-use sftp_forward_lambda::receipt;
+use sftp_forward_core::events::{COMPLETED, FAILED, GAVE_UP, SOURCE};
+use sftp_forward_core::receipt;
 use util::*;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -355,7 +355,7 @@ async fn putevents_failing_never_fails_a_delivery() {
         assert_eq!(std::fs::read(bed.local.join(key)).unwrap(), body.as_bytes());
         let log = f.log_text();
         assert!(log.contains(warning), "a warning says {warning:?}: {log}");
-        let bound = sftp_forward_lambda::events::MAX_FLUSH + Duration::from_secs(5);
+        let bound = sftp_forward_core::events::MAX_FLUSH + Duration::from_secs(5);
         assert!(took < bound, "{took:?}");
         eprintln!("{key}: delivered in {took:?} with PutEvents failing ({var}={value})");
     }

@@ -5,14 +5,14 @@
 mod util;
 
 use serde_json::{json, Value};
-use sftp_forward_lambda::receipt::{self, Receipt};
+use sftp_forward_core::receipt::{self, Receipt};
 use testkit::gpg::partner_key;
 use util::*;
 
-async fn run<S, K>(f: &mut sftp_forward_lambda::Forwarder<S, K>, bucket: &str, key: &str) -> Value
+async fn run<S, K>(f: &mut sftp_forward_core::Forwarder<S, K>, bucket: &str, key: &str) -> Value
 where
-    S: sftp_forward_lambda::source::ObjectStore,
-    K: sftp_forward_lambda::secret::SecretSource,
+    S: sftp_forward_core::source::ObjectStore,
+    K: sftp_forward_core::secret::SecretSource,
 {
     let event: Value = serde_json::from_str(&s3_body(bucket, key)).unwrap();
     f.handle(&event, None).await.unwrap()

@@ -8,18 +8,14 @@ mod util;
 use std::os::unix::fs::MetadataExt;
 
 use serde_json::Value;
-use sftp_forward_lambda::receipt::{self, binding, Delivery, Receipt};
+use sftp_forward_core::receipt::{self, binding, Delivery, Receipt};
 use util::*;
 
 /// A direct invocation for one object: (delivered, skipped, failed) from its summary.
-async fn run<S, K>(
-    f: &mut sftp_forward_lambda::Forwarder<S, K>,
-    bucket: &str,
-    key: &str,
-) -> [u64; 3]
+async fn run<S, K>(f: &mut sftp_forward_core::Forwarder<S, K>, bucket: &str, key: &str) -> [u64; 3]
 where
-    S: sftp_forward_lambda::source::ObjectStore,
-    K: sftp_forward_lambda::secret::SecretSource,
+    S: sftp_forward_core::source::ObjectStore,
+    K: sftp_forward_core::secret::SecretSource,
 {
     let event: Value = serde_json::from_str(&s3_body(bucket, key)).unwrap();
     let out = f.handle(&event, None).await.unwrap();
@@ -160,30 +156,30 @@ async fn a_receipt_from_before_the_digest_counts_only_for_the_path_it_names() {
 
 /// The real store (moto), counting GetObjectTagging calls.
 struct CountingTags {
-    inner: sftp_forward_lambda::source::S3Store,
+    inner: sftp_forward_core::source::S3Store,
     tag_reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl sftp_forward_lambda::source::ObjectStore for CountingTags {
+impl sftp_forward_core::source::ObjectStore for CountingTags {
     async fn tags(
         &self,
-        obj: &sftp_forward_lambda::event::ObjectRef,
-    ) -> Result<Vec<(String, String)>, sftp_forward_lambda::source::StoreError> {
+        obj: &sftp_forward_core::event::ObjectRef,
+    ) -> Result<Vec<(String, String)>, sftp_forward_core::source::StoreError> {
         self.tag_reads
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.tags(obj).await
     }
     async fn put_tags(
         &self,
-        obj: &sftp_forward_lambda::event::ObjectRef,
+        obj: &sftp_forward_core::event::ObjectRef,
         tags: Vec<(String, String)>,
-    ) -> Result<(), sftp_forward_lambda::source::StoreError> {
+    ) -> Result<(), sftp_forward_core::source::StoreError> {
         self.inner.put_tags(obj, tags).await
     }
     async fn open(
         &self,
-        obj: &sftp_forward_lambda::event::ObjectRef,
-    ) -> Result<sftp_forward_lambda::source::Opened, sftp_forward_lambda::source::StoreError> {
+        obj: &sftp_forward_core::event::ObjectRef,
+    ) -> Result<sftp_forward_core::source::Opened, sftp_forward_core::source::StoreError> {
         self.inner.open(obj).await
     }
 }
@@ -196,11 +192,11 @@ async fn a_new_object_costs_no_tag_read_and_a_repeated_event_is_still_skipped() 
     let settings = bed.forwarder(&[]).settings().clone();
     let tag_reads = std::sync::Arc::<std::sync::atomic::AtomicUsize>::default();
     let store = CountingTags {
-        inner: sftp_forward_lambda::source::S3Store::new(aws.s3.clone()),
+        inner: sftp_forward_core::source::S3Store::new(aws.s3.clone()),
         tag_reads: tag_reads.clone(),
     };
-    let secrets = sftp_forward_lambda::secret::SecretsManager::new(aws.secrets.clone());
-    let mut f = sftp_forward_lambda::Forwarder::new(store, secrets, settings);
+    let secrets = sftp_forward_core::secret::SecretsManager::new(aws.secrets.clone());
+    let mut f = sftp_forward_core::Forwarder::new(store, secrets, settings);
     let reads = || tag_reads.load(std::sync::atomic::Ordering::SeqCst);
 
     assert_eq!(run(&mut f, bucket, "new.csv").await, [1, 0, 0]);

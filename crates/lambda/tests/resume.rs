@@ -10,10 +10,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
-use sftp_forward_lambda::event::ObjectRef;
-use sftp_forward_lambda::progress::{self, PROGRESS};
-use sftp_forward_lambda::receipt::ETAG;
-use sftp_forward_lambda::Outcome;
+use sftp_forward_core::event::ObjectRef;
+use sftp_forward_core::progress::{self, PROGRESS};
+use sftp_forward_core::receipt::ETAG;
+use sftp_forward_core::Outcome;
 use testkit::delay::DelayProxy;
 use testkit::{scratch_dir, sshd, Watch};
 use util::*;

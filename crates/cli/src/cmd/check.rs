@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use forward::{Partner, Tuning};
 use serde_json::json;
-use sftp_forward_lambda::check::{self, EchoUrl, EgressMatch, EgressProbe, Report};
+use sftp_forward_core::check::{self, EchoUrl, EgressMatch, EgressProbe, Report};
 
 use crate::args::SecretArgs;
 use crate::cmd::test_connection::print_connection;

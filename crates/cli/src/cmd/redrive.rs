@@ -6,8 +6,8 @@ use std::collections::HashSet;
 
 use forward::ErrorClass;
 use serde_json::json;
-use sftp_forward_lambda::event::{decode_message_body, Work};
-use sftp_forward_lambda::Outcome;
+use sftp_forward_core::event::{decode_message_body, Work};
+use sftp_forward_core::Outcome;
 
 use crate::args::{RouteArgs, SecretArgs};
 use crate::cmd::replay::line;

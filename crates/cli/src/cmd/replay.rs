@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use forward::{ErrorClass, RemotePath, RouteError};
 use serde_json::json;
-use sftp_forward_lambda::event::ObjectRef;
-use sftp_forward_lambda::receipt::Receipt;
-use sftp_forward_lambda::source::{ObjectStore, S3Store, StoreError};
-use sftp_forward_lambda::{ForwardOptions, Outcome, Settings};
+use sftp_forward_core::event::ObjectRef;
+use sftp_forward_core::receipt::Receipt;
+use sftp_forward_core::source::{ObjectStore, S3Store, StoreError};
+use sftp_forward_core::{ForwardOptions, Outcome, Settings};
 use tokio::task::JoinSet;
 
 use crate::args::{RouteArgs, SecretArgs};
@@ -208,14 +208,14 @@ async fn plan(
 /// Forward the objects over one connection per worker; each worker takes the next object when
 /// it is done with one, so at most `workers.len()` connections are open toward the partner.
 async fn forward_all<S, K>(
-    workers: Vec<sftp_forward_lambda::Forwarder<S, K>>,
+    workers: Vec<sftp_forward_core::Forwarder<S, K>>,
     objects: Vec<ObjectRef>,
     force: bool,
     feedback: &Feedback,
 ) -> Vec<Row>
 where
     S: ObjectStore + 'static,
-    K: sftp_forward_lambda::secret::SecretSource + 'static,
+    K: sftp_forward_core::secret::SecretSource + 'static,
 {
     let queue = Arc::new(Mutex::new(VecDeque::from(objects)));
     let options = ForwardOptions {

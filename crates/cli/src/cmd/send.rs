@@ -8,9 +8,9 @@ use std::time::{Instant, SystemTime};
 use anyhow::Context;
 use forward::{Connector, Partner, RangeSource, RemotePath};
 use serde_json::json;
-use sftp_forward_lambda::event::ObjectRef;
-use sftp_forward_lambda::events::EventSink;
-use sftp_forward_lambda::{ForwardOptions, Outcome};
+use sftp_forward_core::event::ObjectRef;
+use sftp_forward_core::events::EventSink;
+use sftp_forward_core::{ForwardOptions, Outcome};
 
 use crate::args::{RouteArgs, SecretArgs};
 use crate::exit::Exit;

@@ -1,12 +1,12 @@
 //! `test-connection`: the partner's host key (always shown, never trusted by this command), then,
 //! only when the key is pinned, the login and a write probe in `RemoteDirectory`. The steps are
-//! the library's ([`sftp_forward_lambda::check::connection`]), shared with `check`.
+//! the library's ([`sftp_forward_core::check::connection`]), shared with `check`.
 
 use anyhow::Context;
 use forward::hostkey::public_key_line;
 use forward::{Fingerprint, Partner, Tuning};
 use serde_json::json;
-use sftp_forward_lambda::check::{self, Connection};
+use sftp_forward_core::check::{self, Connection};
 
 use crate::args::SecretArgs;
 use crate::exit::Exit;

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{json, Value};
-use sftp_forward_lambda::secret::SecretsManager;
-use sftp_forward_lambda::source::S3Store;
-use sftp_forward_lambda::{Forwarder, Settings};
+use sftp_forward_core::secret::SecretsManager;
+use sftp_forward_core::source::S3Store;
+use sftp_forward_core::{Forwarder, Settings};
 use testkit::{moto, sshd};
 
 pub struct Aws {
@@ -176,7 +176,7 @@ impl Aws {
     /// events of objects in `bucket` (docs/OPERATIONS.md's sample rule, narrowed to one bucket).
     pub async fn events_queue(&self, bucket: &str) -> String {
         let pattern = json!({
-            "source": [sftp_forward_lambda::events::SOURCE],
+            "source": [sftp_forward_core::events::SOURCE],
             "detail": { "local-file-location": { "bucket": [bucket] } },
         });
         self.rule_queue(&pattern).await

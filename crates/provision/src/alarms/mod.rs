@@ -34,7 +34,7 @@ use crate::config::HALVES;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 
-/// The namespace of the function's EMF metrics (crates/lambda `handler/outcome.rs`, `placement.rs`).
+/// The namespace of the function's EMF metrics (crates/core `handler/outcome.rs`, `placement.rs`).
 pub const NAMESPACE: &str = "SftpForward";
 /// The EMF dimension that tells one stack's function from another's in the same account/region.
 pub const FUNCTION_DIMENSION: &str = "FunctionName";

@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sftp_forward_lambda::event::ObjectRef;
-use sftp_forward_lambda::receipt::{Delivery, Receipt};
-use sftp_forward_lambda::secret::{SecretError, SecretSource};
-use sftp_forward_lambda::source::{ObjectStore, Opened, StoreError};
-use sftp_forward_lambda::{Forwarder, HandlerError, Settings};
+use sftp_forward_core::event::ObjectRef;
+use sftp_forward_core::receipt::{Delivery, Receipt};
+use sftp_forward_core::secret::{SecretError, SecretSource};
+use sftp_forward_core::source::{ObjectStore, Opened, StoreError};
+use sftp_forward_core::{Forwarder, HandlerError, Settings};
 
 /// Objects by key (one bucket): bytes and tags; every call recorded as `op key`.
 #[derive(Default)]

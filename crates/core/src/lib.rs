@@ -1,5 +1,6 @@
-//! The Lambda function's logic, as a library so the CLI and the tests run the same code as the
-//! `bootstrap` binary.
+//! The application core: what the Lambda function does to a record, as a library with no Lambda
+//! runtime in it. The Lambda adapter (crates/lambda, the `bootstrap` binary: runtime loop, deadline,
+//! response shaping), the CLI, the bench and the demo all run this same code.
 //!
 //! # Layout
 //! In the order a record travels:
