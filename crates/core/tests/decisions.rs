@@ -16,10 +16,13 @@ use sftp_forward_core::secret::{SecretError, SecretSource};
 use sftp_forward_core::source::{ObjectStore, Opened, StoreError};
 use sftp_forward_core::{Forwarder, HandlerError, Settings};
 
+/// An object's bytes and tags.
+type Stored = (Vec<u8>, Vec<(String, String)>);
+
 /// Objects by key (one bucket): bytes and tags; every call recorded as `op key`.
 #[derive(Default)]
 struct MemStore {
-    objects: Mutex<HashMap<String, (Vec<u8>, Vec<(String, String)>)>>,
+    objects: Mutex<HashMap<String, Stored>>,
     calls: Arc<Mutex<Vec<String>>>,
 }
 
@@ -37,7 +40,7 @@ impl MemStore {
         self.objects.lock().unwrap().get_mut(key).unwrap().1 = tags;
     }
 
-    fn note(&self, op: &str, obj: &ObjectRef) -> Option<(Vec<u8>, Vec<(String, String)>)> {
+    fn note(&self, op: &str, obj: &ObjectRef) -> Option<Stored> {
         self.calls.lock().unwrap().push(format!("{op} {}", obj.key));
         self.objects.lock().unwrap().get(&obj.key).cloned()
     }

@@ -43,8 +43,9 @@ impl Stack {
         stack
     }
 
-    /// Runs `deploy/provision --stack <name> ARGS` on moto (through testkit's proxy, which only
-    /// translates CloudWatch's protocol for moto); asserts it succeeded; its stdout.
+    /// Runs `deploy/provision --stack <name> ARGS` on moto, through testkit's proxy for the
+    /// CloudWatch protocol moto lacks ([`testkit::strict_aws::moto_translated`]); asserts it
+    /// succeeded; its stdout.
     pub fn run(&self, args: &[&str]) -> String {
         let out = Command::new(testkit::repo_root().join("deploy/provision"))
             .args(["--stack", &self.name])
