@@ -266,6 +266,12 @@ impl Error {
             | Error::LengthMismatch { .. }
             | Error::SizeMismatch { .. } => Transient,
             Error::Ssh { source, .. } => ssh_class(source),
+            // Another batch's control file took the name: the next attempt renders a new one.
+            Error::ControlFailed { cause, .. }
+                if matches!(**cause, Error::AlreadyExists { .. }) =>
+            {
+                Transient
+            }
             Error::MarkerFailed { cause, .. } | Error::ControlFailed { cause, .. } => cause.class(),
             Error::Sftp { cause, .. } => sftp_class(cause),
         }

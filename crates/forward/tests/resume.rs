@@ -182,3 +182,54 @@ async fn a_resumable_file_that_fails_transiently_stays_for_the_retry() {
     );
     assert_eq!(files_under(&local), ["out.bin"], "no temp left");
 }
+
+#[tokio::test]
+#[allow(clippy::single_range_in_vec_init)] // one byte range done, not a range turned into a Vec
+async fn a_resumed_file_is_listed_in_the_control_file_with_its_whole_size() {
+    let len = 3 << 20;
+    let (_dir, file, sha) = noise_file(13, len);
+    let (local, remote) = scratch_dir("resume-ctl");
+    let key = resume_key(&format!("{remote}/out.bin"), "v1");
+    // An earlier attempt wrote the first 2 MiB (the right bytes) and recorded them.
+    let temp = local.join(format!(".out.bin.sfr-{key}.part"));
+    std::fs::write(&temp, &std::fs::read(&file).unwrap()[..2 << 20]).unwrap();
+    let owner = std::fs::metadata(&local).unwrap();
+    std::os::unix::fs::chown(&temp, Some(owner.uid()), Some(owner.gid())).unwrap();
+    let source = Recorded {
+        file: FileRanges::new(&file).await.unwrap(),
+        progress: Progress {
+            key,
+            len,
+            done: vec![0..2 << 20],
+        },
+        discarded: AtomicUsize::new(0),
+    };
+    let mut json = partner_json(&remote);
+    json["ControlFile"] = serde_json::json!("{now:%Y%m%d%H%M%S%6f}.ctl");
+    let mut c = connector(&json);
+    let done = c
+        .publish_ranges(&source, &path("out.bin"), Overwrite::Overwrite)
+        .await
+        .unwrap();
+    assert_eq!(done.bytes, len);
+    assert_eq!(
+        source.discarded.load(Ordering::SeqCst),
+        0,
+        "resumed, not restarted"
+    );
+    let control = c
+        .write_control(&[&done], std::time::SystemTime::now())
+        .await
+        .unwrap()
+        .expect("a control file");
+    let name = control.rsplit('/').next().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(local.join(name)).unwrap(),
+        format!("out.bin {len}\n"),
+        "the whole file's size, not the 1 MiB this attempt wrote"
+    );
+    assert_eq!(
+        sha256_of_reader(std::fs::File::open(local.join("out.bin")).unwrap()),
+        sha
+    );
+}

@@ -12,7 +12,7 @@ use crate::control::ControlEntry;
 use crate::error::Error;
 use crate::session::{lock, Connector, Session};
 
-use super::{Overwrite, PublishOutcome, Published};
+use super::{Overwrite, Published};
 
 impl Connector {
     /// Writes the partner's control file for a batch whose delivered files are `published`, its
@@ -88,6 +88,17 @@ impl Connector {
     }
 }
 
+impl Connector {
+    /// Remembers `published` (files in place whose control file was not written: the deadline
+    /// came first) as awaiting one, as a failed [`Connector::write_control`] does.
+    pub fn await_control(&self, published: &[Published]) {
+        let mut awaiting = lock(&self.awaiting);
+        awaiting
+            .control
+            .extend(published.iter().filter_map(|p| p.pending_key.clone()));
+    }
+}
+
 impl Session {
     /// The size of `final_path` when these bytes (`key`) await their batch's control file and
     /// are there with the `expected` size; `None` (and no longer awaiting) otherwise.
@@ -109,10 +120,26 @@ impl Session {
     }
 }
 
-impl Published {
-    /// Whether the file is on the partner under its final name by this publish (written, only
-    /// marked, or found in place awaiting its control file): what a control file lists.
-    pub fn in_place(&self) -> bool {
-        self.outcome != PublishOutcome::SkippedSameSize
+#[cfg(test)]
+mod tests {
+    use crate::error::{Error, ErrorClass};
+
+    #[test]
+    fn a_taken_control_file_name_is_transient_other_causes_keep_their_class() {
+        let failed = |cause| Error::ControlFailed {
+            path: "b.ctl".into(),
+            files: 2,
+            cause: Box::new(cause),
+        };
+        let taken = failed(Error::AlreadyExists {
+            path: "b.ctl".into(),
+        });
+        assert_eq!(taken.class(), ErrorClass::Transient, "{taken}");
+        let refused = failed(Error::RenameRefused {
+            temp: ".b.ctl.1.part".into(),
+            path: "b.ctl".into(),
+            why: "Permission denied".into(),
+        });
+        assert_eq!(refused.class(), ErrorClass::Permanent, "{refused}");
     }
 }

@@ -312,6 +312,23 @@ impl Session {
             .in_place_awaiting_control(on, expected_len, &final_path, pending_key.as_deref())
             .await?
         {
+            // The same size is not the same bytes: a newer version of the same size may have
+            // replaced it since; then this one is superseded, as at a rename.
+            if let Some(source) = payload.ranges() {
+                let answer = source.still_current().await;
+                if let Currency::Superseded(current) =
+                    answer.map_err(|e| Error::SourceCheck { source: e })?
+                {
+                    if let Some(k) = &pending_key {
+                        lock(&self.awaiting).control.remove(k);
+                    }
+                    return Err(Error::Superseded {
+                        path: final_path,
+                        current,
+                        direct: true,
+                    });
+                }
+            }
             let sha256 = match self.digest_wanted {
                 true => Some(marker::digest_of(payload).await?),
                 false => None,
@@ -541,7 +558,7 @@ impl Session {
                             marker,
                             dir,
                             path.file_name(),
-                            sent,
+                            bytes,
                             digest.as_deref(),
                         )
                         .await
@@ -564,7 +581,8 @@ impl Session {
                 Ok(Published {
                     remote_path: final_path,
                     bytes,
-                    size: sent,
+                    // The whole file's (a resumed one was written only in part by this attempt).
+                    size: bytes,
                     outcome: PublishOutcome::Written,
                     elapsed: started.elapsed(),
                     marker,
