@@ -143,6 +143,8 @@ pub struct Ranges<'a, S> {
     first: Mutex<Option<(Body, std::time::Instant)>>,
     /// How long `first` is used ([`FIRST_BODY_FRESH`]).
     fresh_for: std::time::Duration,
+    /// Whether an interrupted delivery may be continued (see [`Ranges::named_per_delivery`]).
+    resumable: bool,
     progress: Option<Progress>,
     sha256: Option<String>,
 }
@@ -157,6 +159,7 @@ impl<'a, S: ObjectStore> Ranges<'a, S> {
             len: opened.len,
             first: Mutex::new(Some((opened.body, std::time::Instant::now()))),
             fresh_for: FIRST_BODY_FRESH,
+            resumable: true,
             progress: None,
             sha256: opened.sha256,
         })
@@ -172,6 +175,14 @@ impl<'a, S: ObjectStore> Ranges<'a, S> {
     /// With the progress an interrupted delivery recorded on the object (see [`progress`]).
     pub fn resuming(mut self, progress: Option<Progress>) -> Self {
         self.progress = progress;
+        self
+    }
+
+    /// Sent under a name rendered anew for each delivery (a `{now}` template): a later delivery
+    /// never finds this one's temporary file, so it is not kept to be continued (no identity:
+    /// removed on failure, like any per-attempt temporary file).
+    pub fn named_per_delivery(mut self) -> Self {
+        self.resumable = false;
         self
     }
 }
@@ -199,7 +210,8 @@ impl<S: ObjectStore> RangeSource for Ranges<'_, S> {
     }
 
     fn identity(&self) -> Option<String> {
-        Some(progress::identity(self.obj, &self.etag))
+        self.resumable
+            .then(|| progress::identity(self.obj, &self.etag))
     }
 
     fn progress(&self) -> Option<Progress> {

@@ -205,7 +205,7 @@ async fn send_local(
     };
     // A partner's per-batch control file: this send is a batch of one.
     let published = match published {
-        Ok(p) if p.in_place() => match connector.write_control(&[&p], SystemTime::now()).await {
+        Ok(p) => match connector.write_control(&[&p], SystemTime::now()).await {
             Ok(control) => {
                 if let Some(control) = control {
                     feedback.log(format!("control file {control}"));

@@ -60,6 +60,8 @@ struct Prepared {
     path: RemotePath,
     opened: Opened,
     tags: Vec<(String, String)>,
+    /// The path is rendered anew for each delivery (`{now}`): nothing to resume.
+    per_delivery: bool,
 }
 
 impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
@@ -90,15 +92,21 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
         if tokio::time::timeout_at(stop_at.into(), run).await.is_err() {
             let stopped = self.stopped_at_deadline(deadline).await;
             slots.fill_unset(&stopped);
-            slots.fail_held("the invocation's time ran out");
+            let held = slots.fail_held("the invocation's time ran out");
+            if let Some(p) = &self.partner {
+                p.connector.await_control(&held);
+            }
         }
         slots.into_outcomes()
     }
 
     /// The partner's control file for this batch, if it wants one (see [`super::slots`]).
     async fn control_file(&mut self, jobs: &[Job<'_>], slots: &Slots) {
-        if let Some(p) = self.partner.as_mut() {
-            write_control_file(&mut p.connector, &self.store, jobs, slots).await;
+        match self.partner.as_mut() {
+            Some(p) => write_control_file(&mut p.connector, &self.store, jobs, slots).await,
+            // The connector went with a secret that could not be read again: nothing can
+            // announce what earlier waves delivered.
+            None => drop(slots.fail_held("the partner's connection was given up")),
         }
     }
 
@@ -262,9 +270,12 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
         for (i, p) in ranged {
             let recorded = progress::from_tags(&p.tags);
             owners.push((i, p.tags, p.opened.etag.clone()));
-            let ranges = Ranges::new(store, jobs[i].obj, p.opened)
+            let mut ranges = Ranges::new(store, jobs[i].obj, p.opened)
                 .expect("has an ETag")
                 .resuming(recorded);
+            if p.per_delivery {
+                ranges = ranges.named_per_delivery();
+            }
             files.push((ranges, p.path));
         }
         if !files.is_empty() {
@@ -426,7 +437,13 @@ async fn prepare<S: ObjectStore>(
     if let Some(skipped) = vouches(&path, from_route) {
         return Err(skipped);
     }
-    Ok(Prepared { path, opened, tags })
+    let per_delivery = from_route && timed;
+    Ok(Prepared {
+        path,
+        opened,
+        tags,
+        per_delivery,
+    })
 }
 
 /// `body` (`len` bytes) encrypted to the partner's `Pgp` keys as it streams, published as
@@ -467,7 +484,11 @@ async fn finish<S: ObjectStore>(
     slots: &Slots,
 ) {
     let (done, encrypted) = match published {
-        Ok((done, _)) if done.outcome == PublishOutcome::SkippedSameSize => {
+        // (A partner with a control file gets such a file listed like any other in place: its
+        // earlier delivery's control file may never have been written.)
+        Ok((done, _))
+            if done.outcome == PublishOutcome::SkippedSameSize && !slots.expects_control_file() =>
+        {
             let reason = format!(
                 "{} already has the same size on the partner",
                 done.remote_path

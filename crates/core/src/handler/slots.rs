@@ -102,6 +102,11 @@ impl Slots {
         }
     }
 
+    /// Whether receipts are held for a control file (see [`Slots::expect_control_file`]).
+    pub fn expects_control_file(&self) -> bool {
+        lock(&self.held).is_some()
+    }
+
     /// Holds a delivered record's receipt for the control file; gives it back when there is
     /// none to wait for (the caller writes it at once).
     pub fn hold(
@@ -125,8 +130,10 @@ impl Slots {
         }
     }
 
-    /// The records still held when the deadline cut the batch fail as transient.
-    pub fn fail_held(&self, why: &str) {
+    /// The records still held when the deadline cut the batch (or no connection was left to
+    /// write its control file) fail as transient; their files, for the connector to remember
+    /// as awaiting a control file ([`forward::Connector::await_control`]).
+    pub fn fail_held(&self, why: &str) -> Vec<Published> {
         let held = lock(&self.held).take().unwrap_or_default();
         let failed = Outcome::failed(
             ErrorClass::Transient,
@@ -135,6 +142,7 @@ impl Slots {
             ),
         );
         self.set_all(held.iter().map(|h| h.job), &failed);
+        held.into_iter().map(|h| h.published).collect()
     }
 
     /// Every job's outcome and what else is known of it, in job order.
