@@ -216,3 +216,36 @@ fn marker_settings_are_checked_with_the_field_named() {
             .to_string();
     assert!(e.contains("DoneMarker.Content"), "{e}");
 }
+
+#[tokio::test]
+async fn a_control_file_larger_than_one_write_arrives_whole() {
+    let (local, remote) = testkit::scratch_dir("ctl-big");
+    let mut json = partner_json(&remote);
+    json["ControlFile"] = json!({"Name": "ctl/{now:%Y%m%d%H%M%S%6f}.ctl", "Content": "summary"});
+    let tuning = forward::Tuning {
+        chunk_size: 64,
+        ..forward::Tuning::default()
+    };
+    let mut c = forward::Connector::new(partner(&json), tuning);
+    let mut published = Vec::new();
+    for i in 0..5 {
+        let name = format!("file-{i}.csv");
+        published.push(publish_bytes(&mut c, &name, name.as_bytes()).await.unwrap());
+    }
+    let refs: Vec<&forward::Published> = published.iter().collect();
+    let control = c
+        .write_control(&refs, std::time::SystemTime::now())
+        .await
+        .unwrap()
+        .expect("a control file");
+    let text = std::fs::read_to_string(local.join("ctl").join(control.rsplit('/').next().unwrap()))
+        .unwrap();
+    assert!(text.len() > 64 * 4, "several WRITEs: {} bytes", text.len());
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    for (i, line) in lines.iter().enumerate() {
+        let name = format!("file-{i}.csv");
+        let sha = sha256_of_reader(name.as_bytes());
+        assert_eq!(*line, format!("{name} {} {sha}", name.len()));
+    }
+}

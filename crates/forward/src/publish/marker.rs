@@ -89,14 +89,20 @@ impl Session {
             _ => Opening::Exclusive,
         };
         let handle = self.open_temp(on, &temp_path, how).await?;
-        let written = match content.is_empty() {
-            true => Ok(()),
-            false => on
-                .write(handle.as_str(), 0, content)
+        // In WRITEs the server takes (a control file listing thousands of files is larger than
+        // one), one after another: small files, no pipelining needed.
+        let mut written = Ok(());
+        for (n, piece) in content.chunks(self.chunk_size.max(1)).enumerate() {
+            let offset = (n * self.chunk_size.max(1)) as u64;
+            written = on
+                .write(handle.as_str(), offset, piece.to_vec())
                 .await
                 .map(drop)
-                .map_err(|e| Error::sftp("write", &temp_path, e)),
-        };
+                .map_err(|e| Error::sftp("write", &temp_path, e));
+            if written.is_err() {
+                break;
+            }
+        }
         let closed = on
             .close(handle)
             .await
