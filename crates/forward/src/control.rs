@@ -130,20 +130,17 @@ impl ControlFile {
 
     /// The control file's bytes for these files.
     pub fn content(&self, entries: &[ControlEntry]) -> Vec<u8> {
-        let mut out = String::new();
-        for e in entries {
-            match self.content {
-                ControlContent::Empty => return Vec::new(),
-                ControlContent::List => out.push_str(&format!("{} {}\n", e.path, e.size)),
-                ControlContent::Summary => out.push_str(&format!(
-                    "{} {} {}\n",
-                    e.path,
-                    e.size,
-                    e.sha256.as_deref().unwrap_or("-")
-                )),
-            }
-        }
-        out.into_bytes()
+        let line = |e: &ControlEntry| match self.content {
+            ControlContent::Empty => String::new(),
+            ControlContent::List => format!("{} {}\n", e.path, e.size),
+            ControlContent::Summary => format!(
+                "{} {} {}\n",
+                e.path,
+                e.size,
+                e.sha256.as_deref().unwrap_or("-")
+            ),
+        };
+        entries.iter().map(line).collect::<String>().into_bytes()
     }
 }
 

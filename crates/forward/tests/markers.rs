@@ -249,3 +249,37 @@ async fn a_control_file_larger_than_one_write_arrives_whole() {
         assert_eq!(*line, format!("{name} {} {sha}", name.len()));
     }
 }
+
+#[tokio::test]
+async fn a_control_file_never_replaces_one_of_the_same_name() {
+    let at = std::time::SystemTime::now();
+    for upload in ["hidden-temp", "direct"] {
+        let (local, remote) = testkit::scratch_dir(&format!("ctl-taken-{upload}"));
+        let mut json = partner_json(&remote);
+        json["Upload"] = json!(upload);
+        json["ControlFile"] = json!("{now:%Y%m%d%H%M%S}.ctl");
+        let mut c = connector(&json);
+        let a = publish_bytes(&mut c, "a.csv", b"a").await.unwrap();
+        let first = c.write_control(&[&a], at).await.unwrap().unwrap();
+        let b = publish_bytes(&mut c, "b.csv", b"bb").await.unwrap();
+        let e = c.write_control(&[&b], at).await.unwrap_err();
+        assert!(
+            matches!(&e, Error::ControlFailed { cause, .. } if matches!(**cause, Error::AlreadyExists { .. })),
+            "{upload}: {e:?}"
+        );
+        assert!(e.is_transient(), "{upload}: {e}");
+        let name = first.rsplit('/').next().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(local.join(name)).unwrap(),
+            "a.csv 1\n",
+            "{upload}: the first batch's control file is untouched"
+        );
+        let mut expected = vec!["a.csv", "b.csv", name];
+        expected.sort();
+        assert_eq!(
+            files_under(&local),
+            expected,
+            "{upload}: no temporary file left"
+        );
+    }
+}

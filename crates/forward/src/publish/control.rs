@@ -38,16 +38,11 @@ impl Connector {
                 sha256: p.sha256.clone(),
             })
             .collect();
-        let keys = published.iter().filter_map(|p| p.pending_key.clone());
         let written = async {
             let session = self.session().await?;
             let on = session.sftp.clone();
             session.create_dirs(&on, path.parent()).await?;
             let dir = session.join(path.parent());
-            let final_path = super::join2(&dir, path.file_name());
-            if session.size_of(&on, &final_path).await?.is_some() {
-                return Err(Error::AlreadyExists { path: final_path });
-            }
             let content = control.content(&entries);
             session
                 .write_small(
@@ -60,11 +55,11 @@ impl Connector {
                 .await
         }
         .await;
-        let mut awaiting = lock(&self.awaiting);
         match written {
             Ok(written) => {
-                for k in keys {
-                    awaiting.control.remove(&k);
+                let mut awaiting = lock(&self.awaiting);
+                for k in published.iter().filter_map(|p| p.pending_key.as_ref()) {
+                    awaiting.control.remove(k);
                 }
                 drop(awaiting);
                 tracing::info!(
@@ -75,8 +70,7 @@ impl Connector {
                 Ok(Some(written))
             }
             Err(e) => {
-                awaiting.control.extend(keys);
-                drop(awaiting);
+                self.await_control(published.iter().copied());
                 self.discard_if_broken(&e);
                 Err(Error::ControlFailed {
                     path: path.as_str().to_owned(),
@@ -91,11 +85,11 @@ impl Connector {
 impl Connector {
     /// Remembers `published` (files in place whose control file was not written: the deadline
     /// came first) as awaiting one, as a failed [`Connector::write_control`] does.
-    pub fn await_control(&self, published: &[Published]) {
+    pub fn await_control<'a>(&self, published: impl IntoIterator<Item = &'a Published>) {
         let mut awaiting = lock(&self.awaiting);
         awaiting
             .control
-            .extend(published.iter().filter_map(|p| p.pending_key.clone()));
+            .extend(published.into_iter().filter_map(|p| p.pending_key.clone()));
     }
 }
 

@@ -69,8 +69,9 @@ impl Session {
     }
 
     /// Writes a small file `name` in `dir` holding `content`: through a temporary name and a
-    /// rename under `policy`, or straight under `direct` (opened exclusively under
-    /// `fail-if-exists`, so that it never replaces a file there).
+    /// rename under `policy`, or straight under `direct`. Under `fail-if-exists` a file already
+    /// there is [`Error::AlreadyExists`] before anything is written (and the open under `direct` is
+    /// exclusive, so that it never replaces one that appears meanwhile).
     pub(super) async fn write_small(
         &self,
         on: &RawSftpSession,
@@ -80,6 +81,9 @@ impl Session {
         policy: Overwrite,
     ) -> Result<String, Error> {
         let final_path = join2(dir, name);
+        if policy == Overwrite::FailIfExists && self.size_of(on, &final_path).await?.is_some() {
+            return Err(Error::AlreadyExists { path: final_path });
+        }
         let temp_path = self
             .upload
             .temp_path(dir, name, &random_tag())
