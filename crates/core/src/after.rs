@@ -82,8 +82,10 @@ pub struct Ended<'a> {
 /// The partner a record went (or was to go) to, without anything secret.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Partner<'a> {
-    /// The Secrets Manager secret's name or ARN.
-    pub secret_id: &'a str,
+    /// The partner's name (see [`crate::routing`]); `None` when no partner owns the key.
+    pub name: Option<&'a str>,
+    /// Its Secrets Manager secret's name or ARN.
+    pub secret_id: Option<&'a str>,
     /// `sftp://host:port`, once the secret was read.
     pub url: Option<&'a str>,
     /// The partner's `RemoteDirectory`, once the secret was read.

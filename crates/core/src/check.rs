@@ -421,4 +421,7 @@ pub enum CheckFailed {
         #[source]
         source: forward::ConfigError,
     },
+    /// The checks of a stack with several partners: at least one failed (each named, with why).
+    #[error("egress self-check failed for {0}")]
+    Partners(String),
 }

@@ -75,7 +75,8 @@ pub fn detail(record: &Ended<'_>, connector_id: &str) -> Value {
     };
     put("operation", json!("SEND"));
     put("connector-id", json!(connector_id));
-    put("partner", json!(record.partner.secret_id));
+    put("partner", json!(record.partner.name));
+    put("secret-id", json!(record.partner.secret_id));
     put("url", json!(record.partner.url));
     put("file-transfer-id", json!(record.message_id));
     if let Some(obj) = record.obj {

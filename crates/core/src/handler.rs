@@ -1,5 +1,7 @@
-//! The handler: an invocation's records, all forwarded together ([`batch`]), each to one
-//! [`Outcome`]. The batch response, the logs and the EMF metrics are all derived from the
+//! The handler: an invocation's records, each routed to its partner by key prefix
+//! ([`crate::routing`]), every partner's records forwarded together over its own connection
+//! ([`batch`]), all partners at once, each record to one [`Outcome`]. A key that no partner's
+//! prefix matches fails (permanently: it is kept for an operator, never dropped) and is counted. The batch response, the logs and the EMF metrics are all derived from the
 //! outcomes ([`outcome`]).
 
 mod batch;
@@ -18,11 +20,12 @@ use crate::after::{AfterRecord, Detail, Ended, Nothing, Partner as PartnerInfo, 
 use crate::check::{self, CheckFailed, Report};
 use crate::event::{decode, Invocation, Item, ObjectRef, Work};
 use crate::progress;
+use crate::routing::PartnerRoute;
 use crate::secret::SecretSource;
 use crate::settings::Settings;
 use crate::source::ObjectStore;
-use batch::Job;
-use outcome::{emf, log_outcome, summary};
+use batch::{join_all, Job, Lane};
+use outcome::{emf, log_outcome, summary, Counted};
 pub use outcome::{BatchFailed, Outcome};
 
 /// How [`Forwarder::forward_with`] treats one object; the default is what the Lambda does.
@@ -34,20 +37,24 @@ pub struct ForwardOptions {
     pub remote_path: Option<RemotePath>,
 }
 
-/// The kept partner connection and the secret text it was built from.
+/// The failure code of a record whose key no partner's prefix matches.
+pub const NO_PARTNER: &str = "NO_PARTNER";
+
+/// A partner's kept connection and the secret text it was built from.
 struct Partnered {
     connector: Connector,
     secret_digest: u64,
     fetched_at: Instant,
 }
 
-/// Forwards objects named by events to the partner. Kept across warm invocations, so the secret
-/// and the SSH connection are reused.
+/// Forwards objects named by events to their partners. Kept across warm invocations, so each
+/// partner's secret and SSH connection are reused.
 pub struct Forwarder<S, K> {
     store: S,
     secrets: K,
     settings: Settings,
-    partner: Option<Partnered>,
+    /// Per partner of `settings.routing` (same order), its kept connection.
+    kept: Vec<Option<Partnered>>,
     /// Hears of every record's outcome (delivery events); nothing unless [`Forwarder::after`].
     after: Box<dyn AfterRecord>,
 }
@@ -55,11 +62,12 @@ pub struct Forwarder<S, K> {
 impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
     /// A forwarder over the given S3 store and secret source.
     pub fn new(store: S, secrets: K, settings: Settings) -> Self {
+        let kept = settings.routing.partners().iter().map(|_| None).collect();
         Forwarder {
             store,
             secrets,
             settings,
-            partner: None,
+            kept,
             after: Box::new(Nothing),
         }
     }
@@ -88,11 +96,10 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             Invocation::Sqs(items) => (items, true),
             Invocation::Direct(items) => (items, false),
             Invocation::Check => {
-                let report = self.check().await?;
-                return Ok(serde_json::to_value(report).expect("serialisable"));
+                return Ok(self.check().await?);
             }
         };
-        let (results, untrusted) = self.forward_items(&items, deadline).await;
+        let (results, by_partner) = self.forward_items(&items, deadline).await;
         // Before the response, and never past the deadline: the margin's last twelfth is kept
         // for the response itself.
         let until = deadline.map(|d| {
@@ -101,7 +108,9 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
         });
         self.after.flush(until).await;
         let all: Vec<&(String, Outcome)> = results.iter().flat_map(|(_, o)| o).collect();
-        println!("{}", emf(&all, started.elapsed(), untrusted));
+        for line in emf(&all, &by_partner, started.elapsed(), &self.settings.routing) {
+            println!("{line}");
+        }
 
         let failed_items: Vec<_> = results
             .iter()
@@ -141,12 +150,12 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
     /// Every record of every item, as (message id, [(label, outcome)]) with a label for logs
     /// (`s3://bucket/key` or the message id): the objects all go together
     /// ([`Forwarder::forward_batch`]), and each record's outcome is logged in its own span. Also
-    /// how many records failed on an untrusted host key (the `HostKeyUntrusted` metric).
+    /// each forwarded record's partner and failure code, for the metrics.
     async fn forward_items(
         &mut self,
         items: &[Item],
         deadline: Option<Instant>,
-    ) -> (Vec<(Option<String>, Vec<(String, Outcome)>)>, u64) {
+    ) -> (Vec<(Option<String>, Vec<(String, Outcome)>)>, Vec<Counted>) {
         let options = ForwardOptions::default();
         let mut jobs = Vec::new();
         // The item of each job.
@@ -167,7 +176,7 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
                         failure_code: Some("UNRECOGNISED_RECORD"),
                         ..Detail::default()
                     };
-                    self.ended(None, item, &failed, &detail);
+                    self.ended(None, item, &failed, &detail, None);
                     records.push((label, Ok(failed)));
                 }
                 Ok(works) => {
@@ -198,15 +207,17 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             entries.push(records);
         }
         let ended = self.forward_batch(&jobs, deadline).await;
-        for ((job, item), (outcome, detail)) in jobs.iter().zip(&job_items).zip(&ended) {
+        let mut counted = Vec::with_capacity(ended.len());
+        for ((job, item), (outcome, detail, partner)) in jobs.iter().zip(&job_items).zip(&ended) {
             job.span.in_scope(|| log_outcome(outcome));
-            self.ended(Some(job.obj), &items[*item], outcome, detail);
+            self.ended(Some(job.obj), &items[*item], outcome, detail, *partner);
+            counted.push(Counted {
+                partner: *partner,
+                failure_code: detail.failure_code,
+                outcome: outcome.clone(),
+            });
         }
-        let untrusted = ended
-            .iter()
-            .filter(|(_, d)| d.failure_code == Some(crate::after::HOST_KEY_NOT_TRUSTED))
-            .count() as u64;
-        let mut outcomes: Vec<Option<Outcome>> = ended.into_iter().map(|(o, _)| Some(o)).collect();
+        let mut outcomes: Vec<Option<Outcome>> = ended.into_iter().map(|(o, ..)| Some(o)).collect();
         let results = items
             .iter()
             .zip(entries)
@@ -221,7 +232,58 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
                 (item.message_id.clone(), records)
             })
             .collect();
-        (results, untrusted)
+        (results, counted)
+    }
+
+    /// Every job to its outcome (in the order of `jobs`), with the partner it went to: each
+    /// partner's jobs in its own [`Lane`], all lanes at once, so that a slow or unreachable
+    /// partner does not hold up the others' records (each is bounded by the deadline). A job whose
+    /// key no partner owns fails with [`NO_PARTNER`].
+    async fn forward_batch(
+        &mut self,
+        jobs: &[Job<'_>],
+        deadline: Option<Instant>,
+    ) -> Vec<(Outcome, Detail, Option<usize>)> {
+        let routing = &self.settings.routing;
+        let owner: Vec<Option<usize>> = jobs
+            .iter()
+            .map(|j| routing.partner_for(&j.obj.key))
+            .collect();
+        let (store, secrets, settings) = (&self.store, &self.secrets, &self.settings);
+        let lanes = self
+            .kept
+            .iter_mut()
+            .zip(routing.partners())
+            .enumerate()
+            .filter_map(|(n, (kept, partner))| {
+                let mine: Vec<usize> = (0..jobs.len()).filter(|&j| owner[j] == Some(n)).collect();
+                if mine.is_empty() {
+                    return None;
+                }
+                let lane_jobs: Vec<Job<'_>> = mine.iter().map(|&j| jobs[j].clone()).collect();
+                let mut lane = Lane {
+                    store,
+                    secrets,
+                    settings,
+                    partner,
+                    kept,
+                };
+                Some(async move {
+                    let ended = lane.forward_batch(&lane_jobs, deadline).await;
+                    (mine, ended)
+                })
+            });
+        let mut out: Vec<Option<(Outcome, Detail, Option<usize>)>> =
+            jobs.iter().map(|_| None).collect();
+        for (mine, ended) in join_all(lanes).await {
+            for (j, (outcome, detail)) in mine.into_iter().zip(ended) {
+                out[j] = Some((outcome, detail, owner[j]));
+            }
+        }
+        out.into_iter()
+            .zip(jobs)
+            .map(|(o, job)| o.unwrap_or_else(|| no_partner(routing, &job.obj.key)))
+            .collect()
     }
 
     /// One object: route, receipt check, stream from S3 into the publisher, receipt.
@@ -243,7 +305,7 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             options,
             span: tracing::Span::current(),
         };
-        let (outcome, detail) = self
+        let (outcome, detail, partner) = self
             .forward_batch(std::slice::from_ref(&job), deadline)
             .await
             .pop()
@@ -253,14 +315,24 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             receive_count: None,
             work: Ok(Vec::new()),
         };
-        self.ended(Some(obj), &item, &outcome, &detail);
+        self.ended(Some(obj), &item, &outcome, &detail, partner);
         self.after.flush(deadline).await;
         outcome
     }
 
-    /// Tells the seam after a record ends ([`crate::after`]) of one record.
-    fn ended(&self, obj: Option<&ObjectRef>, item: &Item, outcome: &Outcome, detail: &Detail) {
-        let partner = self.partner.as_ref().map(|p| p.connector.partner());
+    /// Tells the seam after a record ends ([`crate::after`]) of one record, and of its partner
+    /// (an index into the routing's partners; `None` when no partner owns its key).
+    fn ended(
+        &self,
+        obj: Option<&ObjectRef>,
+        item: &Item,
+        outcome: &Outcome,
+        detail: &Detail,
+        partner: Option<usize>,
+    ) {
+        let route = partner.map(|n| &self.settings.routing.partners()[n]);
+        let kept = partner.and_then(|n| self.kept[n].as_ref());
+        let partner = kept.map(|p| p.connector.partner());
         let url = partner.map(|p| format!("sftp://{}:{}", p.host, p.port));
         self.after.ended(&Ended {
             obj,
@@ -270,13 +342,124 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             detail,
             retry: Retry::of(item.receive_count, self.settings.max_receive_count),
             partner: PartnerInfo {
-                secret_id: &self.settings.secret_id,
+                name: route.map(PartnerRoute::name),
+                secret_id: route.map(PartnerRoute::secret_id),
                 url: url.as_deref(),
                 remote_directory: partner.map(|p| p.remote_directory.as_str()),
             },
         });
     }
 
+    /// The egress self-check of every partner, each with its current secret (read afresh, not
+    /// from the cache) and these settings. Each report is logged as one JSON line; `Err` if a
+    /// check found any problem or could not run. A single partner's report is returned as is;
+    /// several are `{"partners": [{"partner": name, ...report}]}`.
+    pub async fn check(&self) -> Result<Value, CheckFailed> {
+        let partners = self.settings.routing.partners();
+        let reports = join_all(partners.iter().map(|p| self.check_partner(p))).await;
+        if reports.len() == 1 {
+            let only = reports.into_iter().next().expect("one");
+            return only.map(|r| serde_json::to_value(r).expect("serialisable"));
+        }
+        let mut all = Vec::with_capacity(reports.len());
+        let mut failed = Vec::new();
+        for (p, report) in partners.iter().zip(reports) {
+            match report {
+                Ok(r) => all.push(named(
+                    p.name(),
+                    serde_json::to_value(r).expect("serialisable"),
+                )),
+                Err(e) => {
+                    let value = match &e {
+                        CheckFailed::Problems(r) => serde_json::to_value(r).expect("serialisable"),
+                        other => json!({"ok": false, "error": other.to_string()}),
+                    };
+                    all.push(named(p.name(), value));
+                    failed.push(format!("partner {}: {e}", p.name()));
+                }
+            }
+        }
+        if failed.is_empty() {
+            Ok(json!({ "partners": all }))
+        } else {
+            Err(CheckFailed::Partners(failed.join("; ")))
+        }
+    }
+
+    /// The egress self-check of one partner (see [`Forwarder::check`]).
+    pub async fn check_partner(&self, route: &PartnerRoute) -> Result<Report, CheckFailed> {
+        let id = route.secret_id();
+        let partner = match self.secrets.fetch(id).await {
+            Ok(text) => Partner::from_json(&text).map_err(|source| CheckFailed::Partner {
+                secret_id: id.to_owned(),
+                source,
+            }),
+            Err(e) => Err(e.into()),
+        };
+        // A check that cannot run is a failed check (not a missing one) in its metric.
+        let partner = partner.inspect_err(|_| println!("{}", crate::placement::emf_not_run()))?;
+        let mut report = check::run(
+            &partner,
+            &self.settings.tuning,
+            &self.settings.egress_probe(),
+        )
+        .await;
+        let placement = crate::placement::of_report(&report);
+        println!("{}", crate::placement::emf(&report, &placement));
+        report.placement = Some(placement);
+        println!(
+            "{}",
+            json!({
+                "level": if report.ok { "INFO" } else { "ERROR" },
+                "message": if report.ok { "egress self-check ok" } else { "egress self-check failed" },
+                "partner": route.name(),
+                "check": &report,
+            })
+        );
+        if report.ok {
+            Ok(report)
+        } else {
+            Err(CheckFailed::Problems(Box::new(report)))
+        }
+    }
+}
+
+/// A partner's check report with its name first.
+fn named(name: &str, report: Value) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("partner".into(), json!(name));
+    if let Value::Object(r) = report {
+        m.extend(r);
+    }
+    Value::Object(m)
+}
+
+/// The outcome of a record whose key no partner owns: failed, permanently (it is kept for an
+/// operator: the DLQ, a failed invocation), naming the partners' prefixes.
+fn no_partner(routing: &crate::routing::Routing, key: &str) -> (Outcome, Detail, Option<usize>) {
+    let prefixes: Vec<String> = routing
+        .partners()
+        .iter()
+        .map(|p| format!("{} ({:?})", p.name(), p.prefix().unwrap_or("")))
+        .collect();
+    let now = Some(std::time::SystemTime::now());
+    let detail = Detail {
+        started: now,
+        ended: now,
+        failure_code: Some(NO_PARTNER),
+        ..Detail::default()
+    };
+    let outcome = Outcome::failed(
+        ErrorClass::Permanent,
+        format!(
+            "no partner's prefix matches key {key:?} (partners: {}); upload it under a partner's prefix, or add a partner for it and redrive",
+            prefixes.join(", ")
+        ),
+    );
+    (outcome, detail, None)
+}
+
+impl<S: ObjectStore, K: SecretSource> Lane<'_, S, K> {
     /// A record whose work was dropped at the margin before `deadline`: the interrupted
     /// transfer's handles are closed and its temporary file removed from the partner within the
     /// first half of the margin; a resumable one (an S3 object read by ranges) is kept instead and
@@ -284,17 +467,17 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
     /// the deadline, so the next delivery resumes it; the rest is for the response. The record
     /// fails as transient so that it comes back (SQS: listed in `batchItemFailures`; a direct
     /// invocation fails).
-    async fn stopped_at_deadline(&mut self, deadline: Instant) -> Outcome {
+    pub(super) async fn stopped_at_deadline(&mut self, deadline: Instant) -> Outcome {
         let margin = self.settings.deadline_margin;
         let until = |part: u32| {
             let at = deadline.checked_sub(margin / part).unwrap_or(deadline);
             (at, at.saturating_duration_since(Instant::now()))
         };
-        let cleaned = match &mut self.partner {
+        let cleaned = match &mut *self.kept {
             Some(p) => p.connector.abandon(until(2).1).await,
             None => Default::default(),
         };
-        let recorded = progress::record(&self.store, &cleaned.kept, until(6).0).await;
+        let recorded = progress::record(self.store, &cleaned.kept, until(6).0).await;
         let mut parts = Vec::new();
         let mut resumes = false;
         for (kept, recorded) in cleaned.kept.iter().zip(recorded) {
@@ -332,65 +515,28 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             ),
         )
     }
-
-    /// The egress self-check with the current secret (read afresh, not from the cache) and these
-    /// settings. The report is logged as one JSON line; `Err` if the check found any problem or
-    /// could not run.
-    pub async fn check(&self) -> Result<Report, CheckFailed> {
-        let id = &self.settings.secret_id;
-        let partner = match self.secrets.fetch(id).await {
-            Ok(text) => Partner::from_json(&text).map_err(|source| CheckFailed::Partner {
-                secret_id: id.clone(),
-                source,
-            }),
-            Err(e) => Err(e.into()),
-        };
-        // A check that cannot run is a failed check (not a missing one) in its metric.
-        let partner = partner.inspect_err(|_| println!("{}", crate::placement::emf_not_run()))?;
-        let mut report = check::run(
-            &partner,
-            &self.settings.tuning,
-            &self.settings.egress_probe(),
-        )
-        .await;
-        let placement = crate::placement::of_report(&report);
-        println!("{}", crate::placement::emf(&report, &placement));
-        report.placement = Some(placement);
-        println!(
-            "{}",
-            json!({
-                "level": if report.ok { "INFO" } else { "ERROR" },
-                "message": if report.ok { "egress self-check ok" } else { "egress self-check failed" },
-                "check": &report,
-            })
-        );
-        if report.ok {
-            Ok(report)
-        } else {
-            Err(CheckFailed::Problems(Box::new(report)))
-        }
-    }
 }
 
-/// The partner side of a [`Forwarder`] (kept connector, secret, settings), borrowed apart from
+/// One partner's side of a [`Lane`] (kept connector, secret, settings), borrowed apart from
 /// its store so that a batch logs in while its records are read from S3.
 struct Link<'a, K> {
-    partner: &'a mut Option<Partnered>,
+    kept: &'a mut Option<Partnered>,
     secrets: &'a K,
     settings: &'a Settings,
+    partner: &'a PartnerRoute,
 }
 
 impl<K: SecretSource> Link<'_, K> {
     /// The kept connector, refreshed when the secret's TTL has passed (kept as is if the secret is unchanged).
     async fn connector(&mut self) -> Result<&mut Connector, Outcome> {
         let fresh = self
-            .partner
+            .kept
             .as_ref()
             .is_some_and(|p| p.fetched_at.elapsed() < self.settings.secret_ttl);
         if !fresh {
             let text = self
                 .secrets
-                .fetch(&self.settings.secret_id)
+                .fetch(self.partner.secret_id())
                 .await
                 .map_err(|e| {
                     Outcome::failed(
@@ -403,16 +549,16 @@ impl<K: SecretSource> Link<'_, K> {
                     )
                 })?;
             let digest = digest(&text);
-            match &mut *self.partner {
+            match &mut *self.kept {
                 Some(p) if p.secret_digest == digest => p.fetched_at = Instant::now(),
                 _ => {
                     let partner = Partner::from_json(&text).map_err(|e| {
                         Outcome::failed(
                             ErrorClass::Permanent,
-                            format!("secret {}: {e}", self.settings.secret_id),
+                            format!("secret {}: {e}", self.partner.secret_id()),
                         )
                     })?;
-                    *self.partner = Some(Partnered {
+                    *self.kept = Some(Partnered {
                         connector: Connector::new(partner, self.settings.tuning.clone()),
                         secret_digest: digest,
                         fetched_at: Instant::now(),
@@ -420,7 +566,7 @@ impl<K: SecretSource> Link<'_, K> {
                 }
             }
         }
-        Ok(&mut self.partner.as_mut().expect("set above").connector)
+        Ok(&mut self.kept.as_mut().expect("set above").connector)
     }
 }
 

@@ -5,7 +5,8 @@
 //! # Layout
 //! In the order a record travels:
 //! - [`event`]: S3 | SQS{S3} | EventBridge payload → [`event::ObjectRef`]s (keys decoded)
-//! - [`settings`]: the function's environment → [`settings::Settings`]
+//! - [`settings`]: the function's environment ([`env`] names it) → [`settings::Settings`]
+//! - [`routing`]: key prefix → partner → route ([`routing::Routing`])
 //! - [`secret`]: the partner secret from Secrets Manager
 //! - [`source`]: S3 tags and the object body, streamed
 //! - [`handler`]: records → [`handler::Outcome`]s → batch response, logs, EMF metrics
@@ -20,6 +21,7 @@
 
 pub mod after;
 pub mod check;
+pub mod env;
 /// Event decoding lives in its own crate (the fuzz targets build it without the AWS SDKs).
 pub use sftp_forward_event as event;
 pub mod events;
@@ -28,6 +30,7 @@ pub mod metrics;
 pub mod placement;
 pub mod progress;
 pub mod receipt;
+pub mod routing;
 pub mod secret;
 pub mod settings;
 pub mod source;

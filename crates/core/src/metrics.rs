@@ -8,6 +8,9 @@ use serde_json::{json, Map, Value};
 pub const NAMESPACE: &str = "SftpForward";
 /// The dimension naming the function (Lambda's `AWS_LAMBDA_FUNCTION_NAME`).
 pub const FUNCTION_DIMENSION: &str = "FunctionName";
+/// The dimension naming the partner of a record ([`crate::routing`]), beside
+/// [`FUNCTION_DIMENSION`].
+pub const PARTNER_DIMENSION: &str = "Partner";
 /// The self-check's dimension: the AZ it ran in, or [`UNKNOWN_AZ`].
 pub const AZ_DIMENSION: &str = "AvailabilityZone";
 /// [`AZ_DIMENSION`]'s value when the check could not tell where it ran.

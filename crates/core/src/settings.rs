@@ -1,21 +1,24 @@
-//! The function's settings, from its environment. Only `SFTP_FORWARD_SECRET_ID` is required.
+//! The function's settings, from its environment ([`crate::env`] names every variable). The
+//! partners are required: `SFTP_FORWARD_PARTNERS` (several, or one with a key prefix) or
+//! `SFTP_FORWARD_SECRET_ID` (the single partner of a stack, every key its). Tools that run the core
+//! without a function environment (the CLI) build them with [`Settings::new`].
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use forward::{Overwrite, Route, Tuning};
+use forward::Tuning;
 
 use crate::check::{EchoUrl, EgressProbe};
+use crate::env;
+use crate::routing::Routing;
 
 /// Validated settings.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Secret name or ARN holding the partner JSON (`SFTP_FORWARD_SECRET_ID`).
-    pub secret_id: String,
-    /// Object key → remote path (`SFTP_FORWARD_REMOTE_PATH_TEMPLATE`, `SFTP_FORWARD_STRIP_PREFIX`).
-    pub route: Route,
-    /// `SFTP_FORWARD_OVERWRITE`: overwrite (default), fail-if-exists, skip-if-same-size.
-    pub overwrite: Overwrite,
+    /// Key prefix → partner (its secret, route and overwrite policy): `SFTP_FORWARD_PARTNERS`, or
+    /// the single partner of `SFTP_FORWARD_SECRET_ID`, `SFTP_FORWARD_REMOTE_PATH_TEMPLATE`,
+    /// `SFTP_FORWARD_STRIP_PREFIX` and `SFTP_FORWARD_OVERWRITE`.
+    pub routing: Routing,
     /// How long a fetched secret is trusted before it is read again (`SFTP_FORWARD_SECRET_TTL_SECS`, 300).
     pub secret_ttl: Duration,
     /// Records are not started with less than this much invocation time left
@@ -71,21 +74,22 @@ impl Settings {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
+        let routing = routing(&get)?;
+        Settings::with_routing(routing, &get)
+    }
+
+    /// The settings of a function environment with nothing set but its partners: what the CLI
+    /// runs with.
+    pub fn new(routing: Routing) -> Settings {
+        Settings::with_routing(routing, &|_| None).expect("the defaults are valid")
+    }
+
+    /// Every setting but the partners, through `get` (values trimmed, empty ones left out).
+    fn with_routing(
+        routing: Routing,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, SettingsError> {
         let err = |var, problem: String| SettingsError { var, problem };
-        let secret_id = get("SFTP_FORWARD_SECRET_ID").ok_or_else(|| {
-            err(
-                "SFTP_FORWARD_SECRET_ID",
-                "is required: the name or ARN of the Secrets Manager secret holding the partner connection".into(),
-            )
-        })?;
-        let template = get("SFTP_FORWARD_REMOTE_PATH_TEMPLATE").unwrap_or_else(|| "{key}".into());
-        let strip = get("SFTP_FORWARD_STRIP_PREFIX");
-        let route = Route::new(&template, strip.as_deref())
-            .map_err(|e| err("SFTP_FORWARD_REMOTE_PATH_TEMPLATE", e.to_string()))?;
-        let overwrite = match get("SFTP_FORWARD_OVERWRITE") {
-            None => Overwrite::default(),
-            Some(v) => v.parse().map_err(|e| err("SFTP_FORWARD_OVERWRITE", e))?,
-        };
         let secs = |var: &'static str, default: u64| -> Result<Duration, SettingsError> {
             match get(var) {
                 None => Ok(Duration::from_secs(default)),
@@ -95,7 +99,7 @@ impl Settings {
                     .map_err(|_| err(var, format!("{v:?} is not a whole number of seconds"))),
             }
         };
-        let expected_egress_ips = match get("SFTP_FORWARD_EXPECTED_EGRESS_IPS") {
+        let expected_egress_ips = match get(env::EXPECTED_EGRESS_IPS) {
             None => Vec::new(),
             Some(v) => v
                 .split(',')
@@ -104,32 +108,32 @@ impl Settings {
                 .map(|s| {
                     s.parse().map_err(|_| {
                         err(
-                            "SFTP_FORWARD_EXPECTED_EGRESS_IPS",
+                            env::EXPECTED_EGRESS_IPS,
                             format!("{s:?} is not an IP address"),
                         )
                     })
                 })
                 .collect::<Result<_, _>>()?,
         };
-        let egress_echo_url = match get("SFTP_FORWARD_EGRESS_ECHO_URL") {
+        let egress_echo_url = match get(env::EGRESS_ECHO_URL) {
             None => EchoUrl::default(),
             Some(v) => v.parse().map_err(|e: crate::check::EchoUrlError| {
                 err(
-                    "SFTP_FORWARD_EGRESS_ECHO_URL",
+                    env::EGRESS_ECHO_URL,
                     format!("{e}; give the URL of a service that answers a GET with the caller's IP as text"),
                 )
             })?,
         };
-        let stripes = match get("SFTP_FORWARD_PARALLELISM") {
+        let stripes = match get(env::PARALLELISM) {
             None => Tuning::default().stripes,
             Some(v) => v.parse().ok().filter(|k| (1..=16).contains(k)).ok_or_else(|| {
                 err(
-                    "SFTP_FORWARD_PARALLELISM",
+                    env::PARALLELISM,
                     format!("{v:?} is not a whole number from 1 to 16 (SFTP channels per large file)"),
                 )
             })?,
         };
-        let deadline_margin = match get("SFTP_FORWARD_DEADLINE_MARGIN_SECS") {
+        let deadline_margin = match get(env::DEADLINE_MARGIN_SECS) {
             None => Duration::from_secs(3),
             Some(v) => v
                 .parse()
@@ -138,43 +142,41 @@ impl Settings {
                 .map(Duration::from_secs)
                 .ok_or_else(|| {
                     err(
-                        "SFTP_FORWARD_DEADLINE_MARGIN_SECS",
+                        env::DEADLINE_MARGIN_SECS,
                         format!("{v:?} is not a whole number of seconds from 1 to 60 (time kept before the invocation's deadline to stop a record, clean up and answer)"),
                     )
                 })?,
         };
-        let events = match get("SFTP_FORWARD_EVENTS").as_deref() {
+        let events = match get(env::EVENTS).as_deref() {
             None => Events::Bus("default".into()),
             Some("off") => Events::Off,
             Some(bus) if valid_bus(bus) => Events::Bus(bus.to_owned()),
             Some(bus) => {
                 return Err(err(
-                    "SFTP_FORWARD_EVENTS",
+                    env::EVENTS,
                     format!("{bus:?} is not `off`, `default`, an event bus name ([A-Za-z0-9._-/], at most 256) or an event bus ARN"),
                 ))
             }
         };
-        let max_receive_count = match get("SFTP_FORWARD_MAX_RECEIVE_COUNT") {
+        let max_receive_count = match get(env::MAX_RECEIVE_COUNT) {
             None => None,
             Some(v) => Some(v.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
                 err(
-                    "SFTP_FORWARD_MAX_RECEIVE_COUNT",
+                    env::MAX_RECEIVE_COUNT,
                     format!("{v:?} is not a whole number from 1 to 1000 (the queue's maxReceiveCount)"),
                 )
             })?),
         };
         let tuning = Tuning {
-            connect_timeout: secs("SFTP_FORWARD_CONNECT_TIMEOUT_SECS", 10)?,
-            request_timeout: secs("SFTP_FORWARD_REQUEST_TIMEOUT_SECS", 30)?,
+            connect_timeout: secs(env::CONNECT_TIMEOUT_SECS, 10)?,
+            request_timeout: secs(env::REQUEST_TIMEOUT_SECS, 30)?,
             stripes,
             ..Tuning::default()
         };
         Ok(Settings {
-            secret_id,
-            route,
-            overwrite,
-            secret_ttl: secs("SFTP_FORWARD_SECRET_TTL_SECS", 300)?,
-            min_time_left: secs("SFTP_FORWARD_MIN_TIME_LEFT_SECS", 20)?,
+            routing,
+            secret_ttl: secs(env::SECRET_TTL_SECS, 300)?,
+            min_time_left: secs(env::MIN_TIME_LEFT_SECS, 20)?,
             deadline_margin,
             tuning,
             expected_egress_ips,
@@ -193,6 +195,61 @@ impl Settings {
             timeout: self.tuning.connect_timeout,
         }
     }
+}
+
+/// The partners: `SFTP_FORWARD_PARTNERS`, or the single partner of `SFTP_FORWARD_SECRET_ID` and
+/// its route settings; never both.
+fn routing(get: &dyn Fn(&str) -> Option<String>) -> Result<Routing, SettingsError> {
+    let single = [
+        env::SECRET_ID,
+        env::REMOTE_PATH_TEMPLATE,
+        env::STRIP_PREFIX,
+        env::OVERWRITE,
+    ];
+    if let Some(json) = get(env::PARTNERS) {
+        if let Some(var) = single.into_iter().find(|v| get(v).is_some()) {
+            return Err(SettingsError {
+                var,
+                problem: format!(
+                    "cannot be set beside {}: give the partner's secret and route in its {} entry instead",
+                    env::PARTNERS,
+                    env::PARTNERS
+                ),
+            });
+        }
+        return Routing::from_json(&json).map_err(|e| SettingsError {
+            var: env::PARTNERS,
+            problem: e.to_string(),
+        });
+    }
+    let secret_id = get(env::SECRET_ID).ok_or_else(|| SettingsError {
+        var: env::SECRET_ID,
+        problem: format!(
+            "is required: the name or ARN of the Secrets Manager secret holding the partner connection (or set {} for several partners)",
+            env::PARTNERS
+        ),
+    })?;
+    let template = get(env::REMOTE_PATH_TEMPLATE);
+    let strip = get(env::STRIP_PREFIX);
+    let overwrite = get(env::OVERWRITE);
+    Routing::single(
+        &secret_id,
+        template.as_deref(),
+        strip.as_deref(),
+        overwrite.as_deref(),
+    )
+    .map_err(|e| SettingsError {
+        var: if e.problem.starts_with("overwrite") {
+            env::OVERWRITE
+        } else {
+            env::REMOTE_PATH_TEMPLATE
+        },
+        problem: e
+            .problem
+            .trim_start_matches("overwrite: ")
+            .trim_start_matches("remote_path_template: ")
+            .to_owned(),
+    })
 }
 
 /// An event bus name as EventBridge accepts it, or an event bus ARN.
@@ -227,12 +284,38 @@ mod tests {
             "{err}"
         );
         let s = from(&[("SFTP_FORWARD_SECRET_ID", "partner/acme")]).unwrap();
-        assert_eq!(s.secret_id, "partner/acme");
-        assert_eq!(s.overwrite, Overwrite::Overwrite);
+        let only = &s.routing.partners()[0];
+        assert_eq!(s.routing.partners().len(), 1);
+        assert_eq!(only.secret_id(), "partner/acme");
+        assert_eq!(only.overwrite, forward::Overwrite::Overwrite);
+        assert_eq!(only.route.map("a/b.csv").unwrap().as_str(), "a/b.csv");
         assert_eq!(s.secret_ttl, Duration::from_secs(300));
         assert_eq!(s.deadline_margin, Duration::from_secs(3));
         assert_eq!(s.events, Events::Bus("default".into()));
         assert_eq!(s.max_receive_count, None);
+    }
+
+    #[test]
+    fn several_partners_come_from_one_json_variable_and_exclude_the_single_partner_ones() {
+        let json = r#"[{"name":"acme","prefix":"acme/","secret_id":"sftp-forward/s/acme"},
+                       {"name":"bank","prefix":"bank/","secret_id":"arn:aws:secretsmanager:eu-west-1:1:secret:b","overwrite":"fail-if-exists"}]"#;
+        let s = from(&[("SFTP_FORWARD_PARTNERS", json)]).unwrap();
+        assert_eq!(s.routing.names(), "acme, bank");
+        assert_eq!(s.routing.partner_for("bank/x.csv"), Some(1));
+        let err = from(&[
+            ("SFTP_FORWARD_PARTNERS", json),
+            ("SFTP_FORWARD_SECRET_ID", "x"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "SFTP_FORWARD_SECRET_ID", "{err}");
+        let overlap = r#"[{"name":"a","prefix":"in/","secret_id":"s"},{"name":"b","prefix":"in/b/","secret_id":"t"}]"#;
+        let err = from(&[("SFTP_FORWARD_PARTNERS", overlap)]).unwrap_err();
+        assert_eq!(err.var, "SFTP_FORWARD_PARTNERS");
+        assert!(err.to_string().contains("overlap"), "{err}");
+        // Tools without a function environment get the same defaults.
+        let new = Settings::new(s.routing.clone());
+        assert_eq!(new.secret_ttl, Duration::from_secs(300));
+        assert_eq!(new.events, Events::Bus("default".into()));
     }
 
     #[test]

@@ -34,7 +34,8 @@ fn ended<'a>(
         detail,
         retry,
         partner: Partner {
-            secret_id: "sftp-forward/acme",
+            name: Some("acme"),
+            secret_id: Some("sftp-forward/acme"),
             url: Some("sftp://sftp.acme.example:2222"),
             remote_directory: Some("upload"),
         },
@@ -99,7 +100,8 @@ fn a_delivered_event_has_transfer_family_fields_and_ours() {
         json!({
             "operation": "SEND",
             "connector-id": "sftp-forward-fn",
-            "partner": "sftp-forward/acme",
+            "partner": "acme",
+            "secret-id": "sftp-forward/acme",
             "url": "sftp://sftp.acme.example:2222",
             "file-transfer-id": "m-1",
             "file-path": "/inbox/acme/2026/report 1.csv",

@@ -1,4 +1,5 @@
-//! A batch of records, all at once over the one partner connection:
+//! One partner's records of a batch ([`Lane`]), all at once over its one connection (the
+//! [`Forwarder`] runs each partner's lane at the same time):
 //!
 //! ```text
 //! in waves of at most WAVE records, each started only with enough time left:
@@ -28,12 +29,14 @@ use tracing::{Instrument, Span};
 
 use super::outcome::{already, store_outcome, Outcome};
 use super::slots::{write_control_file, Slots};
-use super::{ForwardOptions, Forwarder, Link};
+use super::{ForwardOptions, Link, Partnered};
 use crate::after::{failure_code, Detail};
 use crate::event::ObjectRef;
 use crate::progress;
 use crate::receipt::{final_path, Delivery, Receipt};
+use crate::routing::PartnerRoute;
 use crate::secret::SecretSource;
+use crate::settings::Settings;
 use crate::source::{ObjectStore, Opened, Ranges};
 
 /// More tries to open a connection that failed fast (see `Link::log_in`).
@@ -49,10 +52,21 @@ pub(crate) const NO_SHA256_STRIPED: &str =
     "sent in parallel stripes or resumed: SHA-256 is taken only of a file sent as one stream";
 
 /// One record of a batch: the object, how to treat it, and its span (bucket, key, ...).
+#[derive(Clone)]
 pub(super) struct Job<'a> {
     pub obj: &'a ObjectRef,
     pub options: &'a ForwardOptions,
     pub span: Span,
+}
+
+/// One partner's part of a [`Forwarder`](super::Forwarder) for a batch: the shared S3 store,
+/// secret source and settings, the partner's route, and its kept connection.
+pub(super) struct Lane<'f, S, K> {
+    pub store: &'f S,
+    pub secrets: &'f K,
+    pub settings: &'f Settings,
+    pub partner: &'f PartnerRoute,
+    pub kept: &'f mut Option<Partnered>,
 }
 
 /// A record whose S3 side is done: no receipt vouches for it, its body is open.
@@ -64,8 +78,8 @@ struct Prepared {
     per_delivery: bool,
 }
 
-impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
-    /// Every job of a batch to its outcome (in the order of `jobs`); see the module doc.
+impl<S: ObjectStore, K: SecretSource> Lane<'_, S, K> {
+    /// Every job of the partner's batch to its outcome (in the order of `jobs`); see the module doc.
     pub(super) async fn forward_batch(
         &mut self,
         jobs: &[Job<'_>],
@@ -93,7 +107,7 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
             let stopped = self.stopped_at_deadline(deadline).await;
             slots.fill_unset(&stopped);
             let held = slots.fail_held("the invocation's time ran out");
-            if let Some(p) = &self.partner {
+            if let Some(p) = &*self.kept {
                 p.connector.await_control(&held);
             }
         }
@@ -102,8 +116,8 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
 
     /// The partner's control file for this batch, if it wants one (see [`super::slots`]).
     async fn control_file(&mut self, jobs: &[Job<'_>], slots: &Slots) {
-        match self.partner.as_mut() {
-            Some(p) => write_control_file(&mut p.connector, &self.store, jobs, slots).await,
+        match self.kept.as_mut() {
+            Some(p) => write_control_file(&mut p.connector, self.store, jobs, slots).await,
             // The connector went with a secret that could not be read again: nothing can
             // announce what earlier waves delivered.
             None => drop(slots.fail_held("the partner's connection was given up")),
@@ -132,17 +146,13 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
     }
 
     async fn wave(&mut self, jobs: &[Job<'_>], wave: &[usize], slots: &Slots) {
-        let Forwarder {
-            store,
-            secrets,
-            settings,
-            partner,
-            ..
-        } = &mut *self;
+        let store = self.store;
+        let partner = self.partner;
         let mut link = Link {
+            kept: &mut *self.kept,
+            secrets: self.secrets,
+            settings: self.settings,
             partner,
-            secrets: &*secrets,
-            settings: &*settings,
         };
         // (The receipt check uses the RemoteDirectory of the secret read here; a rotation that
         // also moves the directory is seen from the next wave on.)
@@ -152,7 +162,7 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
                     slots.expect_control_file(c.partner().control_file.is_some());
                     c.partner().remote_directory.clone()
                 },
-                settings.route.with_naming(&c.partner().naming),
+                partner.route.with_naming(&c.partner().naming),
             ),
             Err(outcome) => return slots.set_all(wave.iter().copied(), &outcome),
         };
@@ -163,7 +173,6 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
                 Err(e) => slots.set(i, Outcome::failed(ErrorClass::Permanent, e)),
             }
         }
-        let store = &*store;
         let (route, remote_directory) = (&route, remote_directory.as_str());
         let prepare_all = join_all(targets.into_iter().map(|(i, target)| {
             let job = &jobs[i];
@@ -225,10 +234,10 @@ impl<K: SecretSource> Link<'_, K> {
             match err {
                 ForwardError::AuthRejected { .. } if !reread => {
                     reread = true;
-                    let before = self.partner.as_ref().map(|p| p.secret_digest);
-                    *self.partner = None;
+                    let before = self.kept.as_ref().map(|p| p.secret_digest);
+                    *self.kept = None;
                     self.connector().await.map_err(secret)?;
-                    if self.partner.as_ref().map(|p| p.secret_digest) == before {
+                    if self.kept.as_ref().map(|p| p.secret_digest) == before {
                         return Err((Outcome::failed(
                             ErrorClass::Permanent,
                             "the partner refused the login and the secret has not changed: fix the credentials in the secret",
@@ -252,15 +261,15 @@ impl<K: SecretSource> Link<'_, K> {
     }
 }
 
-impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
+impl<S: ObjectStore, K: SecretSource> Lane<'_, S, K> {
     /// The prepared records over the logged-in connection: all of them in one
     /// [`forward::Connector::publish_each`], each receipt written as soon as its file has landed.
     /// (A store that cannot read ranges sends its objects as streams, one after another; so does
     /// a partner with `Pgp`: the ciphertext is one stream, see [`encrypted`].)
     async fn publish(&mut self, jobs: &[Job<'_>], ready: Vec<(usize, Prepared)>, slots: &Slots) {
-        let overwrite = self.settings.overwrite;
-        let store = &self.store;
-        let connector = &mut self.partner.as_mut().expect("logged in").connector;
+        let overwrite = self.partner.overwrite;
+        let store = self.store;
+        let connector = &mut self.kept.as_mut().expect("logged in").connector;
         let pgp = connector.partner().pgp.clone();
         let (ranged, streamed): (Vec<_>, Vec<_>) = ready.into_iter().partition(|(_, p)| {
             store.can_read_ranges() && p.opened.etag.is_some() && pgp.is_none()

@@ -6,7 +6,11 @@ use std::time::Duration;
 use forward::ErrorClass;
 use serde_json::{json, Value};
 
+use crate::after::HOST_KEY_NOT_TRUSTED;
 use crate::metrics::{self, Group};
+use crate::routing::Routing;
+
+use super::NO_PARTNER;
 
 use crate::receipt::Receipt;
 use crate::source::StoreError;
@@ -90,42 +94,110 @@ pub(super) fn summary(all: &[&(String, Outcome)]) -> Value {
     })
 }
 
-/// One CloudWatch Embedded Metric Format line for the invocation, per function
-/// ([`crate::metrics`]); `untrusted`: records that failed on an untrusted host key.
-pub(super) fn emf(all: &[&(String, Outcome)], elapsed: Duration, untrusted: u64) -> Value {
-    let mut delivered = 0u64;
-    let mut bytes = 0u64;
-    let (mut skipped, mut transient, mut permanent) = (0u64, 0u64, 0u64);
-    for (_, o) in all {
+/// What the metrics need of a forwarded record besides its outcome: its partner (an index into
+/// the routing's partners; `None` when no partner owns its key) and its failure code.
+pub(crate) struct Counted {
+    pub partner: Option<usize>,
+    pub failure_code: Option<&'static str>,
+    pub outcome: Outcome,
+}
+
+/// The counts of a set of outcomes.
+#[derive(Default)]
+struct Tally {
+    delivered: u64,
+    bytes: u64,
+    skipped: u64,
+    transient: u64,
+    permanent: u64,
+}
+
+impl Tally {
+    fn add(&mut self, o: &Outcome) {
         match o {
-            Outcome::Delivered { bytes: b, .. } => {
-                delivered += 1;
-                bytes += b;
+            Outcome::Delivered { bytes, .. } => {
+                self.delivered += 1;
+                self.bytes += bytes;
             }
-            Outcome::Skipped { .. } => skipped += 1,
+            Outcome::Skipped { .. } => self.skipped += 1,
             Outcome::Failed {
                 class: ErrorClass::Transient,
                 ..
-            } => transient += 1,
+            } => self.transient += 1,
             Outcome::Failed {
                 class: ErrorClass::Permanent,
                 ..
-            } => permanent += 1,
+            } => self.permanent += 1,
         }
     }
-    metrics::line(
+}
+
+/// The CloudWatch Embedded Metric Format lines of the invocation ([`crate::metrics`]): one per
+/// function (every record, the duration, `Unrouted`: records whose key no partner owns), then
+/// one per partner that had records, with the `Partner` dimension. `counted` holds the forwarded
+/// records (records that failed to decode or were skipped before routing count only in the
+/// function's line).
+pub(super) fn emf(
+    all: &[&(String, Outcome)],
+    counted: &[Counted],
+    elapsed: Duration,
+    routing: &Routing,
+) -> Vec<Value> {
+    let mut total = Tally::default();
+    for (_, o) in all {
+        total.add(o);
+    }
+    let is = |c: &Counted, code: &str| c.failure_code == Some(code);
+    let untrusted = |of: &mut dyn Iterator<Item = &Counted>| {
+        of.filter(|c| is(c, HOST_KEY_NOT_TRUSTED)).count() as u64
+    };
+    let unrouted = counted.iter().filter(|c| is(c, NO_PARTNER)).count() as u64;
+    let function = (metrics::FUNCTION_DIMENSION, metrics::function_name());
+    let mut lines = vec![metrics::line(
         &[Group {
             dimension_sets: &[&[metrics::FUNCTION_DIMENSION]],
             metrics: &[
-                ("FilesDelivered", "Count", delivered),
-                ("BytesDelivered", "Bytes", bytes),
-                ("FilesSkipped", "Count", skipped),
-                ("FailuresTransient", "Count", transient),
-                ("FailuresPermanent", "Count", permanent),
-                ("HostKeyUntrusted", "Count", untrusted),
+                ("FilesDelivered", "Count", total.delivered),
+                ("BytesDelivered", "Bytes", total.bytes),
+                ("FilesSkipped", "Count", total.skipped),
+                ("FailuresTransient", "Count", total.transient),
+                ("FailuresPermanent", "Count", total.permanent),
+                ("HostKeyUntrusted", "Count", untrusted(&mut counted.iter())),
+                ("Unrouted", "Count", unrouted),
                 ("Duration", "Milliseconds", elapsed.as_millis() as u64),
             ],
         }],
-        &[(metrics::FUNCTION_DIMENSION, metrics::function_name())],
-    )
+        std::slice::from_ref(&function),
+    )];
+    for (n, partner) in routing.partners().iter().enumerate() {
+        let mine: Vec<usize> = (0..counted.len())
+            .filter(|&i| counted[i].partner == Some(n))
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let mut t = Tally::default();
+        for &i in &mine {
+            t.add(&counted[i].outcome);
+        }
+        let untrusted = untrusted(&mut mine.iter().map(|&i| &counted[i]));
+        lines.push(metrics::line(
+            &[Group {
+                dimension_sets: &[&[metrics::FUNCTION_DIMENSION, metrics::PARTNER_DIMENSION]],
+                metrics: &[
+                    ("FilesDelivered", "Count", t.delivered),
+                    ("BytesDelivered", "Bytes", t.bytes),
+                    ("FilesSkipped", "Count", t.skipped),
+                    ("FailuresTransient", "Count", t.transient),
+                    ("FailuresPermanent", "Count", t.permanent),
+                    ("HostKeyUntrusted", "Count", untrusted),
+                ],
+            }],
+            &[
+                function.clone(),
+                (metrics::PARTNER_DIMENSION, partner.name().to_owned()),
+            ],
+        ));
+    }
+    lines
 }
