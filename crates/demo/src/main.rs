@@ -5,13 +5,12 @@
 //!   on moto; this program plays the part of Lambda's SQS event source mapping (receive a batch,
 //!   invoke, delete only what the function did not report failed) for the `bootstrap` running in
 //!   each private-subnet namespace; see [`offline`].
-//! - `--aws`: the same job against a stack that `deploy/provision apply` built on real AWS: upload
-//!   a sample, wait for the function's delivery receipt, run the egress self-check; see [`aws`].
 //!
-//! Both share [`job`]: the sample file, the upload, the wait for the receipt, the check's report.
+//! `deploy/demo --aws` (the same job against a stack on real AWS) is another binary,
+//! `sftp-forward-smoke` (crates/smoke), which links no test harness; this one shares its
+//! [`job`](sftp_forward_smoke::job): the sample file, the upload, the wait for the receipt, the
+//! check's report.
 
-mod aws;
-mod job;
 mod offline;
 
 use std::path::PathBuf;
@@ -23,21 +22,17 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(name = "sftp-forward-demo", version)]
 pub struct Args {
-    /// Use the real AWS account of this shell (AWS_PROFILE, AWS_REGION) and the stack that
-    /// `deploy/provision apply` built there, instead of the offline emulation.
-    #[arg(long)]
-    pub aws: bool,
     /// The stack name given to deploy/provision.
     #[arg(long, default_value = "sftp-forward")]
     pub stack: String,
-    /// Offline: keep everything running after the demo (until Ctrl-C) and print how to look at it.
+    /// Keep everything running after the demo (until Ctrl-C) and print how to look at it.
     #[arg(long)]
     pub keep: bool,
-    /// Offline: the function zip handed to `deploy/provision apply` (deploy/demo makes one from
-    /// the `bootstrap` binary).
+    /// The function zip handed to `deploy/provision apply` (default: a placeholder package, since
+    /// moto stores the code without running it and this program runs `bootstrap` itself).
     #[arg(long)]
     pub zip: Option<PathBuf>,
-    /// Offline: the `bootstrap` binary to run in the private subnets (default: next to this one).
+    /// The `bootstrap` binary to run in the private subnets (default: next to this one).
     #[arg(long)]
     pub bootstrap: Option<PathBuf>,
     /// How long to wait for each file's delivery receipt, in seconds.
@@ -48,12 +43,7 @@ pub struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
-    let result = if args.aws {
-        runtime.block_on(aws::run(&args))
-    } else {
-        runtime.block_on(offline::run(&args))
-    };
-    match result {
+    match runtime.block_on(offline::run(&args)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
             eprintln!("demo: FAILED (see above)");

@@ -2,6 +2,10 @@
 //! (see [`sshd`](mod@sshd): one shared per test binary, or one per test in a partner's
 //! [`style`]), and the moto server as AWS (see [`moto`](mod@moto)).
 
+// This harness calls libc (flock, kill, setns), which the workspace's `unsafe_code = "deny"`
+// refuses in the shipped crates; each call carries its SAFETY note.
+#![allow(unsafe_code)]
+
 pub mod delay;
 
 /// The checkout being tested: `SFTP_FORWARD_REPO` if set (`deploy/demo` sets it), else two levels

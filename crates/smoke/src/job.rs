@@ -1,5 +1,6 @@
-//! What both modes do: read the stack's outputs, upload a sample, wait for the function's delivery
-//! receipt on the object, and print the egress self-check's report.
+//! What both the smoke test and the offline demo (crates/demo) do: read the stack's outputs,
+//! upload a sample, wait for the function's delivery receipt on the object, and print the egress
+//! self-check's report.
 
 use std::path::Path;
 use std::process::Command;

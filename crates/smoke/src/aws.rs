@@ -1,6 +1,6 @@
-//! `--aws`: the smoke test an operator runs after `deploy/provision apply` on real AWS. Lambda's
-//! own event source mapping delivers; this only uploads, waits for the receipt and asks the
-//! function for its egress self-check.
+//! `deploy/demo --aws` (`sftp-forward-smoke`): the smoke test an operator runs after
+//! `deploy/provision apply` on real AWS. Lambda's own event source mapping delivers; this only
+//! uploads, waits for the receipt and asks the function for its egress self-check.
 
 use anyhow::Context;
 use aws_sdk_lambda::primitives::Blob;
@@ -8,15 +8,15 @@ use serde_json::Value;
 use sftp_forward_core::source::S3Store;
 
 use crate::job::{self, Sample};
-use crate::Args;
 
-pub async fn run(args: &Args) -> anyhow::Result<bool> {
-    let repo = crate::offline::repo();
+/// The smoke test of stack `stack_name`: true when the sample was delivered (receipt within
+/// `wait`) and the egress self-check passed.
+pub async fn run(stack_name: &str, wait: std::time::Duration) -> anyhow::Result<bool> {
+    let repo = crate::repo();
     println!(
-        "sftp-forward demo against real AWS: stack {:?} (AWS config of this shell)",
-        args.stack
+        "sftp-forward smoke test against real AWS: stack {stack_name:?} (AWS config of this shell)"
     );
-    let stack = job::outputs(&repo, &["--stack", &args.stack], &[])?;
+    let stack = job::outputs(&repo, &["--stack", stack_name], &[])?;
     println!(
         "   Elastic IPs (the partner's allowlist): {}",
         stack.elastic_ips.join(", ")
@@ -27,13 +27,7 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
     println!("\n1. Deliver a sample through the real pipeline (S3 → SQS → Lambda → NAT → partner)");
     let sample = Sample::new("smoke", 2000);
     job::upload(&s3, &stack.bucket, &sample).await?;
-    let delivered = job::wait_for_receipt(
-        &s3,
-        &stack.bucket,
-        &sample.key,
-        std::time::Duration::from_secs(args.wait_secs),
-    )
-    .await;
+    let delivered = job::wait_for_receipt(&s3, &stack.bucket, &sample.key, wait).await;
     if let Err(e) = &delivered {
         println!("   NOT DELIVERED: {e:#}");
     }
