@@ -1,13 +1,17 @@
 //! A tiny IP-echo HTTP server, like `checkip.amazonaws.com`: any GET is answered `200` with the
 //! client's source IP as plain text (`127.0.0.1\n`). One background thread, stopped on drop.
+//! The only IP-echo server of the tests and the demo: the egress testbed runs one in the partner's
+//! namespace ([`EchoServer::start_in_netns`]).
 //!
 //! ```no_run
 //! let echo = testkit::EchoServer::start(std::net::Ipv4Addr::LOCALHOST);
 //! // a client on this machine GETs echo.url() and reads "127.0.0.1\n"
 //! ```
 
+use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,6 +25,8 @@ const MAX_HEAD: usize = 16 * 1024;
 /// A running echo server; stops (and joins its thread) when dropped.
 pub struct EchoServer {
     addr: SocketAddr,
+    /// The network namespace it listens in (`ip netns` name), if not this process's.
+    netns: Option<String>,
     stop: Arc<AtomicBool>,
     served: Arc<AtomicU32>,
     thread: Option<JoinHandle<()>>,
@@ -31,26 +37,57 @@ impl EchoServer {
     ///
     /// Panics if the address cannot be bound.
     pub fn start(bind: Ipv4Addr) -> EchoServer {
-        let listener = TcpListener::bind((bind, 0))
-            .unwrap_or_else(|e| panic!("testkit: echo server cannot bind {bind}: {e}"));
-        let addr = listener
-            .local_addr()
-            .expect("a bound listener has an address");
+        EchoServer::listen(None, bind, 0).unwrap_or_else(|e| panic!("testkit: {e}"))
+    }
+
+    /// Listen on `bind:port` inside the network namespace `netns` (an `ip netns` name): its
+    /// thread enters the namespace, binds there, and serves whoever reaches that address.
+    pub fn start_in_netns(netns: &str, bind: Ipv4Addr, port: u16) -> Result<EchoServer, String> {
+        EchoServer::listen(Some(netns), bind, port)
+    }
+
+    fn listen(netns: Option<&str>, bind: Ipv4Addr, port: u16) -> Result<EchoServer, String> {
         let stop = Arc::new(AtomicBool::new(false));
         let served = Arc::new(AtomicU32::new(0));
+        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
         let thread = {
             let (stop, served) = (stop.clone(), served.clone());
+            let netns = netns.map(str::to_owned);
             std::thread::Builder::new()
                 .name("testkit-echo".into())
-                .spawn(move || serve(listener, &stop, &served))
-                .expect("spawn the echo server thread")
+                .spawn(move || {
+                    let bound = enter(netns.as_deref()).and_then(|()| {
+                        let listener = TcpListener::bind((bind, port)).map_err(|e| {
+                            format!(
+                                "echo server cannot bind {bind}:{port}{}: {e}",
+                                place(&netns)
+                            )
+                        })?;
+                        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+                        Ok((listener, addr))
+                    });
+                    match bound {
+                        Ok((listener, addr)) => {
+                            let _ = bound_tx.send(Ok(addr));
+                            serve(listener, &stop, &served);
+                        }
+                        Err(e) => {
+                            let _ = bound_tx.send(Err(e));
+                        }
+                    }
+                })
+                .map_err(|e| format!("spawn the echo server thread: {e}"))?
         };
-        EchoServer {
+        let addr = bound_rx
+            .recv()
+            .map_err(|_| "the echo server thread ended before binding".to_owned())??;
+        Ok(EchoServer {
             addr,
+            netns: netns.map(str::to_owned),
             stop,
             served,
             thread: Some(thread),
-        }
+        })
     }
 
     /// `http://ADDR:PORT/`.
@@ -82,12 +119,46 @@ pub fn closed_url() -> String {
 impl Drop for EchoServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept; the thread sees the flag and ends.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(t) = self.thread.take() {
+        // Wake the blocking accept, from the namespace it listens in; the thread sees the flag
+        // and ends. If it cannot be woken (its namespace is already gone), it is left blocked
+        // rather than joined forever.
+        let (addr, netns) = (self.addr, self.netns.clone());
+        let woken = std::thread::spawn(move || {
+            enter(netns.as_deref())
+                .and_then(|()| {
+                    TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+                        .map_err(|e| e.to_string())
+                })
+                .is_ok()
+        })
+        .join()
+        .unwrap_or(false);
+        if let Some(t) = self.thread.take().filter(|_| woken) {
             let _ = t.join();
         }
     }
+}
+
+/// Moves the calling thread into network namespace `netns` (`None`: stays); the sockets it
+/// creates afterwards live there.
+fn enter(netns: Option<&str>) -> Result<(), String> {
+    let Some(netns) = netns else { return Ok(()) };
+    let path = format!("/run/netns/{netns}");
+    let file = File::open(&path).map_err(|e| format!("open {path}: {e}"))?;
+    // SAFETY: setns(2) on a descriptor we own, for a network namespace: it changes this thread's
+    // namespace only, which is allowed in a multi-threaded process.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(format!("enter {path}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// " in namespace NAME", or nothing.
+fn place(netns: &Option<String>) -> String {
+    netns
+        .as_deref()
+        .map(|n| format!(" in namespace {n}"))
+        .unwrap_or_default()
 }
 
 fn serve(listener: TcpListener, stop: &AtomicBool, served: &AtomicU32) {

@@ -12,6 +12,8 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Output};
 
+use crate::EchoServer;
+
 /// The root namespace's end of the platform link: bind moto and the Runtime API here.
 pub const PLATFORM_IP: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 1);
 /// The partner's address (sshd on port 22, the IP-echo service on port 80).
@@ -23,8 +25,10 @@ pub const EIPS: [Ipv4Addr; 2] = [
 ];
 /// A host on the internet that is not behind the NATs.
 pub const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 99);
-/// The IP-echo service in the partner namespace (`SFTP_FORWARD_EGRESS_ECHO_URL`).
+/// The IP-echo service in the partner namespace (`SFTP_FORWARD_EGRESS_ECHO_URL`): an
+/// [`EchoServer`] that each [`Testbed`] runs there while it lives.
 pub const ECHO_URL: &str = "http://198.51.100.10/";
+const ECHO_PORT: u16 = 80;
 /// The namespace that sshd runs in.
 pub const PARTNER_NETNS: &str = "sfe-partner";
 
@@ -32,6 +36,9 @@ const LOCK: &str = "/run/sftp-forward-testbed.lock";
 
 /// The testbed, up while this value lives (and torn down when the process ends).
 pub struct Testbed {
+    /// The IP-echo service at [`ECHO_URL`]. First, so it is stopped before the lock is released
+    /// and before the watchdog removes its namespace.
+    _echo: EchoServer,
     _lock: File,
     _watchdog: ChildStdin,
 }
@@ -54,27 +61,27 @@ impl Testbed {
             "trap '' INT HUP; read -r line; \"$1\" down",
             &[script.as_os_str()],
         )?;
-        let testbed = Testbed {
+        run(&["up"])?;
+        Ok(Testbed {
+            _echo: EchoServer::start_in_netns(PARTNER_NETNS, PARTNER_IP, ECHO_PORT)?,
             _lock: lock,
             _watchdog: watchdog,
-        };
-        testbed.run(&["up"])?;
-        Ok(testbed)
+        })
     }
 
     /// Takes NAT `n` (1 or 2) off the network, as if its Availability Zone failed.
     pub fn nat_down(&self, n: u8) -> Result<(), String> {
-        self.run(&["nat-down", &n.to_string()])
+        run(&["nat-down", &n.to_string()])
     }
 
     /// Brings NAT `n` back.
     pub fn nat_up(&self, n: u8) -> Result<(), String> {
-        self.run(&["nat-up", &n.to_string()])
+        run(&["nat-up", &n.to_string()])
     }
 
     /// Points private subnet `subnet`'s default route at NAT `nat` (a route-table change).
     pub fn route(&self, subnet: u8, nat: u8) -> Result<(), String> {
-        self.run(&["route", &subnet.to_string(), &nat.to_string()])
+        run(&["route", &subnet.to_string(), &nat.to_string()])
     }
 
     /// A command that runs `program` inside namespace `ns` (`priv1`, `priv2`, `outside`, ...).
@@ -84,23 +91,24 @@ impl Testbed {
             .arg(program);
         cmd
     }
+}
 
-    fn run(&self, args: &[&str]) -> Result<(), String> {
-        let out: Output = Command::new(script())
-            .args(args)
-            .output()
-            .map_err(|e| format!("run {}: {e}", script().display()))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "testbed {}: {}\n{}{}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
+/// Runs `testbed ARGS`; its output in the error.
+fn run(args: &[&str]) -> Result<(), String> {
+    let out: Output = Command::new(script())
+        .args(args)
+        .output()
+        .map_err(|e| format!("run {}: {e}", script().display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "testbed {}: {}\n{}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
