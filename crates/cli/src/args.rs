@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use forward::{Overwrite, RemotePath};
 use sftp_forward_core::check::{EchoUrl, DEFAULT_ECHO_URL};
+use sftp_forward_core::env;
 
 use crate::s3url::{S3Url, Since, Source};
 
@@ -25,6 +26,8 @@ Exit codes:
 replay and redrive exit 5 if any object failed permanently, else 4 if any failed transiently.
 check exits with the code of the first problem it lists (egress before partner): an IP echo
 service that cannot be reached is 4, one that does not answer with an IP is 5.
+test-connection --all and check --all exit with the code of the first partner (in the stack's
+order) that failed; --partner with a name the stack does not have is 3.
 
 AWS region, endpoint and credentials come from the standard AWS configuration
 (AWS_REGION, AWS_ENDPOINT_URL, AWS_PROFILE, ...). Secrets are never printed.";
@@ -53,6 +56,12 @@ pub enum Command {
     TestConnection {
         #[command(flatten)]
         secret: SecretArgs,
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Every partner of the stack (--stack or --function), concurrently, as one table row
+        /// each: host key, login, write probe, verdict.
+        #[arg(long, group = "secret", conflicts_with = "print_host_key", requires = "stack_of")]
+        all: bool,
         /// Print only the server's host key line, ready to paste into TrustedHostKeys after the
         /// partner has confirmed its fingerprint. Only Host and Port of the secret are needed.
         /// The key is never trusted automatically: exits 6 while it is not in TrustedHostKeys.
@@ -68,13 +77,20 @@ pub enum Command {
     Check {
         #[command(flatten)]
         secret: SecretArgs,
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Every partner of the stack (--stack or --function), concurrently, as one table row
+        /// each: host key, login, write probe, egress IP seen / expected, verdict.
+        #[arg(long, group = "secret", requires = "stack_of")]
+        all: bool,
         /// The IP echo service: an http:// or https:// URL whose GET answers with the caller's
         /// IP as plain text.
-        #[arg(long, value_name = "URL", env = "SFTP_FORWARD_EGRESS_ECHO_URL", default_value = DEFAULT_ECHO_URL)]
+        #[arg(long, value_name = "URL", env = env::EGRESS_ECHO_URL, default_value = DEFAULT_ECHO_URL)]
         echo_url: EchoUrl,
         /// An IP the partner allowlists (repeat for each, e.g. both NAT gateways' Elastic IPs);
-        /// the environment variable takes a comma-separated list. None: not compared.
-        #[arg(long = "expect-ip", value_name = "IP", env = "SFTP_FORWARD_EXPECTED_EGRESS_IPS", value_delimiter = ',', value_parser = ip)]
+        /// the environment variable takes a comma-separated list. None: with --stack or
+        /// --function, the function's SFTP_FORWARD_EXPECTED_EGRESS_IPS; else not compared.
+        #[arg(long = "expect-ip", value_name = "IP", env = env::EXPECTED_EGRESS_IPS, value_delimiter = ',', value_parser = ip)]
         expect_ips: Vec<IpAddr>,
     },
 
@@ -95,6 +111,8 @@ pub enum Command {
         events: Option<String>,
         #[command(flatten)]
         secret: SecretArgs,
+        #[command(flatten)]
+        stack: StackArgs,
         #[command(flatten)]
         route: RouteArgs,
     },
@@ -122,6 +140,8 @@ pub enum Command {
         #[command(flatten)]
         secret: SecretArgs,
         #[command(flatten)]
+        stack: StackArgs,
+        #[command(flatten)]
         route: RouteArgs,
     },
 
@@ -135,6 +155,8 @@ pub enum Command {
         #[command(flatten)]
         secret: SecretArgs,
         #[command(flatten)]
+        stack: StackArgs,
+        #[command(flatten)]
         route: RouteArgs,
     },
 }
@@ -146,9 +168,10 @@ fn ip(s: &str) -> Result<IpAddr, String> {
         .map_err(|_| format!("{s:?} is not an IP address"))
 }
 
-/// Where the partner connection JSON comes from.
+/// Where the partner connection JSON comes from: one of them (or, where a command has it, `--all`,
+/// which joins this group).
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
+#[group(id = "secret", required = true, multiple = false)]
 pub struct SecretArgs {
     /// Secrets Manager secret (name or ARN) holding the partner JSON, as the Lambda uses.
     #[arg(long, value_name = "ID")]
@@ -156,18 +179,42 @@ pub struct SecretArgs {
     /// A local file holding the partner JSON (same format as the secret).
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+    /// A partner of the stack (--stack or --function), by the name its config gives it
+    /// (`default` for a stack's single partner): its secret, and its route unless the route flags
+    /// say otherwise. Every key is sent to it (its prefix is still stripped as declared).
+    #[arg(long, value_name = "NAME", requires = "stack_of")]
+    pub partner: Option<String>,
 }
 
-/// How object keys map to remote paths; use the Lambda function's values.
+/// The stack whose partners `--partner` and `--all` name: read from its function's environment.
+#[derive(Debug, Args)]
+#[group(id = "stack_of", multiple = false)]
+pub struct StackArgs {
+    /// The stack's name, as in the provisioner's config (its function is `<STACK>-forward`).
+    #[arg(long, value_name = "STACK")]
+    pub stack: Option<String>,
+    /// The forwarding function's name or ARN, for a function the provisioner did not name.
+    #[arg(long, value_name = "NAME")]
+    pub function: Option<String>,
+}
+
+/// How object keys map to remote paths: the flags given override the partner's route (with
+/// --partner) or the defaults ({key}, nothing stripped, overwrite).
 #[derive(Debug, Args)]
 pub struct RouteArgs {
-    /// Remote path template ({key}, {basename}, {dirname}), like SFTP_FORWARD_REMOTE_PATH_TEMPLATE.
-    #[arg(long, value_name = "TEMPLATE", default_value = forward::route::DEFAULT_TEMPLATE)]
-    pub template: String,
-    /// Prefix removed from keys before mapping, like SFTP_FORWARD_STRIP_PREFIX.
+    /// Remote path template ({key}, {basename}, {dirname}), like the function's REMOTE_PATH_TEMPLATE
+    /// (default {key}).
+    #[arg(long, value_name = "TEMPLATE")]
+    pub template: Option<String>,
+    /// Prefix removed from keys before mapping, like the function's STRIP_PREFIX.
     #[arg(long, value_name = "PREFIX")]
     pub strip_prefix: Option<String>,
-    /// When the remote file exists: overwrite, fail-if-exists or skip-if-same-size.
-    #[arg(long, value_name = "POLICY", default_value = "overwrite")]
-    pub overwrite: Overwrite,
+    /// When the remote file exists: overwrite (default), fail-if-exists or skip-if-same-size.
+    #[arg(long, value_name = "POLICY", value_parser = overwrite_policy)]
+    pub overwrite: Option<String>,
+}
+
+/// An overwrite policy's name, checked.
+fn overwrite_policy(s: &str) -> Result<String, String> {
+    s.parse::<Overwrite>().map(|_| s.to_owned())
 }

@@ -5,7 +5,9 @@
 //! - [`args`]: the command line and its help text (exit codes listed there)
 //! - [`s3url`]: `s3://bucket/key`, send sources, `--since` times
 //! - [`setup`]: AWS configuration, partner secret (Secrets Manager or file), forwarder settings
-//! - [`cmd`]: `test-connection`, `check`, `send`, `replay`, `redrive`
+//! - [`stack`]: a stack's partners (`--partner`, `--all`), from its function's environment
+//! - [`cmd`]: `test-connection`, `check` (one partner, or `--all` in [`cmd::partners`]), `send`,
+//!   `replay`, `redrive`
 //! - [`progress`]: progress bar on a terminal, log lines otherwise (stderr)
 //! - [`report`]: the summary table or JSON of a batch (stdout)
 //! - [`exit`]: failure class → exit code
@@ -17,6 +19,7 @@ mod progress;
 mod report;
 mod s3url;
 mod setup;
+mod stack;
 
 use std::process::ExitCode;
 
@@ -54,26 +57,47 @@ fn main() -> ExitCode {
 async fn run(cli: &Cli) -> anyhow::Result<Exit> {
     match &cli.command {
         Command::TestConnection {
+            stack, all: true, ..
+        } => cmd::partners::run(stack, None, cli.json).await,
+        Command::TestConnection {
             secret,
+            stack,
+            all: false,
             print_host_key,
-        } => cmd::test_connection::run(secret, *print_host_key, cli.json).await,
+        } => cmd::test_connection::run(secret, stack, *print_host_key, cli.json).await,
         Command::Check {
-            secret,
+            stack,
+            all: true,
             echo_url,
             expect_ips,
-        } => cmd::check::run(secret, echo_url, expect_ips, cli.json).await,
+            ..
+        } => {
+            let egress = cmd::partners::Egress {
+                echo_url,
+                expected: expect_ips,
+            };
+            cmd::partners::run(stack, Some(egress), cli.json).await
+        }
+        Command::Check {
+            secret,
+            stack,
+            all: false,
+            echo_url,
+            expect_ips,
+        } => cmd::check::run(secret, stack, echo_url, expect_ips, cli.json).await,
         Command::Send {
             source,
             remote_path,
             events,
             secret,
+            stack,
             route,
         } => {
             let to = cmd::send::To {
                 remote_path: remote_path.clone(),
                 events: events.clone(),
             };
-            cmd::send::run(source, to, secret, route, cli.json).await
+            cmd::send::run(source, to, secret, stack, route, cli.json).await
         }
         Command::Replay {
             prefix,
@@ -82,6 +106,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Exit> {
             dry_run,
             force,
             secret,
+            stack,
             route,
         } => {
             let replay = cmd::replay::Replay {
@@ -91,13 +116,17 @@ async fn run(cli: &Cli) -> anyhow::Result<Exit> {
                 dry_run: *dry_run,
                 force: *force,
                 secret,
+                stack,
                 route,
             };
             cmd::replay::run(replay, cli.json).await
         }
-        Command::Redrive { dlq, secret, route } => {
-            cmd::redrive::run(dlq, secret, route, cli.json).await
-        }
+        Command::Redrive {
+            dlq,
+            secret,
+            stack,
+            route,
+        } => cmd::redrive::run(dlq, secret, stack, route, cli.json).await,
     }
 }
 

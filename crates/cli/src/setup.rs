@@ -1,14 +1,18 @@
 //! What every command builds first: the AWS configuration, the partner secret's source and the
-//! forwarder's settings. Standard AWS configuration only (no endpoint or region flags).
+//! forwarder's settings ([`Target`]), from the flags or from the stack's function ([`stack`]).
+//! Standard AWS configuration only (no endpoint or region flags).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
+use sftp_forward_core::routing::{PartnerRoute, PartnerSpec, Routing, DEFAULT_PARTNER};
 use sftp_forward_core::secret::{SecretError, SecretSource, SecretsManager};
-use sftp_forward_core::source::S3Store;
+use sftp_forward_core::source::{ObjectStore, S3Store};
 use sftp_forward_core::{Forwarder, Settings};
 
-use crate::args::{RouteArgs, SecretArgs};
+use crate::args::{RouteArgs, SecretArgs, StackArgs};
+use crate::exit::{Exit, Failed};
+use crate::stack;
 
 /// The AWS configuration from the environment (`AWS_REGION`, `AWS_ENDPOINT_URL`, profiles, ...).
 pub async fn aws_config() -> aws_config::SdkConfig {
@@ -23,19 +27,11 @@ pub enum Secrets {
 }
 
 impl Secrets {
-    /// The source and the id to fetch from it (the secret id, or the file's path).
-    pub fn from_args(args: &SecretArgs, config: &aws_config::SdkConfig) -> (Secrets, String) {
-        match (&args.secret_id, &args.secret_file) {
-            (Some(id), _) => (
-                Secrets::Manager(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
-                    config,
-                ))),
-                id.clone(),
-            ),
-            (None, Some(file)) => (Secrets::File, file.display().to_string()),
-            // clap's argument group requires one of the two.
-            (None, None) => unreachable!("--secret-id or --secret-file is required"),
-        }
+    /// Secrets Manager, as the Lambda reads it.
+    pub fn manager(config: &aws_config::SdkConfig) -> Secrets {
+        Secrets::Manager(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
+            config,
+        )))
     }
 }
 
@@ -54,50 +50,90 @@ impl SecretSource for Secrets {
     }
 }
 
-/// The partner JSON text (never printed).
-pub async fn partner_text(args: &SecretArgs) -> anyhow::Result<String> {
-    let config = aws_config().await;
-    let (secrets, id) = Secrets::from_args(args, &config);
-    secrets
-        .fetch(&id)
-        .await
-        .context("reading the partner connection")
+/// Who a command sends to: the partner's secret (where it is read from, and its id there) and the
+/// settings of that one partner alone, as the function would run them.
+pub struct Target {
+    pub secrets: Secrets,
+    /// One partner, taking every key ([`PartnerRoute::alone`]); its `secret_id` is what
+    /// `secrets` fetches (a file's path for `--secret-file`).
+    pub settings: Settings,
 }
 
-/// The forwarder's settings for this secret and route, as the Lambda would build them from its
-/// environment.
-pub fn settings(secret_id: &str, route: &RouteArgs) -> anyhow::Result<Settings> {
-    let overwrite = match route.overwrite {
-        forward::Overwrite::Overwrite => "overwrite",
-        forward::Overwrite::FailIfExists => "fail-if-exists",
-        forward::Overwrite::SkipIfSameSize => "skip-if-same-size",
-    };
-    let vars = [
-        ("SFTP_FORWARD_SECRET_ID", Some(secret_id)),
-        (
-            "SFTP_FORWARD_REMOTE_PATH_TEMPLATE",
-            Some(route.template.as_str()),
-        ),
-        ("SFTP_FORWARD_STRIP_PREFIX", route.strip_prefix.as_deref()),
-        ("SFTP_FORWARD_OVERWRITE", Some(overwrite)),
-    ];
-    Settings::from_env(|k| {
-        vars.iter()
-            .find(|(name, _)| *name == k)
-            .and_then(|(_, v)| v.map(str::to_owned))
-    })
-    .map_err(|e| anyhow::anyhow!("{e}").context(crate::exit::Failed(crate::exit::Exit::Config)))
+impl Target {
+    /// The partner (route, overwrite policy, secret id).
+    pub fn partner(&self) -> &PartnerRoute {
+        &self.settings.routing.partners()[0]
+    }
+
+    /// The partner JSON text (never printed).
+    pub async fn partner_text(&self) -> anyhow::Result<String> {
+        self.secrets
+            .fetch(self.partner().secret_id())
+            .await
+            .context("reading the partner connection")
+    }
+
+    /// A forwarder over S3 (or a wrapper of it) to this partner, like the Lambda's.
+    pub fn forwarder<S: ObjectStore>(&self, store: S) -> Forwarder<S, Secrets> {
+        Forwarder::new(store, self.secrets.clone(), self.settings.clone())
+    }
 }
 
-/// A forwarder over S3 (or a wrapper of it) and the partner secret, like the Lambda's.
-pub fn forwarder<S: sftp_forward_core::source::ObjectStore>(
-    store: S,
+/// The target the flags name: `--secret-id`/`--secret-file` with the route flags, or `--partner`
+/// of the stack's function with its own route (the route flags given override it).
+pub async fn target(
     secret: &SecretArgs,
-    route: &RouteArgs,
+    stack: &StackArgs,
+    route: Option<&RouteArgs>,
     config: &aws_config::SdkConfig,
-) -> anyhow::Result<Forwarder<S, Secrets>> {
-    let (secrets, id) = Secrets::from_args(secret, config);
-    Ok(Forwarder::new(store, secrets, settings(&id, route)?))
+) -> anyhow::Result<Target> {
+    let (secrets, mut spec, settings) =
+        match (&secret.partner, &secret.secret_id, &secret.secret_file) {
+            (Some(name), _, _) => {
+                let settings = stack::settings(stack, config).await?;
+                let spec = stack::partner(&settings, name)?.spec.clone();
+                (Secrets::manager(config), spec, Some(settings))
+            }
+            (None, Some(id), _) => (Secrets::manager(config), single(id), None),
+            (None, None, Some(file)) => (Secrets::File, single(&file.display().to_string()), None),
+            // clap's argument group requires one of the three.
+            (None, None, None) => {
+                unreachable!("--secret-id, --secret-file or --partner is required")
+            }
+        };
+    if let Some(route) = route {
+        if let Some(t) = &route.template {
+            spec.remote_path_template = Some(t.clone());
+        }
+        if let Some(p) = &route.strip_prefix {
+            spec.strip_prefix = Some(p.clone());
+        }
+        if let Some(o) = &route.overwrite {
+            spec.overwrite = Some(o.clone());
+        }
+    }
+    let routing = Routing::new(vec![spec]).map_err(|e| {
+        anyhow::Error::new(e)
+            .context("the route")
+            .context(Failed(Exit::Config))
+    })?;
+    let routing = routing.partners()[0].alone();
+    let settings = match settings {
+        // The stack's function's timeouts and limits, for this partner alone.
+        Some(s) => Settings { routing, ..s },
+        None => Settings::new(routing),
+    };
+    Ok(Target { secrets, settings })
+}
+
+/// The partner of `--secret-id`/`--secret-file`: no prefix, nothing stripped, `{key}`, overwrite.
+fn single(secret_id: &str) -> PartnerSpec {
+    PartnerSpec {
+        name: DEFAULT_PARTNER.into(),
+        secret_id: secret_id.into(),
+        strip_prefix: Some(String::new()),
+        ..PartnerSpec::default()
+    }
 }
 
 /// The S3 client (path-style when `AWS_ENDPOINT_URL` is set, as emulators need).

@@ -3,34 +3,32 @@
 //! compared with the IPs the partner allowlists.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use anyhow::Context;
-use forward::{Partner, Tuning};
+use forward::Partner;
 use serde_json::json;
 use sftp_forward_core::check::{self, EchoUrl, EgressMatch, EgressProbe, Report};
+use sftp_forward_core::Settings;
 
-use crate::args::SecretArgs;
+use crate::args::{SecretArgs, StackArgs};
 use crate::cmd::test_connection::print_connection;
 use crate::exit::Exit;
 use crate::setup;
 
 pub async fn run(
     secret: &SecretArgs,
+    stack: &StackArgs,
     echo_url: &EchoUrl,
     expected: &[IpAddr],
     as_json: bool,
 ) -> anyhow::Result<Exit> {
-    let text = setup::partner_text(secret).await?;
+    let config = setup::aws_config().await;
+    let target = setup::target(secret, stack, None, &config).await?;
+    let text = target.partner_text().await?;
     let partner = Partner::from_json(&text).context("the partner secret")?;
-    let tuning = Tuning::default();
-    let egress = EgressProbe {
-        echo_url: echo_url.clone(),
-        expected: expected.to_vec(),
-        // The function's default SFTP_FORWARD_CONNECT_TIMEOUT_SECS.
-        timeout: Duration::from_secs(10),
-    };
-    let report = check::run(&partner, &tuning, &egress).await;
+    let settings = &target.settings;
+    let egress = probe(echo_url, expected, settings);
+    let report = check::run(&partner, &settings.tuning, &egress).await;
     let exit = report.problems.first().map_or(Exit::Ok, Exit::of_problem);
 
     if as_json {
@@ -46,6 +44,30 @@ pub async fn run(
     Ok(exit)
 }
 
+/// The egress probe: the echo URL given, the IPs given or else the stack function's (none
+/// without a stack), bounded by the connect timeout (the function's, or its default).
+pub fn probe(echo_url: &EchoUrl, expected: &[IpAddr], settings: &Settings) -> EgressProbe {
+    let expected = if expected.is_empty() {
+        settings.expected_egress_ips.clone()
+    } else {
+        expected.to_vec()
+    };
+    EgressProbe {
+        echo_url: echo_url.clone(),
+        expected,
+        timeout: settings.tuning.connect_timeout,
+    }
+}
+
+/// The expected egress IPs, comma-separated (shared with the `--all` table).
+pub fn expected_list(r: &Report) -> String {
+    r.expected_egress_ips
+        .iter()
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn print_report(r: &Report) {
     print_connection(&r.connection);
     match (&r.egress_ip, &r.egress_error) {
@@ -53,12 +75,7 @@ fn print_report(r: &Report) {
         (None, Some(e)) => println!("egress ip    unknown: {e}"),
         (None, None) => println!("egress ip    unknown"),
     }
-    let expected = r
-        .expected_egress_ips
-        .iter()
-        .map(IpAddr::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let expected = expected_list(r);
     match r.egress_match {
         EgressMatch::Matches => println!("expected     {expected} (matches)"),
         EgressMatch::Mismatch => println!("expected     {expected} (NO MATCH)"),

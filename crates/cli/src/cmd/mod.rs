@@ -2,6 +2,7 @@
 //! its egress path), send a file, replay a prefix after an outage, redrive the dead-letter queue.
 
 pub mod check;
+pub mod partners;
 pub mod redrive;
 pub mod replay;
 pub mod send;

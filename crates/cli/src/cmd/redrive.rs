@@ -9,7 +9,7 @@ use serde_json::json;
 use sftp_forward_core::event::{decode_message_body, Work};
 use sftp_forward_core::Outcome;
 
-use crate::args::{RouteArgs, SecretArgs};
+use crate::args::{RouteArgs, SecretArgs, StackArgs};
 use crate::cmd::replay::line;
 use crate::exit::{self, Exit};
 use crate::progress::Feedback;
@@ -22,12 +22,14 @@ const VISIBILITY_SECS: i32 = 900;
 pub async fn run(
     dlq: &str,
     secret: &SecretArgs,
+    stack: &StackArgs,
     route: &RouteArgs,
     as_json: bool,
 ) -> anyhow::Result<Exit> {
     let config = setup::aws_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let mut forwarder = setup::forwarder(setup::s3(&config), secret, route, &config)?;
+    let target = setup::target(secret, stack, Some(route), &config).await?;
+    let mut forwarder = target.forwarder(setup::s3(&config));
     let feedback = Feedback::items(0);
 
     let (mut rows, mut seen, mut kept) = (Vec::new(), HashSet::new(), Vec::new());

@@ -13,7 +13,7 @@ use sftp_forward_core::source::{ObjectStore, S3Store, StoreError};
 use sftp_forward_core::{ForwardOptions, Outcome, Settings};
 use tokio::task::JoinSet;
 
-use crate::args::{RouteArgs, SecretArgs};
+use crate::args::{RouteArgs, SecretArgs, StackArgs};
 use crate::exit::{self, Exit};
 use crate::progress::Feedback;
 use crate::report::{self, Row};
@@ -28,12 +28,14 @@ pub struct Replay<'a> {
     pub dry_run: bool,
     pub force: bool,
     pub secret: &'a SecretArgs,
+    pub stack: &'a StackArgs,
     pub route: &'a RouteArgs,
 }
 
 pub async fn run(r: Replay<'_>, as_json: bool) -> anyhow::Result<Exit> {
     let config = setup::aws_config().await;
     let store = setup::s3(&config);
+    let target = setup::target(r.secret, r.stack, Some(r.route), &config).await?;
     let Listed { objects, older } = list(&S3Store::client(&config), r.prefix, r.since).await?;
     // Objects modified before --since are left out: not in the table, only counted.
     let left_out = r
@@ -51,12 +53,11 @@ pub async fn run(r: Replay<'_>, as_json: bool) -> anyhow::Result<Exit> {
         if r.dry_run { " (dry run)" } else { "" }
     ));
     let mut rows = if r.dry_run {
-        let settings = setup::settings("dry-run", r.route)?;
-        plan(&store, &settings, objects, r.force, &feedback).await
+        plan(&store, &target.settings, objects, r.force, &feedback).await
     } else {
         let mut workers = Vec::new();
         for _ in 0..usize::from(r.concurrency).min(objects.len()) {
-            workers.push(setup::forwarder(store.clone(), r.secret, r.route, &config)?);
+            workers.push(target.forwarder(store.clone()));
         }
         forward_all(workers, objects, r.force, &feedback).await
     };
@@ -144,7 +145,9 @@ fn dry_route(settings: &Settings, obj: &ObjectRef) -> Result<RemotePath, RouteEr
         etag: obj.etag.as_deref(),
         modified: None,
     };
-    settings.route.render(&obj.key, &inputs)
+    settings.routing.partners()[0]
+        .route
+        .render(&obj.key, &inputs)
 }
 
 /// `--dry-run`: what would happen to each object, from its receipt and the route alone.

@@ -12,7 +12,7 @@ use sftp_forward_core::event::ObjectRef;
 use sftp_forward_core::events::EventSink;
 use sftp_forward_core::{ForwardOptions, Outcome};
 
-use crate::args::{RouteArgs, SecretArgs};
+use crate::args::{RouteArgs, SecretArgs, StackArgs};
 use crate::exit::Exit;
 use crate::progress::{Feedback, Metered, MeteredRanges, MeteredStore};
 use crate::s3url::{S3Url, Source};
@@ -30,19 +30,22 @@ pub async fn run(
     source: &Source,
     to: To,
     secret: &SecretArgs,
+    stack: &StackArgs,
     route: &RouteArgs,
     as_json: bool,
 ) -> anyhow::Result<Exit> {
+    let config = setup::aws_config().await;
+    let target = setup::target(secret, stack, Some(route), &config).await?;
     let feedback = Feedback::bytes();
     let started = Instant::now();
     let (label, outcome) = match source {
         Source::S3(url) => (
             url.to_string(),
-            send_object(url, to, secret, route, &feedback).await?,
+            send_object(url, to, &target, &config, &feedback).await?,
         ),
         Source::Local(path) => {
             let label = path.display().to_string();
-            let outcome = send_local(path, to.remote_path, secret, route, &feedback).await;
+            let outcome = send_local(path, to.remote_path, &target, &feedback).await;
             (label, outcome?)
         }
     };
@@ -88,20 +91,19 @@ pub fn outcome_json(outcome: &Outcome) -> serde_json::Value {
 async fn send_object(
     url: &S3Url,
     to: To,
-    secret: &SecretArgs,
-    route: &RouteArgs,
+    target: &setup::Target,
+    config: &aws_config::SdkConfig,
     feedback: &Feedback,
 ) -> anyhow::Result<Outcome> {
-    let config = setup::aws_config().await;
     let missing = Arc::new(AtomicBool::new(false));
     let store = MeteredStore {
-        inner: setup::s3(&config),
+        inner: setup::s3(config),
         bar: feedback.bar().clone(),
         missing: missing.clone(),
     };
-    let mut forwarder = setup::forwarder(store, secret, route, &config)?;
+    let mut forwarder = target.forwarder(store);
     if let Some(bus) = to.events {
-        let client = aws_sdk_eventbridge::Client::new(&config);
+        let client = aws_sdk_eventbridge::Client::new(config);
         let sink = EventSink::new(client, bus, "sftp-forward-cli".into());
         forwarder = forwarder.after(Box::new(sink));
     }
@@ -131,8 +133,7 @@ async fn send_object(
 async fn send_local(
     path: &std::path::Path,
     remote_path: Option<RemotePath>,
-    secret: &SecretArgs,
-    route: &RouteArgs,
+    target: &setup::Target,
     feedback: &Feedback,
 ) -> anyhow::Result<Outcome> {
     let source = forward::FileRanges::new(path)
@@ -140,9 +141,10 @@ async fn send_local(
         .with_context(|| format!("opening {}", path.display()))
         .context(crate::exit::Failed(Exit::Permanent))?;
     let len = source.len();
-    let settings = setup::settings(&path.display().to_string(), route)?;
+    let settings = &target.settings;
+    let chosen = target.partner();
     let partner =
-        Partner::from_json(&setup::partner_text(secret).await?).context("the partner secret")?;
+        Partner::from_json(&target.partner_text().await?).context("the partner secret")?;
     let remote = match remote_path {
         Some(p) => p,
         None => {
@@ -158,7 +160,7 @@ async fn send_local(
                 modified: std::fs::metadata(path).and_then(|m| m.modified()).ok(),
                 ..forward::RouteInputs::default()
             };
-            settings
+            chosen
                 .route
                 .with_naming(&partner.naming)
                 .render(name, &inputs)
@@ -186,7 +188,7 @@ async fn send_local(
                 .context("adding the partner's Pgp.Suffix")?;
             let stream = pgp.encrypt(plain, Some(len), remote.file_name());
             let published = connector
-                .publish(stream, None, &target, settings.overwrite)
+                .publish(stream, None, &target, chosen.overwrite)
                 .await;
             published.inspect(|p| {
                 feedback.log(format!("encrypted: {len} bytes of file, {} sent", p.bytes))
@@ -199,7 +201,7 @@ async fn send_local(
                 bar: feedback.bar().clone(),
             };
             connector
-                .publish_ranges(&source, &remote, settings.overwrite)
+                .publish_ranges(&source, &remote, chosen.overwrite)
                 .await
         }
     };

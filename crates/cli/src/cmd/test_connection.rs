@@ -8,13 +8,20 @@ use forward::{Fingerprint, Partner, Tuning};
 use serde_json::json;
 use sftp_forward_core::check::{self, Connection};
 
-use crate::args::SecretArgs;
+use crate::args::{SecretArgs, StackArgs};
 use crate::exit::Exit;
 use crate::setup;
 
-pub async fn run(secret: &SecretArgs, print_host_key: bool, as_json: bool) -> anyhow::Result<Exit> {
-    let text = setup::partner_text(secret).await?;
-    let tuning = Tuning::default();
+pub async fn run(
+    secret: &SecretArgs,
+    stack: &StackArgs,
+    print_host_key: bool,
+    as_json: bool,
+) -> anyhow::Result<Exit> {
+    let config = setup::aws_config().await;
+    let target = setup::target(secret, stack, None, &config).await?;
+    let text = target.partner_text().await?;
+    let tuning = target.settings.tuning.clone();
     if print_host_key {
         return print_key(&text, &tuning, as_json).await;
     }
