@@ -319,3 +319,102 @@ async fn the_secret_is_read_once_for_a_batch_and_kept_for_the_next() {
         "one read for both invocations (within its TTL)"
     );
 }
+
+/// A forwarder for two partners, `acme/` → secret `acme` and `bank/` → secret `bank`, with the
+/// secrets given (a missing one does not exist).
+fn two_partners(
+    store: MemStore,
+    acme: Option<String>,
+    bank: Option<String>,
+    fetches: Arc<Mutex<usize>>,
+) -> Forwarder<MemStore, MemSecrets> {
+    use sftp_forward_core::routing::{PartnerSpec, Routing};
+    let spec = |name: &str| PartnerSpec {
+        name: name.into(),
+        prefix: Some(format!("{name}/")),
+        secret_id: name.into(),
+        ..PartnerSpec::default()
+    };
+    let routing = Routing::new(vec![spec("acme"), spec("bank")]).unwrap();
+    let mut settings = Settings::new(routing);
+    settings.tuning.connect_timeout = Duration::from_secs(2);
+    let mut secrets = MemSecrets {
+        fetches,
+        ..MemSecrets::default()
+    };
+    for (id, text) in [("acme", acme), ("bank", bank)] {
+        if let Some(text) = text {
+            secrets.values.insert(id.into(), text);
+        }
+    }
+    Forwarder::new(store, secrets, settings)
+}
+
+#[tokio::test]
+async fn a_key_no_partner_owns_fails_permanently_and_touches_neither_s3_nor_a_secret() {
+    let store = MemStore::default();
+    store.put("stray/z.csv", b"z");
+    let calls = store.calls.clone();
+    let fetches = Arc::<Mutex<usize>>::default();
+    let mut f = two_partners(
+        store,
+        Some(partner_text()),
+        Some(partner_text()),
+        fetches.clone(),
+    );
+    let response = f.handle(&sqs(&["stray/z.csv"]), None).await.unwrap();
+    assert_eq!(
+        failed_ids(&response),
+        ["m-stray/z.csv"],
+        "kept (DLQ), not dropped"
+    );
+    let e = direct_error(&mut f, "stray/z.csv").await;
+    assert!(
+        e.contains("permanent") && e.contains("no partner's prefix matches"),
+        "{e}"
+    );
+    assert!(
+        e.contains("acme (\"acme/\")") && e.contains("bank (\"bank/\")"),
+        "names the prefixes: {e}"
+    );
+    assert!(
+        calls.lock().unwrap().is_empty(),
+        "{:?}",
+        calls.lock().unwrap()
+    );
+    assert_eq!(*fetches.lock().unwrap(), 0, "no partner's secret was read");
+}
+
+#[tokio::test]
+async fn each_partner_has_its_own_secret_and_its_own_failures() {
+    let store = MemStore::default();
+    store.put("acme/a.csv", b"a");
+    store.put("bank/b.csv", b"b");
+    let calls = store.calls.clone();
+    let fetches = Arc::<Mutex<usize>>::default();
+    // acme's secret does not exist; bank's partner refuses connections.
+    let mut f = two_partners(store, None, Some(partner_text()), fetches.clone());
+    let payload: Value = json!({"Records": [
+        serde_json::from_str::<Value>(sqs(&["acme/a.csv"])["Records"][0]["body"].as_str().unwrap()).unwrap()["Records"][0],
+        serde_json::from_str::<Value>(sqs(&["bank/b.csv"])["Records"][0]["body"].as_str().unwrap()).unwrap()["Records"][0],
+    ]});
+    let e = match f.handle(&payload, None).await {
+        Err(e @ HandlerError::Batch(_)) => e.to_string(),
+        other => panic!("{other:?}"),
+    };
+    let (acme, bank) = e.split_once("; ").expect("two reasons");
+    assert!(
+        acme.contains("acme/a.csv") && acme.contains("permanent") && acme.contains("\"acme\""),
+        "acme's own secret is missing: {acme}"
+    );
+    assert!(
+        bank.contains("bank/b.csv") && bank.contains("transient"),
+        "bank's partner is unreachable: {bank}"
+    );
+    assert_eq!(*fetches.lock().unwrap(), 2, "each partner's secret, once");
+    let calls = calls.lock().unwrap();
+    assert!(
+        !calls.iter().any(|c| c.ends_with("acme/a.csv")),
+        "acme's object is not opened without its secret: {calls:?}"
+    );
+}

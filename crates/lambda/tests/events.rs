@@ -123,7 +123,8 @@ async fn delivered_failed_and_gave_up_records_each_publish_one_event_with_their_
         assert_eq!(d["status-code"], "COMPLETED");
         assert_eq!(d["operation"], "SEND");
         assert_eq!(d["connector-id"], "sftp-forward");
-        assert_eq!(d["partner"], bed.secret.as_str());
+        assert_eq!(d["partner"], "default");
+        assert_eq!(d["secret-id"], bed.secret.as_str());
         assert_eq!(d["file-path"], format!("/{bucket}/{key}"));
         assert_eq!(d["local-file-location"]["domain"], "S3");
         assert_eq!(d["remote-path"], format!("{}/{key}", bed.remote));

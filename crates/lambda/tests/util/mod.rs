@@ -134,7 +134,7 @@ impl Aws {
         env: &[(&str, &str)],
     ) -> Forwarder<S3Store, SecretsManager> {
         let mut vars: Vec<(String, String)> =
-            vec![("SFTP_FORWARD_SECRET_ID".into(), secret.into())];
+            vec![(sftp_forward_core::env::SECRET_ID.into(), secret.into())];
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let settings =
             Settings::from_env(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
@@ -347,7 +347,7 @@ pub fn failures(response: &Value) -> Vec<String> {
 /// partner secret and the standard AWS settings for moto.
 pub fn lambda_env(runtime_api: &str, secret: &str) -> Vec<(&'static str, String)> {
     let mut env = testkit::runtime_api::platform_env(runtime_api, "sftp-forward", 512, "test");
-    env.push(("SFTP_FORWARD_SECRET_ID", secret.to_owned()));
+    env.push((sftp_forward_core::env::SECRET_ID, secret.to_owned()));
     env.extend(moto().env());
     env
 }
@@ -358,6 +358,19 @@ pub struct Bootstrap(pub testkit::Function);
 
 impl Bootstrap {
     pub fn start(secret: &str, extra: &[(&str, &str)]) -> Bootstrap {
+        Bootstrap::start_with(Some(secret), extra)
+    }
+
+    /// [`Bootstrap::start`] for a stack of several partners: `SFTP_FORWARD_PARTNERS` is `partners`
+    /// (a JSON array), no `SFTP_FORWARD_SECRET_ID`.
+    pub fn partners(partners: &Value, extra: &[(&str, &str)]) -> Bootstrap {
+        let json = partners.to_string();
+        let mut vars = vec![(sftp_forward_core::env::PARTNERS, json.as_str())];
+        vars.extend(extra.iter().copied());
+        Bootstrap::start_with(None, &vars)
+    }
+
+    fn start_with(secret: Option<&str>, extra: &[(&str, &str)]) -> Bootstrap {
         let api = testkit::RuntimeApi::start();
         let log = std::env::temp_dir().join(format!("{}.log", unique("bootstrap")));
         // option_env!: the CLI's tests include this module too, and Cargo names the binary only
@@ -366,9 +379,11 @@ impl Bootstrap {
             panic!("Bootstrap is for the lambda package's tests, which have the bootstrap binary")
         };
         let mut cmd = std::process::Command::new(bin);
-        cmd.env_clear()
-            .envs(lambda_env(&api.address(), secret))
-            .envs(extra.iter().copied());
+        let env = lambda_env(&api.address(), secret.unwrap_or_default());
+        let env = env
+            .into_iter()
+            .filter(|(k, _)| secret.is_some() || *k != sftp_forward_core::env::SECRET_ID);
+        cmd.env_clear().envs(env).envs(extra.iter().copied());
         Bootstrap(testkit::Function::spawn(cmd, api, log).expect("start bootstrap"))
     }
 
