@@ -175,3 +175,46 @@ async fn the_self_check_covers_every_partner_and_names_the_one_that_fails() {
         "each partner's check asked for the egress IP"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partner_that_hangs_does_not_hold_up_the_others_records() {
+    let aws = aws().await;
+    let bucket = aws.bucket("hang").await;
+    let partner = testkit::sshd();
+    let (local, remote) = partner.scratch_dir("unhindered");
+    let good = aws.secret(&partner.partner_json(&remote)).await;
+    // A partner whose server accepts TCP connections and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut hung = partner.partner_json(&remote);
+    hung["Port"] = json!(silent.local_addr().unwrap().port());
+    let hung = aws.secret(&hung).await;
+    let partners = json!([
+        {"name": "hung", "prefix": "hung/", "secret_id": hung},
+        {"name": "fine", "prefix": "fine/", "secret_id": good},
+    ]);
+    aws.put(&bucket, "hung/h.csv", b"waits").await;
+    aws.put(&bucket, "fine/f.csv", b"goes through").await;
+    let messages = vec![
+        ("m-hung".to_owned(), s3_body(&bucket, "hung/h.csv")),
+        ("m-fine".to_owned(), s3_body(&bucket, "fine/f.csv")),
+    ];
+    let env = [
+        (sftp_forward_core::env::MIN_TIME_LEFT_SECS, "1"),
+        (sftp_forward_core::env::CONNECT_TIMEOUT_SECS, "30"),
+    ];
+    let function = Bootstrap::partners(&partners, &env);
+    let started = std::time::Instant::now();
+    let answer = function.invoke(&sqs_event(&messages), Duration::from_secs(8));
+    let response: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(failures(&response), ["m-hung"], "{}", function.log_text());
+    assert_eq!(
+        std::fs::read(local.join("f.csv")).unwrap(),
+        b"goes through",
+        "the other partner's record was delivered while the hung one waited"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "answered within the deadline"
+    );
+    drop(silent);
+}
