@@ -37,7 +37,12 @@ enum Found {
     /// `check`: the same and the egress IP.
     Check(Box<Report>),
     /// Nothing could be checked: the secret is unreadable or invalid, or the server unreachable.
-    NotRun { message: String, exit: Exit },
+    NotRun {
+        /// The verdict's words: `secret unreadable`, `secret invalid`, `unreachable`.
+        what: &'static str,
+        message: String,
+        exit: Exit,
+    },
 }
 
 /// One partner's row.
@@ -79,7 +84,7 @@ impl Row {
         let first: Option<&Problem> = match &self.found {
             Found::Connection(c) => c.problem.as_ref(),
             Found::Check(r) => r.problems.first(),
-            Found::NotRun { .. } => return "FAILED: not checked (see below)".into(),
+            Found::NotRun { what, .. } => return format!("FAILED: {what}"),
         };
         match first {
             None => "ok".into(),
@@ -172,10 +177,14 @@ async fn one(
     egress: Option<&EgressProbe>,
 ) -> Row {
     let name = partner.name().to_owned();
-    let not_run = |addr: Option<String>, message: String, exit: Exit| Row {
+    let not_run = |addr: Option<String>, what, message: String, exit| Row {
         name: name.clone(),
         addr,
-        found: Found::NotRun { message, exit },
+        found: Found::NotRun {
+            what,
+            message,
+            exit,
+        },
     };
     let id = partner.secret_id();
     let text = match secrets.fetch(id).await {
@@ -186,12 +195,16 @@ async fn one(
             } else {
                 Exit::Config
             };
-            return not_run(None, format!("reading the partner connection: {e}"), exit);
+            let message = format!("reading the partner connection: {e}");
+            return not_run(None, "secret unreadable", message, exit);
         }
     };
     let partner = match Partner::from_json(&text) {
         Ok(p) => p,
-        Err(e) => return not_run(None, format!("the partner secret {id}: {e}"), Exit::Config),
+        Err(e) => {
+            let message = format!("the partner secret {id}: {e}");
+            return not_run(None, "secret invalid", message, Exit::Config);
+        }
     };
     let addr = Some(partner.addr());
     let found = match egress {
@@ -200,7 +213,7 @@ async fn one(
             Ok(c) => Found::Connection(Box::new(c)),
             Err(e) => {
                 let message = format!("reading the host key of {}: {e}", partner.addr());
-                return not_run(addr, message, Exit::of_forward(&e));
+                return not_run(addr, "unreachable", message, Exit::of_forward(&e));
             }
         },
     };

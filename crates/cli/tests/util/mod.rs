@@ -157,7 +157,8 @@ pub fn screen_lines(transcript: &str) -> Vec<String> {
 #[path = "../../../lambda/tests/util/mod.rs"]
 mod shared;
 #[allow(unused_imports)] // each test binary uses its own subset
-pub use shared::{aws, partner_json, s3_body, Aws};
+pub use shared::{aws, left_in, partner_json, s3_body, Aws};
+pub mod stack;
 
 /// What a test that moves objects needs: AWS clients, a fresh bucket, a fresh directory on the
 /// partner (on this machine's disk, and as the secret names it) and a secret for it:
