@@ -30,7 +30,10 @@ pub fn time_to_next(bootstrap: &Path) -> anyhow::Result<Duration> {
     let mut env =
         testkit::runtime_api::platform_env(&addr.to_string(), "sftp-forward", 128, "bench");
     env.extend([
-        ("SFTP_FORWARD_SECRET_ID", "bench-partner".to_owned()),
+        (
+            sftp_forward_core::env::SECRET_ID,
+            "bench-partner".to_owned(),
+        ),
         ("AWS_REGION", testkit::moto::REGION.to_owned()),
         ("AWS_ACCESS_KEY_ID", testkit::moto::ACCESS_KEY_ID.to_owned()),
         (

@@ -238,7 +238,7 @@ pub fn batches(bed: &Bed, plan: &Plan, s3: &S3Side) -> anyhow::Result<Table> {
                     .arg(BATCH_SIZE.to_string())
                     .arg(envs.to_string())
                     .envs(s3.bed.env())
-                    .env("SFTP_FORWARD_SECRET_ID", &secret);
+                    .env(sftp_forward_core::env::SECRET_ID, &secret);
                 Ok(cmd.into())
             },
         )

@@ -136,9 +136,9 @@ impl<'rt> S3Side<'rt> {
             let mut cmd = bed.ours("forward-s3");
             cmd.args([BUCKET, key, "ours.bin"])
                 .envs(self.bed.env())
-                .env("SFTP_FORWARD_SECRET_ID", &secret);
+                .env(sftp_forward_core::env::SECRET_ID, &secret);
             if let Some(k) = k {
-                cmd.env("SFTP_FORWARD_PARALLELISM", k.to_string());
+                cmd.env(sftp_forward_core::env::PARALLELISM, k.to_string());
             }
             confine(&mut cmd);
             Ok(cmd.into())

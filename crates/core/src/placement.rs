@@ -25,7 +25,7 @@ use crate::check::{ProblemKind, Report};
 use crate::metrics::{self, Group, AZ_DIMENSION, FUNCTION_DIMENSION, UNKNOWN_AZ};
 
 /// The environment variable the provisioner sets.
-pub const PATHS_ENV: &str = "SFTP_FORWARD_CHECK_PATHS";
+pub const PATHS_ENV: &str = crate::env::CHECK_PATHS;
 
 /// One AZ's path, as the provisioner writes it.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
