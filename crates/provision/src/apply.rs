@@ -7,7 +7,7 @@ use crate::context::{Ctx, Mode};
 use crate::error::Result;
 use crate::function::{self, Function};
 use crate::iam;
-use crate::inbox::{self, Inbox};
+use crate::inbox::{self, Inbox, SecretRef};
 use crate::network::{self, Network};
 
 /// What `apply` found or built (placeholders stand for what a plan would create).
@@ -36,42 +36,68 @@ pub async fn run(ctx: Ctx<'_>) -> Result<Applied> {
         }
         Err(e) => return Err(e),
     };
-    let secret = inbox::check(ctx).await?;
-    let endpoint = inbox::partner_endpoint(ctx, secret.as_ref()).await?;
-    let (partner, port) = partner(ctx, endpoint)?;
+    // Each partner's secret (or the single partner's): it exists or a file creates it, and its
+    // Host/Port (or the operator's address) is where the security group lets the function go.
+    let mut values = Vec::new();
+    let mut egress = Vec::new();
+    for (secret, address) in secrets(spec) {
+        let value = inbox::check(ctx, &secret).await?;
+        let endpoint = inbox::partner_endpoint(ctx, &secret, value.as_ref()).await?;
+        let (partner, port) = partner(ctx, (secret.field, address), endpoint)?;
+        values.push((value, port));
+        egress.push((partner, port));
+    }
+    if !spec.partners.is_empty() {
+        // The function's environment must fit Lambda's 4 KB; the rest of it is small.
+        let routing = crate::config::partners::routing(&spec.partners)?;
+        let mut env = spec.environment.clone();
+        env.insert(sftp_forward_core::env::PARTNERS.into(), routing.to_json());
+        env.insert("SFTP_FORWARD_RESERVED".into(), "x".repeat(RESERVED_ENV));
+        crate::config::partners::check_env_size(&env)?;
+    }
+    crate::partners::check_removals(ctx).await?;
     // Bucket names are global: a name another account owns must stop us before anything is
     // billed, not after the NAT gateways are up.
     inbox::check_bucket(ctx).await?;
     iam::check_role(ctx).await?;
-    let checked = network::check(ctx, partner.as_ref(), port).await?;
-    match &partner {
-        None => ctx.report.note(format!(
-            "no partner address (partner_address or the secret's Host): the function may reach \
-             tcp/{port} anywhere; set one to restrict egress"
-        )),
-        Some(Partner::Host(h)) => ctx.report.note(format!(
-            "partner {h} resolves to {}; re-run apply if its DNS changes",
-            checked.partner_cidrs.join(", ")
-        )),
-        Some(Partner::Ip(_)) => {}
+    let checked = network::check(ctx, &egress).await?;
+    for ((partner, port), e) in egress.iter().zip(&checked.egress) {
+        match partner {
+            None => ctx.report.note(format!(
+                "no partner address (partner_address or the secret's Host): the function may \
+                 reach tcp/{port} anywhere; set one to restrict egress"
+            )),
+            Some(Partner::Host(h)) => ctx.report.note(format!(
+                "partner {h} resolves to {}; re-run apply if its DNS changes",
+                e.cidrs.join(", ")
+            )),
+            Some(Partner::Ip(_)) => {}
+        }
     }
 
     let network = network::ensure(ctx, &checked).await?;
-    let inbox = inbox::ensure(ctx, secret.as_ref()).await?;
-    let kms_keys = inbox::kms_keys(ctx, &inbox.secret_arn).await?;
-    let (role, new_role) =
-        iam::ensure_role(ctx, &inbox.secret_arn, &inbox.queue.arn, &kms_keys).await?;
+    let inbox = inbox::ensure(ctx, &values).await?;
+    // The bucket no longer notifies a removed partner's queue: retire it (and the single-partner
+    // queue of a stack that now has partners, once drained).
+    let kept_queue = crate::partners::retire(ctx).await?;
+    let secret_arns: Vec<String> = inbox
+        .partners
+        .iter()
+        .map(|r| r.secret_arn.clone())
+        .collect();
+    let mut queue_arns: Vec<String> = inbox.partners.iter().map(|r| r.queue.arn.clone()).collect();
+    queue_arns.extend(kept_queue);
+    let kms_keys = inbox::kms_keys(ctx, &secret_arns).await?;
+    let (role, new_role) = iam::ensure_role(ctx, &secret_arns, &queue_arns, &kms_keys).await?;
     crate::logs::ensure(ctx).await?;
-    let function = function::ensure(
-        ctx,
-        package.as_ref(),
-        &network,
-        (&role, new_role),
-        &inbox.secret_arn,
-        &inbox.queue.arn,
-    )
-    .await?;
-    let alarm_topic = crate::alarms::ensure(ctx, &network.azs, &function.arn).await?;
+    let function =
+        function::ensure(ctx, package.as_ref(), &network, (&role, new_role), &inbox).await?;
+    let dlqs: Vec<(Option<String>, String)> = inbox
+        .partners
+        .iter()
+        .map(|r| (r.name.clone(), r.dlq_name.clone()))
+        .collect();
+    let alarm_topic = crate::alarms::ensure(ctx, &network.azs, &function.arn, &dlqs).await?;
     Ok(Applied {
         network,
         inbox,
@@ -80,16 +106,43 @@ pub async fn run(ctx: Ctx<'_>) -> Result<Applied> {
     })
 }
 
-/// Where the security group lets the function go: the operator's `partner_address`, else the
-/// secret's `Host`; the port is always the secret's `Port` (22 when it has none). A
-/// `partner_address` that disagrees with the secret is reported: the function connects to the
-/// secret's Host, so the rule may not match it.
-fn partner(ctx: Ctx<'_>, endpoint: Option<(String, u16)>) -> Result<(Option<Partner>, u16)> {
+/// Room kept in the 4 KB environment check for what apply adds besides the partners (the EIPs,
+/// the self-check's paths, the events settings).
+const RESERVED_ENV: usize = 400;
+
+/// Each partner's secret and the operator's address for it (one for the single partner).
+fn secrets(spec: &crate::Spec) -> Vec<(SecretRef<'_>, Option<&Partner>)> {
+    if spec.partners.is_empty() {
+        return vec![(SecretRef::single(spec), spec.partner.as_ref())];
+    }
+    spec.partners
+        .iter()
+        .map(|p| {
+            let secret = SecretRef {
+                id: p.secret(),
+                file: p.secret_file.as_deref(),
+                field: &p.fields.secret,
+                whose: &p.fields.whose,
+            };
+            (secret, p.address.as_ref())
+        })
+        .collect()
+}
+
+/// Where the security group lets the function go: the operator's address (`partner_address`, or a
+/// partner's `address`), else the secret's `Host`; the port is always the secret's `Port` (22
+/// when it has none). An address that disagrees with the secret is reported: the function
+/// connects to the secret's Host, so the rule may not match it.
+fn partner(
+    ctx: Ctx<'_>,
+    (field, given): (&str, Option<&Partner>),
+    endpoint: Option<(String, u16)>,
+) -> Result<(Option<Partner>, u16)> {
     let port = endpoint.as_ref().map_or(22, |(_, p)| *p);
     let from_secret = match &endpoint {
         Some((host, _)) => Some(config::parse_partner(host).map_err(|_| {
             crate::Error::invalid(
-                "secret_file",
+                format!("{field}_file"),
                 format!(
                     "the partner JSON's Host {host:?} is neither an IPv4 address nor a hostname"
                 ),
@@ -97,11 +150,16 @@ fn partner(ctx: Ctx<'_>, endpoint: Option<(String, u16)>) -> Result<(Option<Part
         })?),
         None => None,
     };
-    match (&ctx.spec.partner, from_secret) {
+    let address = if ctx.spec.partners.is_empty() {
+        "partner_address".to_owned()
+    } else {
+        field.replace(".secret", ".address")
+    };
+    match (given, from_secret) {
         (Some(given), Some(secret)) if *given != secret => {
             ctx.report.note(format!(
-                "partner_address {} differs from the secret's Host {}: the security group \
-                 follows partner_address, the function connects to the secret's Host",
+                "{address} {} differs from the secret's Host {}: the security group \
+                 follows {address}, the function connects to the secret's Host",
                 show(given),
                 show(&secret)
             ));

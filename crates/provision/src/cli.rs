@@ -66,6 +66,78 @@ pub enum Command {
         #[arg(long, value_name = "one|two")]
         az: Option<Side>,
     },
+    /// Add, remove or list the stack's partners: add and remove edit the --config file's
+    /// "partners" (the list apply converges to), then apply
+    #[command(subcommand)]
+    Partner(PartnerCommand),
+}
+
+#[derive(Subcommand)]
+pub enum PartnerCommand {
+    /// Declare a partner in the config file (replacing one of the same name), then apply;
+    /// a partner already declared the same way changes nothing
+    Add(PartnerArgs),
+    /// Remove a partner from the config file, then apply (its queues, mapping, notification,
+    /// rule, alarm and own secret go; refused while its queues hold messages)
+    Remove {
+        /// The partner's name
+        name: String,
+    },
+    /// The partners the stack has (name, prefix, queue, DLQ, port, concurrency), and those the
+    /// config declares that are not applied yet
+    List,
+}
+
+#[derive(Args)]
+pub struct PartnerArgs {
+    /// The partner's name: 1-32 of a-z, 0-9, '-'
+    pub name: String,
+    /// Its key prefix in the inbox bucket, e.g. acme/
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Its secret's name or ARN [default: sftp-forward/<stack>/<name>]
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// Create (or update) its secret from this partner JSON file; never printed
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Connections to it at once: its event source mapping's MaximumConcurrency (2..1000)
+    #[arg(long)]
+    pub max_concurrency: Option<u32>,
+    /// Object key → remote path [default: {key}]
+    #[arg(long, value_name = "TEMPLATE")]
+    pub remote_path_template: Option<String>,
+    /// Removed from the key before the template [default: the prefix; "" keeps the whole key]
+    #[arg(long, value_name = "PREFIX")]
+    pub strip_prefix: Option<String>,
+    /// overwrite, fail-if-exists or skip-if-same-size [default: overwrite]
+    #[arg(long, value_name = "POLICY")]
+    pub overwrite: Option<String>,
+    /// Its SFTP server (IPv4 or hostname) for the security group [default: its JSON's Host]
+    #[arg(long, value_name = "ADDRESS")]
+    pub address: Option<String>,
+}
+
+impl PartnerArgs {
+    /// The config file's entry; a relative secret file is made absolute (the file may be
+    /// elsewhere).
+    pub fn to_raw(&self) -> std::io::Result<provision::RawPartner> {
+        let secret_file = match &self.secret_file {
+            Some(p) => Some(std::path::absolute(p)?),
+            None => None,
+        };
+        Ok(provision::RawPartner {
+            name: self.name.clone(),
+            prefix: self.prefix.clone(),
+            secret: self.secret.clone(),
+            secret_file,
+            address: self.address.clone(),
+            remote_path_template: self.remote_path_template.clone(),
+            strip_prefix: self.strip_prefix.clone(),
+            overwrite: self.overwrite.clone(),
+            max_concurrency: self.max_concurrency,
+        })
+    }
 }
 
 /// An AZ of the stack, as failover and failback name it.
@@ -143,4 +215,37 @@ impl Inputs {
             ..RawConfig::default()
         }
     }
+}
+
+/// `partner list`: one line per partner the stack has, then the declared ones not applied yet.
+pub fn partner_table(listed: &[provision::partners::Listed], spec: &provision::Spec) -> String {
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let mut lines = vec![format!(
+        "{:<20} {:<20} {:<6} {:<11} {:<40} {}",
+        "PARTNER", "PREFIX", "PORT", "CONCURRENCY", "QUEUE", "DLQ"
+    )];
+    for p in listed {
+        lines.push(format!(
+            "{:<20} {:<20} {:<6} {:<11} {:<40} {}",
+            p.name,
+            opt(p.prefix.clone()),
+            opt(p.port.map(|v| v.to_string())),
+            opt(p.max_concurrency.map(|v| v.to_string())),
+            p.queue,
+            p.dlq
+        ));
+    }
+    for p in &spec.partners {
+        if !listed.iter().any(|l| l.name == p.name()) {
+            lines.push(format!(
+                "{:<20} {:<20} (declared in the config, not applied yet: run apply)",
+                p.name(),
+                p.spec.prefix.as_deref().unwrap_or("-")
+            ));
+        }
+    }
+    if listed.is_empty() && spec.partners.is_empty() {
+        lines.push("(no partners: a single-partner stack, see outputs)".into());
+    }
+    lines.join("\n")
 }

@@ -10,6 +10,11 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+pub mod edit;
+pub mod partners;
+
+pub use partners::{PartnerConfig, RawPartner};
+
 /// The VPC: one per stack.
 pub const VPC_NAME: &str = "Lambda VPC";
 /// The VPC's CIDR.
@@ -110,6 +115,9 @@ pub struct RawConfig {
     pub alarms: Option<crate::alarms::RawAlarms>,
     /// The self-check's schedule: `rate(...)`, `cron(...)` or `off`; default `rate(15 minutes)`.
     pub self_check_schedule: Option<String>,
+    /// Several partners (see [`partners`]); without it the stack has the single partner of
+    /// `secret` / `secret_file` / `partner_address`.
+    pub partners: Option<Vec<RawPartner>>,
 }
 
 impl RawConfig {
@@ -120,11 +128,23 @@ impl RawConfig {
             path: path.to_owned(),
             source,
         })?;
-        let mut raw: RawConfig = serde_json::from_str(&text).map_err(|e| {
+        Self::from_text(&text, path)
+    }
+
+    /// Parses the text of the config file at `path` (relative paths are taken relative to its
+    /// directory).
+    pub fn from_text(text: &str, path: &Path) -> Result<Self> {
+        let mut raw: RawConfig = serde_json::from_str(text).map_err(|e| {
             Error::invalid(format!("config file {}", path.display()), e.to_string())
         })?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut raw.secret_file, &mut raw.zip].into_iter().flatten() {
+        let partner_files = raw
+            .partners
+            .iter_mut()
+            .flatten()
+            .filter_map(|p| p.secret_file.as_mut());
+        let files = [&mut raw.secret_file, &mut raw.zip].into_iter().flatten();
+        for p in files.chain(partner_files) {
             if p.is_relative() {
                 *p = dir.join(&*p);
             }
@@ -157,7 +177,8 @@ impl RawConfig {
             log_retention_days,
             alarm_email,
             alarms,
-            self_check_schedule
+            self_check_schedule,
+            partners
         )
     }
 }
@@ -214,6 +235,9 @@ pub struct Spec {
     pub log_retention_days: u32,
     /// The alarms, their topic's email and the self-check's schedule.
     pub alerting: crate::alarms::Alerting,
+    /// The partners of a stack declared with `partners`; empty for the single-partner stack of
+    /// `secret` (see [`partners`]).
+    pub partners: Vec<PartnerConfig>,
 }
 
 /// The function's instruction set, as Lambda names it.
@@ -273,10 +297,10 @@ pub fn default_zip() -> PathBuf {
 }
 
 /// The function's list of the stack's Elastic IPs (for its egress self-check), set by `apply`.
-pub const EXPECTED_EGRESS_ENV: &str = "SFTP_FORWARD_EXPECTED_EGRESS_IPS";
+pub const EXPECTED_EGRESS_ENV: &str = sftp_forward_core::env::EXPECTED_EGRESS_IPS;
 
-/// The environment variable the function reads the secret's id from.
-pub const SECRET_ENV: &str = "SFTP_FORWARD_SECRET_ID";
+/// The environment variable the function reads the single partner's secret id from.
+pub const SECRET_ENV: &str = sftp_forward_core::env::SECRET_ID;
 
 impl Spec {
     /// Checks every field; the error names the field.
@@ -332,12 +356,40 @@ impl Spec {
             ));
         }
         let environment = raw.environment.unwrap_or_default();
-        if environment.contains_key(SECRET_ENV) {
+        // A single partner's route may come from `environment` (as before `partners`); with
+        // `partners`, every partner variable is the provisioner's.
+        let owned: &[&str] = if raw.partners.is_some() {
+            &PARTNER_ENV
+        } else {
+            &PARTNER_ENV[..2]
+        };
+        if let Some(name) = owned.iter().find(|n| environment.contains_key(**n)) {
             return Err(Error::invalid(
                 "environment",
-                format!("{SECRET_ENV} is set by the provisioner from \"secret\""),
+                format!(
+                    "{name} is set by the provisioner from \"partners\" (or \"secret\" for a \
+                     single partner)"
+                ),
             ));
         }
+        let partners = match raw.partners {
+            None => Vec::new(),
+            Some(list) => {
+                let single = [
+                    ("secret", raw.secret.is_some()),
+                    ("secret_file", raw.secret_file.is_some()),
+                    ("partner_address", raw.partner_address.is_some()),
+                ];
+                if let Some((field, _)) = single.iter().find(|(_, set)| *set) {
+                    return Err(Error::invalid(
+                        *field,
+                        "describes the single partner of a stack without \"partners\": with \
+                         \"partners\", give each partner its own (secret, secret_file, address)",
+                    ));
+                }
+                partners::validate(&stack, list, raw.max_concurrency)?
+            }
+        };
         let architecture = raw
             .architecture
             .as_deref()
@@ -385,6 +437,7 @@ impl Spec {
             bucket,
             eip_allocation_ids,
             environment,
+            partners,
         })
     }
 
@@ -425,6 +478,15 @@ impl Spec {
     }
 }
 
+/// The function's variables that say who the partners are: set from `partners` or `secret` only.
+const PARTNER_ENV: [&str; 5] = [
+    sftp_forward_core::env::PARTNERS,
+    sftp_forward_core::env::SECRET_ID,
+    sftp_forward_core::env::REMOTE_PATH_TEMPLATE,
+    sftp_forward_core::env::STRIP_PREFIX,
+    sftp_forward_core::env::OVERWRITE,
+];
+
 /// Exactly two different values (one per AZ), if given.
 fn distinct_pair(
     field: &str,
@@ -447,7 +509,13 @@ fn distinct_pair(
     }
 }
 
-fn in_range(field: &str, value: Option<u32>, default: u32, min: u32, max: u32) -> Result<u32> {
+pub(crate) fn in_range(
+    field: &str,
+    value: Option<u32>,
+    default: u32,
+    min: u32,
+    max: u32,
+) -> Result<u32> {
     let v = value.unwrap_or(default);
     if (min..=max).contains(&v) {
         Ok(v)

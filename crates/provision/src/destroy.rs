@@ -53,7 +53,8 @@ async fn steps(ctx: Ctx<'_>, release_eips: bool, kept: &mut Vec<String>) -> Resu
     let before = kept.len();
     inbox::bucket::delete(ctx, kept).await?;
     inbox::queue::delete(ctx, kept.len() > before).await?;
-    inbox::secret::delete(ctx).await?;
+    inbox::secret::delete(ctx, &ctx.spec.secret).await?;
+    crate::partners::delete_all(ctx).await?;
     // 4. Lambda releases the interfaces with the function's role: the role goes after them.
     network::eni::release(ctx).await?;
     iam::delete_role(ctx).await?;

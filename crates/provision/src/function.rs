@@ -8,20 +8,20 @@ use std::time::Duration;
 use aws_sdk_lambda::client::Waiters;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{
-    Architecture, Environment, EventSourceMappingConfiguration, FunctionCode,
-    FunctionConfiguration, FunctionResponseType, LastUpdateStatus, Runtime, ScalingConfig,
+    Architecture, Environment, FunctionCode, FunctionConfiguration, LastUpdateStatus, Runtime,
     State as State_, VpcConfig,
 };
 use sha2::{Digest, Sha256};
 
 use crate::config::{Arch, EXPECTED_EGRESS_ENV, SECRET_ENV};
 use crate::context::Action;
-use crate::context::{is_placeholder, waiter_error, Clients, Ctx, State};
+use crate::context::{waiter_error, Clients, Ctx, State};
 use crate::error::{aws, Error, Result};
 use crate::iam::ROLE_PROPAGATION;
 use crate::network::Network;
 use crate::retry;
 use crate::STACK_TAG;
+use sftp_forward_core::env::PARTNERS as PARTNERS_ENV;
 
 /// How long to wait for the function to become active or finish an update.
 const FUNCTION_WAIT: Duration = Duration::from_secs(300);
@@ -66,13 +66,17 @@ pub fn read_package(path: &std::path::Path) -> Result<Package> {
     Ok(Package { bytes, sha256 })
 }
 
-/// The function and its trigger, as found or built.
+pub mod mapping;
+
+pub use mapping::find_mappings;
+
+/// The function and its triggers, as found or built.
 #[derive(Debug, Clone)]
 pub struct Function {
     /// Its ARN.
     pub arn: String,
-    /// The event source mapping's UUID.
-    pub mapping: String,
+    /// The event source mappings' UUIDs, one per partner queue (in the inbox's order).
+    pub mappings: Vec<String>,
 }
 
 /// The function's configuration, if it exists.
@@ -86,32 +90,6 @@ pub async fn find_function(c: &Clients, name: &str) -> Result<Option<FunctionCon
             Ok(None)
         }
         Err(e) => Err(aws("GetFunction", format!("function {name}"))(e)),
-    }
-}
-
-/// The event source mappings from `queue_arn` to the function.
-pub async fn find_mappings(
-    c: &Clients,
-    function: &str,
-    queue_arn: &str,
-) -> Result<Vec<EventSourceMappingConfiguration>> {
-    let req = c
-        .lambda
-        .list_event_source_mappings()
-        .function_name(function)
-        .event_source_arn(queue_arn);
-    match req.send().await {
-        Ok(out) => Ok(out.event_source_mappings().to_vec()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-        {
-            Ok(Vec::new())
-        }
-        Err(e) => Err(aws(
-            "ListEventSourceMappings",
-            format!("event source mapping of {function}"),
-        )(e)),
     }
 }
 
@@ -161,8 +139,7 @@ pub async fn ensure(
     package: Option<&Package>,
     network: &Network,
     role: (&str, bool),
-    secret_arn: &str,
-    queue_arn: &str,
+    inbox: &crate::inbox::Inbox,
 ) -> Result<Function> {
     let (c, spec) = (ctx.clients, ctx.spec);
     let name = spec.function_name();
@@ -187,7 +164,17 @@ pub async fn ensure(
     );
     env.extend(spec.environment.clone());
     crate::delivery_events::function_env(spec, &mut env);
-    env.insert(SECRET_ENV.into(), secret_arn.to_owned());
+    match spec.partners.as_slice() {
+        [] => {
+            let single = inbox.partners.first().map(|r| r.secret_arn.clone());
+            env.insert(SECRET_ENV.into(), single.unwrap_or_default());
+        }
+        partners => {
+            let routing = crate::config::partners::routing(partners)?;
+            env.insert(PARTNERS_ENV.into(), routing.to_json());
+        }
+    }
+    crate::config::partners::check_env_size(&env)?;
     let wanted = Wanted {
         role: role.0.to_owned(),
         env,
@@ -339,8 +326,11 @@ pub async fn ensure(
         .await?;
     }
 
-    let mapping = ensure_mapping(ctx, &name, queue_arn, role.1).await?;
-    Ok(Function { arn, mapping })
+    let mut mappings = Vec::with_capacity(inbox.partners.len());
+    for route in &inbox.partners {
+        mappings.push(mapping::ensure(ctx, &name, route, role.1).await?);
+    }
+    Ok(Function { arn, mappings })
 }
 
 /// The SDK's name for the configured architecture.
@@ -454,142 +444,13 @@ pub(crate) async fn wait_ready(c: &Clients, name: &str, what: &str) -> Result<()
     })
 }
 
-async fn ensure_mapping(
-    ctx: Ctx<'_>,
-    function: &str,
-    queue_arn: &str,
-    fresh_role: bool,
-) -> Result<String> {
-    let (c, spec) = (ctx.clients, ctx.spec);
-    let what = format!(
-        "event source mapping queue {} → {function} (batch {}, max concurrency {}, ReportBatchItemFailures)",
-        spec.queue_name(),
-        spec.batch_size,
-        spec.max_concurrency
-    );
-    let found = if is_placeholder(queue_arn) {
-        Vec::new()
-    } else {
-        find_mappings(c, function, queue_arn).await?
-    };
-    let current = found.first().cloned();
-    let batch = spec.batch_size as i32;
-    let scaling = || {
-        ScalingConfig::builder()
-            .maximum_concurrency(spec.max_concurrency as i32)
-            .build()
-    };
-    let uuid = ctx
-        .ensure(
-            &what,
-            current.as_ref().and_then(|m| m.uuid().map(Into::into)),
-            || async {
-                let req = c
-                    .lambda
-                    .create_event_source_mapping()
-                    .function_name(function)
-                    .event_source_arn(queue_arn)
-                    .batch_size(batch)
-                    .function_response_types(FunctionResponseType::ReportBatchItemFailures)
-                    .scaling_config(scaling())
-                    .enabled(true);
-                // Lambda checks the queue with the role: a policy written moments ago may not
-                // be in force yet (InvalidParameterValueException naming sqs:ReceiveMessage).
-                let limit = if fresh_role {
-                    ROLE_PROPAGATION
-                } else {
-                    Duration::ZERO
-                };
-                let out = retry::when_codes(
-                    "the role's new policy to let Lambda read the queue",
-                    &["InvalidParameterValueException"],
-                    limit,
-                    || req.clone().send(),
-                )
-                .await
-                .map_err(aws("CreateEventSourceMapping", &what))?;
-                Ok(out.uuid().unwrap_or_default().to_owned())
-            },
-        )
-        .await?;
-    if let Some(m) = current {
-        let same = m.batch_size() == Some(batch)
-            && m.function_response_types() == [FunctionResponseType::ReportBatchItemFailures]
-            && m.scaling_config().and_then(|s| s.maximum_concurrency())
-                == Some(spec.max_concurrency as i32);
-        let settings = format!("settings of the event source mapping {uuid}");
-        ctx.converge(&settings, State::of(true, same), || async {
-            wait_mapping_settled(c, &uuid, &settings).await?;
-            c.lambda
-                .update_event_source_mapping()
-                .uuid(&uuid)
-                .batch_size(batch)
-                .function_response_types(FunctionResponseType::ReportBatchItemFailures)
-                .scaling_config(scaling())
-                .send()
-                .await
-                .map_err(aws("UpdateEventSourceMapping", &settings))?;
-            Ok(())
-        })
-        .await?;
-    }
-    Ok(uuid)
-}
-
-/// Waits until the mapping is not in a transitional state (`Creating`, `Updating`, …), since
-/// Lambda refuses changes meanwhile. The SDK has no waiter for mappings.
-pub(crate) async fn wait_mapping_settled(c: &Clients, uuid: &str, what: &str) -> Result<()> {
-    let limit = Duration::from_secs(120);
-    let waiting = format!("{what} to settle");
-    let settled = retry::until(&waiting, limit, || async {
-        let out = c.lambda.get_event_source_mapping().uuid(uuid).send().await;
-        match out {
-            Ok(m) => Ok(match m.state() {
-                Some("Enabled" | "Disabled") | None => Ok(()),
-                Some(other) => Err(other.to_owned()),
-            }),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                Ok(Ok(()))
-            }
-            Err(e) => Err(aws("GetEventSourceMapping", what)(e)),
-        }
-    })
-    .await?;
-    settled.ok_or_else(|| Error::Timeout {
-        resource: what.to_owned(),
-        state: "Enabled or Disabled",
-        waited: limit,
-        next: "check the mapping in the Lambda console, then run the command again".into(),
-    })
-}
-
-/// Deletes the event source mappings and the function (destroy); Lambda then releases the
-/// function's network interfaces.
+/// Deletes the event source mappings of every stack queue and the function (destroy); Lambda
+/// then releases the function's network interfaces.
 pub(crate) async fn delete(ctx: Ctx<'_>) -> Result<()> {
     let (c, spec) = (ctx.clients, ctx.spec);
     let name = spec.function_name();
-    if let Some(queue_url) = crate::inbox::find_queue_url(c, &spec.queue_name()).await? {
-        let attrs = crate::inbox::queue_attributes(c, &queue_url).await?;
-        let arn = attrs
-            .get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .cloned()
-            .unwrap_or_default();
-        for m in find_mappings(c, &name, &arn).await? {
-            let uuid = m.uuid().unwrap_or_default();
-            let what = format!("event source mapping {} → {name}", spec.queue_name());
-            wait_mapping_settled(c, uuid, &what).await?;
-            let out = c
-                .lambda
-                .delete_event_source_mapping()
-                .uuid(uuid)
-                .send()
-                .await;
-            out.map_err(aws("DeleteEventSourceMapping", &what))?;
-            ctx.record(Action::Delete, what, uuid);
-        }
+    for queue in crate::partners::stack_queues(ctx).await? {
+        mapping::delete(ctx, &name, &queue).await?;
     }
     if let Some(f) = find_function(c, &name).await? {
         let what = format!("function {name}");

@@ -35,10 +35,10 @@ pub struct Scope<'a> {
     pub account: &'a str,
     /// The inbox bucket.
     pub bucket: &'a str,
-    /// The partner secret's ARN.
-    pub secret_arn: &'a str,
-    /// The queue's ARN.
-    pub queue_arn: &'a str,
+    /// The partners' secrets' ARNs (one for the single-partner stack).
+    pub secret_arns: &'a [String],
+    /// The queues' ARNs the function consumes (one per partner).
+    pub queue_arns: &'a [String],
     /// The function's name (its log group is `/aws/lambda/<name>`).
     pub function: &'a str,
     /// Customer-managed KMS keys of the secret or the bucket (key ARNs), if any: the function
@@ -98,14 +98,14 @@ pub fn execution_policy(s: &Scope<'_>) -> Value {
             "Sid": "ReadPartnerSecret",
             "Effect": "Allow",
             "Action": ["secretsmanager:GetSecretValue"],
-            "Resource": s.secret_arn
+            "Resource": one_or_many(s.secret_arns)
         }),
         json!({
             // GetQueueAttributes: the event source mapping checks the queue with the role.
             "Sid": "ConsumeInboxQueue",
             "Effect": "Allow",
             "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
-            "Resource": s.queue_arn
+            "Resource": one_or_many(s.queue_arns)
         }),
         json!({
             "Sid": "AttachToVpc",
@@ -144,6 +144,14 @@ pub fn execution_policy(s: &Scope<'_>) -> Value {
         }));
     }
     json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// One resource as a string (the policy a single-partner stack always had), several as a list.
+fn one_or_many(arns: &[String]) -> Value {
+    match arns {
+        [one] => json!(one),
+        many => json!(many),
+    }
 }
 
 /// The ARN of a KMS key given as an ARN, a key id or an alias (`alias/…`), or `None` for the AWS
@@ -223,8 +231,8 @@ pub async fn check_role(ctx: Ctx<'_>) -> Result<()> {
 /// this stack's is refused, never adopted.
 pub async fn ensure_role(
     ctx: Ctx<'_>,
-    secret_arn: &str,
-    queue_arn: &str,
+    secret_arns: &[String],
+    queue_arns: &[String],
     kms_keys: &[String],
 ) -> Result<(String, bool)> {
     let (c, spec) = (ctx.clients, ctx.spec);
@@ -242,8 +250,9 @@ pub async fn ensure_role(
     let (arn, fresh, created) = crate::role::ensure(ctx, &wanted_role).await?;
 
     let policy_what = format!("inline policy {POLICY_NAME} of {what}");
-    if [arn.as_str(), secret_arn, queue_arn]
-        .iter()
+    if std::iter::once(&arn)
+        .chain(secret_arns)
+        .chain(queue_arns)
         .any(|id| is_placeholder(id))
     {
         ctx.converge(&policy_what, State::Missing, || async { Ok(()) })
@@ -257,8 +266,8 @@ pub async fn ensure_role(
         region: &c.region,
         account,
         bucket: &spec.bucket,
-        secret_arn,
-        queue_arn,
+        secret_arns,
+        queue_arns,
         function: &function,
         kms_keys,
         events_bus: crate::delivery_events::bus(spec),
@@ -333,13 +342,19 @@ mod tests {
     use super::*;
 
     fn scope() -> Scope<'static> {
+        static SECRETS: std::sync::LazyLock<[String; 1]> = std::sync::LazyLock::new(|| {
+            ["arn:aws:secretsmanager:us-east-1:123456789012:secret:sftp-forward/acme/partner-AbCdEf".to_owned()]
+        });
+        static QUEUES: std::sync::LazyLock<[String; 1]> = std::sync::LazyLock::new(|| {
+            ["arn:aws:sqs:us-east-1:123456789012:acme-inbox".to_owned()]
+        });
         Scope {
             partition: "aws",
             region: "us-east-1",
             account: "123456789012",
             bucket: "acme-inbox",
-            secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:sftp-forward/acme/partner-AbCdEf",
-            queue_arn: "arn:aws:sqs:us-east-1:123456789012:acme-inbox",
+            secret_arns: &*SECRETS,
+            queue_arns: &*QUEUES,
             function: "acme-forward",
             kms_keys: &[],
             events_bus: Some("default"),
@@ -363,8 +378,8 @@ mod tests {
                 let scoped = r == "*"
                     || r == "arn:aws:s3:::acme-inbox/*"
                     || r == "arn:aws:s3:::acme-inbox"
-                    || r == s.secret_arn
-                    || r == s.queue_arn
+                    || r == s.secret_arns[0]
+                    || r == s.queue_arns[0]
                     || r == "arn:aws:ec2:us-east-1:123456789012:network-interface/*"
                     || r == "arn:aws:events:us-east-1:123456789012:event-bus/default"
                     || r.starts_with(

@@ -15,8 +15,10 @@
 //! - [`context`]: the AWS clients, the [`context::Mode`] (plan or apply) and the report of changes;
 //! - [`network`]: VPC, subnets, internet gateway, Elastic IPs, NAT gateways, route tables, the S3
 //!   gateway endpoint and the function's security group;
-//! - [`inbox`]: the partner secret, the queue and its dead-letter queue, the inbox bucket and its
-//!   notification to the queue;
+//! - [`inbox`]: each partner's secret, queue and dead-letter queue, the inbox bucket and its
+//!   notifications to the queues (one per partner, filtered on its key prefix);
+//! - [`partners`]: the partners the stack has (its partner queues), and the removal of those the
+//!   config no longer declares;
 //! - [`iam`]: the function's role and its least-privilege inline policy ([`delivery_events`]: the
 //!   bus its events go to);
 //! - [`logs`]: the function's log group, with a retention;
@@ -48,12 +50,13 @@ pub mod inbox;
 pub mod logs;
 pub mod network;
 pub mod outputs;
+pub mod partners;
 pub mod plan;
 mod retry;
 mod role;
 pub mod schedule;
 
-pub use config::{RawConfig, Spec};
+pub use config::{RawConfig, RawPartner, Spec};
 pub use context::{Clients, Mode, Report};
 pub use error::{Error, Result};
 

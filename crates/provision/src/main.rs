@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use aws_config::{BehaviorVersion, Region};
 use clap::Parser;
-use cli::{Cli, Command};
+use cli::{Cli, Command, PartnerCommand};
+use provision::config::edit::Edit;
 use provision::context::Action;
 use provision::context::Ctx;
 use provision::failover::{self, Az};
@@ -26,6 +27,24 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // partner add/remove: the config file is the list of partners; edit it (checked as apply
+    // reads it) before anything else, then apply it.
+    if let Command::Partner(cmd) = &cli.command {
+        let edit = match cmd {
+            PartnerCommand::Add(args) => {
+                Some(Edit::Add(args.to_raw().context("the secret file's path")?))
+            }
+            PartnerCommand::Remove { name } => Some(Edit::Remove(name.clone())),
+            PartnerCommand::List => None,
+        };
+        if let Some(edit) = edit {
+            let path = cli.config.as_deref().context(
+                "partner add/remove edit the config file that holds the partners: pass --config FILE",
+            )?;
+            let edited = config::edit::edit_file(path, edit, config::default_zip())?;
+            println!("{edited} ({})", path.display());
+        }
+    }
     let file = match &cli.config {
         Some(path) => RawConfig::from_file(path)?,
         None => RawConfig::default(),
@@ -34,6 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(inputs) | Command::Apply(inputs) => inputs.to_raw(),
         Command::Destroy { .. }
         | Command::Outputs
+        | Command::Partner(_)
         | Command::Failover { .. }
         | Command::Failback { .. } => RawConfig::default(),
     };
@@ -53,7 +73,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let clients = Clients::new(&loader.load().await)?;
     // Know where you are before anything changes: the account, region and endpoint.
     let (spec, who) = provision::context::resolve(&clients, spec).await?;
-    if !matches!(cli.command, Command::Outputs) {
+    if !matches!(
+        cli.command,
+        Command::Outputs | Command::Partner(PartnerCommand::List)
+    ) {
         println!("Using {}", clients.whereabouts(&who));
     }
     let report = Report::printing();
@@ -73,7 +96,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let alerting = plan::alerting_estimate(&spec);
             println!("{}\n\n{estimate}\n{alerting}", report.summary(Mode::Plan));
         }
-        Command::Apply(_) => {
+        Command::Apply(_)
+        | Command::Partner(PartnerCommand::Add(_) | PartnerCommand::Remove { .. }) => {
             println!("Applying {stack}:");
             let applied = apply::run(ctx(Mode::Apply)).await.context("apply")?;
             let allowlist = applied.network.allowlist();
@@ -104,6 +128,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .context("failback")?;
             println!("{}", routed(&report, "Failback"));
+        }
+        Command::Partner(PartnerCommand::List) => {
+            let listed = provision::partners::listed(&clients, &spec).await?;
+            println!("{}", cli::partner_table(&listed, &spec));
         }
         Command::Outputs => {
             let out = outputs::collect(&clients, &spec).await.context("outputs")?;

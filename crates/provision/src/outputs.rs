@@ -49,6 +49,9 @@ pub struct Outputs {
     pub dlq: Option<String>,
     /// The partner secret's ARN.
     pub secret: Option<String>,
+    /// The partners of a stack with `partners`: name, prefix, secret, queue, DLQ, port,
+    /// max_concurrency, as the stack has them.
+    pub partners: Vec<crate::partners::Listed>,
     /// The alarms' topic, its subscriptions, the alarms and the self-check's schedule.
     pub alerting: crate::alarms::outputs::Alerting,
 }
@@ -106,6 +109,7 @@ pub async fn collect(c: &Clients, spec: &Spec) -> Result<Outputs> {
             .await?
             .filter(|d| d.deleted_date().is_none())
             .and_then(|d| d.arn().map(Into::into)),
+        partners: crate::partners::listed(c, spec).await?,
         alerting: crate::alarms::outputs::collect(c, spec).await?,
     })
 }

@@ -51,7 +51,14 @@ pub const SNS_EMAIL_PER_100K_USD: f64 = 2.00;
 /// The alarms, the schedule and the topic: (alarms, their monthly cost, checks per month).
 pub fn alerting_monthly(spec: &crate::Spec) -> (usize, f64, Option<f64>) {
     let azs = ["a".to_owned(), "b".to_owned()];
-    let n = crate::alarms::wanted(&spec.alerting, "f", "q", &azs).len();
+    let dlqs: Vec<(Option<String>, String)> = match spec.partners.as_slice() {
+        [] => vec![(None, "q".to_owned())],
+        partners => partners
+            .iter()
+            .map(|p| (Some(p.name().to_owned()), "q".to_owned()))
+            .collect(),
+    };
+    let n = crate::alarms::wanted_for(&spec.alerting, "f", &dlqs, &azs).len();
     let checks = spec.alerting.schedule.as_deref().map(|s| {
         crate::alarms::rate_seconds(s)
             .map_or(f64::NAN, |secs| HOURS_PER_MONTH * 3600.0 / f64::from(secs))

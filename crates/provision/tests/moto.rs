@@ -183,7 +183,7 @@ async fn lifecycle_plan_apply_reapply_destroy_reapply() {
     assert_eq!(before.function.as_deref(), Some("lifecycle-forward"));
     assert_eq!(
         before.queue.as_deref(),
-        Some(applied.inbox.queue.url.as_str())
+        Some(applied.inbox.partners[0].queue.url.as_str())
     );
 
     // The function's network interfaces (Lambda's, in its security group) before destroy.
@@ -561,13 +561,13 @@ async fn assert_topology(
     let secret_arn = secret.arn().unwrap();
 
     // Queues: redrive to the DLQ, S3 may send.
-    let q = &applied.inbox.queue;
+    let q = &applied.inbox.partners[0].queue;
     let attrs = provision::inbox::queue_attributes(c, &q.url).await.unwrap();
     use aws_sdk_sqs::types::QueueAttributeName as A;
     let redrive: Value = serde_json::from_str(&attrs[&A::RedrivePolicy]).unwrap();
     assert_eq!(
         redrive["deadLetterTargetArn"],
-        applied.inbox.dlq.arn.as_str()
+        applied.inbox.partners[0].dlq.arn.as_str()
     );
     assert_eq!(
         redrive["maxReceiveCount"].to_string().trim_matches('"'),
@@ -645,23 +645,15 @@ async fn assert_topology(
         trust["Statement"][0]["Principal"]["Service"],
         "lambda.amazonaws.com"
     );
-    let doc = c
-        .iam
-        .get_role_policy()
-        .role_name(spec.role_name("us-east-1"))
-        .policy_name(iam::POLICY_NAME)
-        .send()
-        .await
-        .unwrap();
-    let doc = iam::decode_policy(doc.policy_document());
+    let doc = util::function_policy(c, spec).await;
     let function = spec.function_name();
     let expected = iam::execution_policy(&Scope {
         partition: "aws",
         region: "us-east-1",
         account: "123456789012",
         bucket: &spec.bucket,
-        secret_arn,
-        queue_arn: &q.arn,
+        secret_arns: &[secret_arn.to_owned()],
+        queue_arns: std::slice::from_ref(&q.arn),
         function: &function,
         kms_keys: &[],
         events_bus: Some("default"),

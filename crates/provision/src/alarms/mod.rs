@@ -339,9 +339,21 @@ impl Wanted {
     }
 }
 
-/// Every alarm `apply` wants for this stack: `function` and `dlq` name what they watch, `azs` are
-/// the two AZs (AZ one, AZ two).
+/// Every alarm `apply` wants for a single-partner stack: `function` and `dlq` name what they
+/// watch, `azs` are the two AZs (AZ one, AZ two).
 pub fn wanted(alerting: &Alerting, function: &str, dlq: &str, azs: &[String; 2]) -> Vec<Wanted> {
+    wanted_for(alerting, function, &[(None, dlq.to_owned())], azs)
+}
+
+/// Every alarm `apply` wants: as [`wanted`], with one dead-letter-queue alarm per partner
+/// (`dlqs`: the partner's name, `None` for the single partner, and its dead-letter queue), named
+/// `<name>-<partner>`.
+pub fn wanted_for(
+    alerting: &Alerting,
+    function: &str,
+    dlqs: &[(Option<String>, String)],
+    azs: &[String; 2],
+) -> Vec<Wanted> {
     let fun = || vec![(FUNCTION_DIMENSION, function.to_owned())];
     let mut out = Vec::new();
     let runbook = "see docs/OPERATIONS.md";
@@ -363,15 +375,30 @@ pub fn wanted(alerting: &Alerting, function: &str, dlq: &str, azs: &[String; 2])
             missing: Missing::NotBreaching,
         };
         match s.kind {
-            Kind::DlqNotEmpty => out.push(base(
-                "ApproximateNumberOfMessagesVisible",
-                "AWS/SQS",
-                vec![("QueueName", dlq.to_owned())],
-                "Maximum",
-                format!(
-                    "records gave up after every retry and wait in the dead-letter queue {dlq}"
-                ),
-            )),
+            Kind::DlqNotEmpty => {
+                for (partner, dlq) in dlqs {
+                    let whose = partner
+                        .as_ref()
+                        .map_or(String::new(), |p| format!(" of partner {p}"));
+                    let alarm = base(
+                        "ApproximateNumberOfMessagesVisible",
+                        "AWS/SQS",
+                        vec![("QueueName", dlq.to_owned())],
+                        "Maximum",
+                        format!(
+                            "records{whose} gave up after every retry and wait in the \
+                             dead-letter queue {dlq}"
+                        ),
+                    );
+                    out.push(match partner {
+                        Some(p) => Wanted {
+                            name: format!("{}-{p}", s.name),
+                            ..alarm
+                        },
+                        None => alarm,
+                    });
+                }
+            }
             Kind::FunctionErrors => out.push(base(
                 "Errors",
                 "AWS/Lambda",
@@ -448,12 +475,18 @@ pub fn wanted(alerting: &Alerting, function: &str, dlq: &str, azs: &[String; 2])
 }
 
 /// `apply`: the topic (and its email subscription), the schedule (or its removal when off), then
-/// the alarms; returns the topic's ARN. `azs` are the stack's two AZs.
-pub async fn ensure(ctx: Ctx<'_>, azs: &[String; 2], function_arn: &str) -> Result<String> {
+/// the alarms; returns the topic's ARN. `azs` are the stack's two AZs, `dlqs` each partner's
+/// dead-letter queue (see [`wanted_for`]).
+pub async fn ensure(
+    ctx: Ctx<'_>,
+    azs: &[String; 2],
+    function_arn: &str,
+    dlqs: &[(Option<String>, String)],
+) -> Result<String> {
     let topic = topic::ensure(ctx).await?;
     crate::schedule::ensure(ctx, function_arn).await?;
     let spec = ctx.spec;
-    let wanted = wanted(&spec.alerting, &spec.function_name(), &spec.dlq_name(), azs);
+    let wanted = wanted_for(&spec.alerting, &spec.function_name(), dlqs, azs);
     cloudwatch::ensure(ctx, &topic, &wanted).await?;
     Ok(topic)
 }

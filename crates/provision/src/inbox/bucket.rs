@@ -2,16 +2,14 @@
 //! default encryption, and its notification to the queue merged into what is already configured.
 
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, CreateBucketConfiguration, Event, NotificationConfiguration,
-    PublicAccessBlockConfiguration, QueueConfiguration, ServerSideEncryption,
-    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    Tagging,
+    BucketLocationConstraint, CreateBucketConfiguration, Event, PublicAccessBlockConfiguration,
+    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+    ServerSideEncryptionRule, Tagging,
 };
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use super::*;
 use crate::context::Action;
-use crate::context::{is_placeholder, Clients, Ctx, State};
+use crate::context::{Clients, Ctx, State};
 use crate::error::{aws, Error, Result};
 use crate::STACK_TAG;
 
@@ -59,7 +57,7 @@ pub async fn check_bucket(ctx: Ctx<'_>) -> Result<()> {
         };
         let mut others: Vec<String> = Vec::new();
         for q in out.queue_configurations() {
-            if q.id() != Some(NOTIFICATION_ID) && created(q.events()) {
+            if !super::notify::is_stack_id(q.id()) && created(q.events()) {
                 others.push(format!("queue {}", q.queue_arn()));
             }
         }
@@ -121,7 +119,12 @@ pub async fn bucket_stack_tag(c: &Clients, bucket: &str) -> Result<Option<String
     }
 }
 
-pub(crate) async fn ensure_bucket(ctx: Ctx<'_>, queue: &Queue) -> Result<()> {
+/// The bucket (created and tagged, public access blocked, default encryption) and its
+/// notifications to the stack's queues.
+pub(crate) async fn ensure_bucket(
+    ctx: Ctx<'_>,
+    notifications: &[super::notify::Notify],
+) -> Result<()> {
     let (c, spec) = (ctx.clients, ctx.spec);
     let bucket = spec.bucket.as_str();
     let what = format!("bucket {bucket}");
@@ -242,82 +245,7 @@ pub(crate) async fn ensure_bucket(ctx: Ctx<'_>, queue: &Queue) -> Result<()> {
     })
     .await?;
 
-    let notify = format!(
-        "notification of {what} → queue {} on {EVENT}",
-        spec.queue_name()
-    );
-    let current = if !exists || is_placeholder(&queue.arn) {
-        None
-    } else {
-        let out =
-            c.s3.get_bucket_notification_configuration()
-                .bucket(bucket)
-                .send()
-                .await;
-        Some(out.map_err(aws("GetBucketNotificationConfiguration", &notify))?)
-    };
-    let ours =
-        |q: &QueueConfiguration| q.id() == Some(NOTIFICATION_ID) || q.queue_arn() == queue.arn;
-    let state = match &current {
-        None => State::Missing,
-        Some(cfg) => {
-            let mine: Vec<&QueueConfiguration> = cfg
-                .queue_configurations()
-                .iter()
-                .filter(|q| ours(q))
-                .collect();
-            let same = matches!(mine.as_slice(), [q] if q.queue_arn() == queue.arn
-                && q.events().iter().any(|e| e.as_str() == EVENT)
-                && q.events().len() == 1
-                && q.filter().is_none());
-            State::of(!mine.is_empty(), same)
-        }
-    };
-    ctx.converge(&notify, state, || async {
-        let q = QueueConfiguration::builder()
-            .id(NOTIFICATION_ID)
-            .queue_arn(&queue.arn)
-            .events(Event::from(EVENT))
-            .build()
-            .expect("arn and events set");
-        // Keep what an operator (or another tool) configured on the bucket: replace only ours.
-        let cfg = match &current {
-            Some(cur) => NotificationConfiguration::builder()
-                .set_queue_configurations(Some(
-                    cur.queue_configurations()
-                        .iter()
-                        .filter(|c| !ours(c))
-                        .cloned()
-                        .chain([q])
-                        .collect(),
-                ))
-                .set_topic_configurations(Some(cur.topic_configurations().to_vec()))
-                .set_lambda_function_configurations(Some(
-                    cur.lambda_function_configurations().to_vec(),
-                ))
-                .set_event_bridge_configuration(cur.event_bridge_configuration().cloned())
-                .build(),
-            None => NotificationConfiguration::builder()
-                .queue_configurations(q)
-                .build(),
-        };
-        // S3 checks that it may send to the queue; right after the queue policy was written it
-        // may not see the policy yet and answers InvalidArgument (documented for up to a minute).
-        let req =
-            c.s3.put_bucket_notification_configuration()
-                .bucket(bucket)
-                .notification_configuration(cfg);
-        let put = crate::retry::when_codes(
-            "S3 to see the queue's new policy",
-            &["InvalidArgument"],
-            QUEUE_POLICY_PROPAGATION,
-            || req.clone().send(),
-        )
-        .await;
-        put.map_err(aws("PutBucketNotificationConfiguration", &notify))?;
-        Ok(())
-    })
-    .await
+    super::notify::ensure(ctx, exists, notifications).await
 }
 
 /// Puts the stack tag on the bucket (at creation, or to adopt one an interrupted apply left).

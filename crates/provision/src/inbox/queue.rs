@@ -148,11 +148,10 @@ pub(crate) async fn ensure_queue(
 }
 
 /// Lets the inbox bucket (and only it, from this account) send its notifications to the queue.
-pub(crate) async fn ensure_queue_policy(ctx: Ctx<'_>, queue: &Queue) -> Result<()> {
+pub(crate) async fn ensure_queue_policy(ctx: Ctx<'_>, name: &str, queue: &Queue) -> Result<()> {
     let c = ctx.clients;
     let what = format!(
-        "policy of queue {}: S3 notifications from bucket {}",
-        ctx.spec.queue_name(),
+        "policy of queue {name}: S3 notifications from bucket {}",
         ctx.spec.bucket
     );
     if is_placeholder(&queue.url) {

@@ -46,6 +46,31 @@ pub fn read_secret_file(path: &std::path::Path) -> Result<SecretValue> {
     }
 }
 
+/// A partner's secret as the config names it.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretRef<'a> {
+    /// Its name or ARN.
+    pub id: &'a str,
+    /// The file to create or update it from.
+    pub file: Option<&'a std::path::Path>,
+    /// The config field that names it (`secret`, `partners["bank"].secret`), for errors.
+    pub field: &'a str,
+    /// Whose it is, for the report: `partner` or `partner bank`.
+    pub whose: &'a str,
+}
+
+impl<'a> SecretRef<'a> {
+    /// The single partner's secret of a stack without `partners`.
+    pub fn single(spec: &'a crate::Spec) -> Self {
+        SecretRef {
+            id: &spec.secret,
+            file: spec.secret_file.as_deref(),
+            field: "secret",
+            whose: "partner",
+        }
+    }
+}
+
 /// The secret as Secrets Manager describes it, if it exists.
 pub async fn find_secret(
     c: &Clients,
@@ -64,30 +89,25 @@ pub async fn find_secret(
 }
 
 /// Before anything is created: the secret must exist, or a file to create it from must be given.
-pub async fn check(ctx: Ctx<'_>) -> Result<Option<SecretValue>> {
-    let spec = ctx.spec;
-    let value = spec
-        .secret_file
-        .as_deref()
-        .map(read_secret_file)
-        .transpose()?;
-    if value.is_none() && find_secret(ctx.clients, &spec.secret).await?.is_none() {
+pub async fn check(ctx: Ctx<'_>, s: &SecretRef<'_>) -> Result<Option<SecretValue>> {
+    let value = s.file.map(read_secret_file).transpose()?;
+    if value.is_none() && find_secret(ctx.clients, s.id).await?.is_none() {
         return Err(Error::invalid(
-            "secret_file",
+            format!("{}_file", s.field),
             format!(
                 "secret {:?} does not exist in {}; pass --secret-file FILE with the partner JSON \
                  (see docs/PARTNER.md) to create it",
-                spec.secret, ctx.clients.region
+                s.id, ctx.clients.region
             ),
         ));
     }
     if value.is_some()
-        && spec.secret.starts_with("arn:")
-        && find_secret(ctx.clients, &spec.secret).await?.is_none()
+        && s.id.starts_with("arn:")
+        && find_secret(ctx.clients, s.id).await?.is_none()
     {
         return Err(Error::invalid(
-            "secret",
-            format!("{:?} does not exist; give a name to create it", spec.secret),
+            s.field,
+            format!("{:?} does not exist; give a name to create it", s.id),
         ));
     }
     Ok(value)
@@ -98,23 +118,24 @@ pub async fn check(ctx: Ctx<'_>) -> Result<Option<SecretValue>> {
 /// cannot be read with these credentials. The value itself is never printed.
 pub async fn partner_endpoint(
     ctx: Ctx<'_>,
+    s: &SecretRef<'_>,
     value: Option<&SecretValue>,
 ) -> Result<Option<(String, u16)>> {
     let text = match value {
         Some(v) => v.0.clone(),
         None => {
             // A secret destroy scheduled for deletion cannot be read until restored.
-            if let Some(d) = find_secret(ctx.clients, &ctx.spec.secret).await? {
+            if let Some(d) = find_secret(ctx.clients, s.id).await? {
                 if d.deleted_date().is_some() {
                     let what = format!(
                         "restore of secret {} (scheduled for deletion by destroy)",
-                        ctx.spec.secret
+                        s.id
                     );
                     if !ctx.applying() {
                         ctx.report.note(format!(
                             "secret {} is scheduled for deletion: apply restores it, then reads \
                              its Host and Port",
-                            ctx.spec.secret
+                            s.id
                         ));
                         return Ok(None);
                     }
@@ -136,7 +157,7 @@ pub async fn partner_endpoint(
                 .clients
                 .secrets
                 .get_secret_value()
-                .secret_id(&ctx.spec.secret)
+                .secret_id(s.id)
                 .send()
                 .await;
             match out {
@@ -145,7 +166,7 @@ pub async fn partner_endpoint(
                     ctx.report.note(format!(
                         "cannot read secret {} ({}): the security group uses partner_address \
                          and port 22",
-                        ctx.spec.secret,
+                        s.id,
                         e.code().unwrap_or("no error code")
                     ));
                     return Ok(None);
@@ -155,13 +176,22 @@ pub async fn partner_endpoint(
     };
     forward::config::endpoint_from_json(&text)
         .map(Some)
-        .map_err(|e| Error::invalid("secret_file", format!("the partner JSON: {e}")))
+        .map_err(|e| {
+            Error::invalid(
+                format!("{}_file", s.field),
+                format!("the partner JSON: {e}"),
+            )
+        })
 }
 
-pub(crate) async fn ensure_secret(ctx: Ctx<'_>, value: Option<&SecretValue>) -> Result<String> {
+pub(crate) async fn ensure_secret(
+    ctx: Ctx<'_>,
+    s: &SecretRef<'_>,
+    value: Option<&SecretValue>,
+) -> Result<String> {
     let (c, spec) = (ctx.clients, ctx.spec);
-    let what = format!("secret {}", spec.secret);
-    let found = find_secret(c, &spec.secret).await?;
+    let what = format!("secret {}", s.id);
+    let found = find_secret(c, s.id).await?;
     let scheduled_for_deletion = found.as_ref().is_some_and(|d| d.deleted_date().is_some());
     let arn = ctx
         .ensure(
@@ -172,10 +202,10 @@ pub(crate) async fn ensure_secret(ctx: Ctx<'_>, value: Option<&SecretValue>) -> 
                 let out = c
                     .secrets
                     .create_secret()
-                    .name(&spec.secret)
+                    .name(s.id)
                     .description(format!(
-                        "sftp-forward partner connection for stack {}",
-                        spec.stack
+                        "sftp-forward {} connection for stack {}",
+                        s.whose, spec.stack
                     ))
                     .secret_string(&value.0)
                     .tags(
@@ -239,11 +269,11 @@ pub(crate) async fn ensure_secret(ctx: Ctx<'_>, value: Option<&SecretValue>) -> 
     Ok(arn)
 }
 
-/// Records the secret as kept (destroy): it was not created by this stack.
-pub(crate) fn keep_foreign_secret(ctx: Ctx<'_>, arn: &str) {
+/// Records the secret `id` as kept (destroy): it was not created by this stack.
+pub(crate) fn keep_foreign_secret(ctx: Ctx<'_>, id: &str, arn: &str) {
     ctx.record(
         Action::Keep,
-        format!("secret {} (not created by this stack)", ctx.spec.secret),
+        format!("secret {id} (not created by this stack)"),
         arn,
     );
 }
@@ -251,22 +281,21 @@ pub(crate) fn keep_foreign_secret(ctx: Ctx<'_>, arn: &str) {
 /// The secret's recovery window after destroy.
 const SECRET_RECOVERY_DAYS: i64 = 7;
 
-/// Schedules the stack's own secret for deletion (destroy); a secret the stack did not create is
-/// kept.
-pub(crate) async fn delete(ctx: Ctx<'_>) -> Result<()> {
+/// Schedules the stack's own secret `id` for deletion (destroy, or a partner's removal); a secret
+/// the stack did not create is kept and reported.
+pub(crate) async fn delete(ctx: Ctx<'_>, id: &str) -> Result<()> {
     let (c, spec) = (ctx.clients, ctx.spec);
-    if let Some(secret) = find_secret(c, &spec.secret).await? {
+    if let Some(secret) = find_secret(c, id).await? {
         let arn = secret.arn().unwrap_or_default();
         let ours = secret
             .tags()
             .iter()
             .any(|t| t.key() == Some(STACK_TAG) && t.value() == Some(&spec.stack));
         if !ours {
-            keep_foreign_secret(ctx, arn);
+            keep_foreign_secret(ctx, id, arn);
         } else if secret.deleted_date().is_none() {
             let what = format!(
-                "secret {} (recoverable for {SECRET_RECOVERY_DAYS} days; apply restores it)",
-                spec.secret
+                "secret {id} (recoverable for {SECRET_RECOVERY_DAYS} days; apply restores it)"
             );
             let req = c
                 .secrets

@@ -16,10 +16,17 @@ use crate::STACK_TAG;
 pub struct Checked {
     /// The two AZs to use.
     pub azs: [String; 2],
-    /// Where the partner's SFTP port may be reached.
-    pub partner_cidrs: Vec<String>,
-    /// The partner's SFTP port (the secret's `Port`, default 22).
-    pub partner_port: u16,
+    /// Where each partner's SFTP port may be reached.
+    pub egress: Vec<Egress>,
+}
+
+/// One partner's egress rule: its port to its address(es).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Egress {
+    /// The partner's SFTP port (its secret's `Port`, default 22).
+    pub port: u16,
+    /// Its address(es) as /32 CIDRs, or `0.0.0.0/0` when unknown.
+    pub cidrs: Vec<String>,
 }
 
 /// Zone IDs where Lambda cannot place a function's network interfaces (AWS Lambda Developer Guide,
@@ -36,10 +43,10 @@ pub(crate) struct Zone {
     id: String,
 }
 
-/// Checks the AZ choice, the operator's Elastic IPs and the partner address against AWS and DNS.
-/// `partner` is where the function must reach: the address and port (from the secret, or the
-/// operator's `partner_address` with the secret's port).
-pub async fn check(ctx: Ctx<'_>, partner: Option<&Partner>, port: u16) -> Result<Checked> {
+/// Checks the AZ choice, the operator's Elastic IPs and the partners' addresses against AWS and
+/// DNS. `partners` are where the function must reach: each partner's address and port (from its
+/// secret, or the operator's address with the secret's port).
+pub async fn check(ctx: Ctx<'_>, partners: &[(Option<Partner>, u16)]) -> Result<Checked> {
     let (c, spec) = (ctx.clients, ctx.spec);
     let out = c.ec2.describe_availability_zones().send().await;
     let mut zones: Vec<Zone> = out
@@ -120,11 +127,14 @@ pub async fn check(ctx: Ctx<'_>, partner: Option<&Partner>, port: u16) -> Result
     if let Some(ids) = &spec.eip_allocation_ids {
         check_given_eips(ctx, ids).await?;
     }
-    Ok(Checked {
-        azs,
-        partner_cidrs: partner_cidrs(partner, port).await?,
-        partner_port: port,
-    })
+    let mut egress = Vec::with_capacity(partners.len());
+    for (partner, port) in partners {
+        egress.push(Egress {
+            port: *port,
+            cidrs: partner_cidrs(partner.as_ref(), *port).await?,
+        });
+    }
+    Ok(Checked { azs, egress })
 }
 
 /// The AZs of the existing public subnets, so that a re-apply without an AZ choice keeps them.

@@ -23,7 +23,7 @@ pub mod security_group;
 pub mod subnet;
 pub mod vpc;
 
-pub use check::{check, Checked, LAMBDA_UNSUPPORTED_AZ_IDS};
+pub use check::{check, Checked, Egress, LAMBDA_UNSUPPORTED_AZ_IDS};
 pub use eip::{find_eip, Eip};
 pub use endpoint::find_endpoint;
 pub use igw::find_igw;

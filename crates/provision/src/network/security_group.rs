@@ -32,10 +32,14 @@ pub async fn find_security_group(
 /// One egress rule: protocol, port, CIDR.
 pub(crate) type Rule = (String, i32, String);
 
-pub(crate) fn desired_egress(partner_cidrs: &[String], port: u16) -> BTreeSet<Rule> {
-    let mut rules: BTreeSet<Rule> = partner_cidrs
+pub(crate) fn desired_egress(egress: &[Egress]) -> BTreeSet<Rule> {
+    let mut rules: BTreeSet<Rule> = egress
         .iter()
-        .map(|c| ("tcp".into(), i32::from(port), c.clone()))
+        .flat_map(|e| {
+            e.cidrs
+                .iter()
+                .map(|c| ("tcp".into(), i32::from(e.port), c.clone()))
+        })
         .collect();
     rules.insert(("tcp".into(), 443, "0.0.0.0/0".into()));
     rules
@@ -72,7 +76,6 @@ pub(crate) async fn ensure_security_group(
     vpc: &str,
     checked: &Checked,
 ) -> Result<String> {
-    let (partner_cidrs, port) = (&checked.partner_cidrs, checked.partner_port);
     let (c, stack) = (ctx.clients, ctx.spec.stack.as_str());
     let name = ctx.spec.security_group_name();
     let found = find_security_group(c, stack, &name).await?;
@@ -101,10 +104,15 @@ pub(crate) async fn ensure_security_group(
             .map(|g| g.ip_permissions_egress().to_vec())
             .unwrap_or_default()
     };
-    let desired = desired_egress(partner_cidrs, port);
+    let desired = desired_egress(&checked.egress);
+    let partners: Vec<String> = checked
+        .egress
+        .iter()
+        .map(|e| format!("tcp/{} → {}", e.port, e.cidrs.join(", ")))
+        .collect();
     let rules = format!(
-        "egress rules of {name}: tcp/{port} → {}, tcp/443 → 0.0.0.0/0",
-        partner_cidrs.join(", ")
+        "egress rules of {name}: {}, tcp/443 → 0.0.0.0/0",
+        partners.join(", ")
     );
     let state = State::of(existed, current_egress(&current) == desired);
     ctx.converge(&rules, state, || async {
@@ -181,8 +189,18 @@ mod tests {
             .ip_protocol("-1")
             .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
             .build();
-        let desired = desired_egress(&["198.51.100.7/32".into()], 2222);
+        let one = Egress {
+            port: 2222,
+            cidrs: vec!["198.51.100.7/32".into()],
+        };
+        let desired = desired_egress(std::slice::from_ref(&one));
         assert_ne!(current_egress(&[all]), desired);
         assert_eq!(desired.len(), 2);
+        // Two partners on one host, each its own port: two rules, the HTTPS one once.
+        let other = Egress {
+            port: 22,
+            ..one.clone()
+        };
+        assert_eq!(desired_egress(&[one, other]).len(), 3);
     }
 }

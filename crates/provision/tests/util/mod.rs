@@ -344,6 +344,19 @@ pub async fn untagged_ec2(c: &Clients) -> [usize; 4] {
 
 pub use testkit::zip_with;
 
+/// The function role's inline policy, decoded.
+pub async fn function_policy(c: &Clients, spec: &Spec) -> serde_json::Value {
+    let doc = c
+        .iam
+        .get_role_policy()
+        .role_name(spec.role_name(testkit::moto::REGION))
+        .policy_name(provision::iam::POLICY_NAME)
+        .send()
+        .await
+        .unwrap();
+    provision::iam::decode_policy(doc.policy_document())
+}
+
 /// `deploy/provision --stack <stack> ARGS` as an operator runs it, with the bed's AWS settings
 /// (and this build's binary): (exit code, stdout, stderr).
 pub fn deploy_provision(stack: &str, args: &[&str]) -> (Option<i32>, String, String) {
