@@ -112,6 +112,10 @@ async fn the_bootstrap_binary_forwards_a_mixed_sqs_batch_over_the_runtime_api() 
         lines.iter().any(|l| l["FilesDelivered"] == 1),
         "an EMF metrics line: {text}"
     );
+    assert!(
+        !lines.iter().any(|l| l.get("Partner").is_some()),
+        "a single partner without a prefix adds no per-partner metrics: {text}"
+    );
     let key_line = testkit::sshd()
         .keys
         .ed25519

@@ -134,7 +134,8 @@ impl Tally {
 
 /// The CloudWatch Embedded Metric Format lines of the invocation ([`crate::metrics`]): one per
 /// function (every record, the duration, `Unrouted`: records whose key no partner owns), then
-/// one per partner that had records, with the `Partner` dimension. `counted` holds the forwarded
+/// one per partner that had records, with the `Partner` dimension (none for a stack's single
+/// partner without a prefix). `counted` holds the forwarded
 /// records (records that failed to decode or were skipped before routing count only in the
 /// function's line).
 pub(super) fn emf(
@@ -169,7 +170,13 @@ pub(super) fn emf(
         }],
         std::slice::from_ref(&function),
     )];
+    // A single partner without a prefix (SFTP_FORWARD_SECRET_ID) has every record: its line
+    // would repeat the function's, as six more billed metrics.
+    let single = matches!(routing.partners(), [only] if only.prefix().is_none());
     for (n, partner) in routing.partners().iter().enumerate() {
+        if single {
+            break;
+        }
         let mine: Vec<usize> = (0..counted.len())
             .filter(|&i| counted[i].partner == Some(n))
             .collect();
