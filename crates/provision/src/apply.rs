@@ -21,6 +21,9 @@ pub struct Applied {
     pub function: Function,
     /// The alarms' SNS topic.
     pub alarm_topic: String,
+    /// The declared partners as built (or planned): name, prefix, secret, queues, port,
+    /// concurrency; empty for a single-partner stack.
+    pub partners: Vec<crate::partners::Listed>,
 }
 
 /// Runs every step in `ctx.mode`.
@@ -52,7 +55,7 @@ pub async fn run(ctx: Ctx<'_>) -> Result<Applied> {
         let routing = crate::config::partners::routing(&spec.partners)?;
         let mut env = spec.environment.clone();
         env.insert(sftp_forward_core::env::PARTNERS.into(), routing.to_json());
-        env.insert("SFTP_FORWARD_RESERVED".into(), "x".repeat(RESERVED_ENV));
+        env.insert(String::new(), "x".repeat(RESERVED_ENV));
         crate::config::partners::check_env_size(&env)?;
     }
     crate::partners::check_removals(ctx).await?;
@@ -98,11 +101,27 @@ pub async fn run(ctx: Ctx<'_>) -> Result<Applied> {
         .map(|r| (r.name.clone(), r.dlq_name.clone()))
         .collect();
     let alarm_topic = crate::alarms::ensure(ctx, &network.azs, &function.arn, &dlqs).await?;
+    let partners = spec
+        .partners
+        .iter()
+        .zip(&inbox.partners)
+        .zip(&egress)
+        .map(|((p, route), (_, port))| crate::partners::Listed {
+            name: p.name().to_owned(),
+            prefix: p.spec.prefix.clone(),
+            secret: Some(p.secret().to_owned()),
+            queue: route.queue_name.clone(),
+            dlq: route.dlq_name.clone(),
+            port: Some(*port),
+            max_concurrency: Some(p.max_concurrency as i32),
+        })
+        .collect();
     Ok(Applied {
         network,
         inbox,
         function,
         alarm_topic,
+        partners,
     })
 }
 

@@ -249,3 +249,24 @@ pub fn partner_table(listed: &[provision::partners::Listed], spec: &provision::S
     }
     lines.join("\n")
 }
+
+/// partner add/remove: the config file is the list of partners; edit it (checked as apply reads
+/// it) before anything else, so that the apply that follows converges the stack to it.
+pub fn edit_partners(cli: &Cli) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use provision::config::{self, edit::Edit};
+    let Command::Partner(cmd) = &cli.command else {
+        return Ok(());
+    };
+    let edit = match cmd {
+        PartnerCommand::Add(args) => Edit::Add(args.to_raw().context("the secret file's path")?),
+        PartnerCommand::Remove { name } => Edit::Remove(name.clone()),
+        PartnerCommand::List => return Ok(()),
+    };
+    let path = cli.config.as_deref().context(
+        "partner add/remove edit the config file that holds the partners: pass --config FILE",
+    )?;
+    let edited = config::edit::edit_file(path, edit, config::default_zip())?;
+    println!("{edited} ({})", path.display());
+    Ok(())
+}

@@ -8,9 +8,9 @@ use serde_json::{json, Value};
 use crate::config::Spec;
 
 /// Where the function sends its events.
-pub const EVENTS_ENV: &str = "SFTP_FORWARD_EVENTS";
+pub const EVENTS_ENV: &str = sftp_forward_core::env::EVENTS;
 /// The inbox queue's `maxReceiveCount`, so the function knows a last attempt ("gave up" events).
-pub const MAX_RECEIVE_ENV: &str = "SFTP_FORWARD_MAX_RECEIVE_COUNT";
+pub const MAX_RECEIVE_ENV: &str = sftp_forward_core::env::MAX_RECEIVE_COUNT;
 
 /// The bus the function publishes to (as configured: `default`, a name or an ARN), `None` when
 /// events are `off`.

@@ -9,7 +9,6 @@ use anyhow::Context as _;
 use aws_config::{BehaviorVersion, Region};
 use clap::Parser;
 use cli::{Cli, Command, PartnerCommand};
-use provision::config::edit::Edit;
 use provision::context::Action;
 use provision::context::Ctx;
 use provision::failover::{self, Az};
@@ -27,24 +26,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    // partner add/remove: the config file is the list of partners; edit it (checked as apply
-    // reads it) before anything else, then apply it.
-    if let Command::Partner(cmd) = &cli.command {
-        let edit = match cmd {
-            PartnerCommand::Add(args) => {
-                Some(Edit::Add(args.to_raw().context("the secret file's path")?))
-            }
-            PartnerCommand::Remove { name } => Some(Edit::Remove(name.clone())),
-            PartnerCommand::List => None,
-        };
-        if let Some(edit) = edit {
-            let path = cli.config.as_deref().context(
-                "partner add/remove edit the config file that holds the partners: pass --config FILE",
-            )?;
-            let edited = config::edit::edit_file(path, edit, config::default_zip())?;
-            println!("{edited} ({})", path.display());
-        }
-    }
+    cli::edit_partners(&cli)?;
     let file = match &cli.config {
         Some(path) => RawConfig::from_file(path)?,
         None => RawConfig::default(),
@@ -91,7 +73,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Plan(_) => {
             println!("Plan for {stack} (nothing is changed):");
-            apply::run(ctx(Mode::Plan)).await.context("plan")?;
+            let planned = apply::run(ctx(Mode::Plan)).await.context("plan")?;
+            if !planned.partners.is_empty() {
+                println!("{}", cli::partner_table(&planned.partners, &spec));
+            }
             let estimate = plan::estimate(&clients.region);
             let alerting = plan::alerting_estimate(&spec);
             println!("{}\n\n{estimate}\n{alerting}", report.summary(Mode::Plan));
@@ -100,6 +85,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Partner(PartnerCommand::Add(_) | PartnerCommand::Remove { .. }) => {
             println!("Applying {stack}:");
             let applied = apply::run(ctx(Mode::Apply)).await.context("apply")?;
+            if !applied.partners.is_empty() {
+                println!("{}", cli::partner_table(&applied.partners, &spec));
+            }
             let allowlist = applied.network.allowlist();
             println!(
                 "{}\nPartner allowlist (Elastic IPs): {allowlist}",

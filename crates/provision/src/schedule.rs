@@ -266,7 +266,7 @@ pub(crate) async fn delete(ctx: Ctx<'_>) -> Result<()> {
 /// The function's map of its egress paths for the self-check (`SFTP_FORWARD_CHECK_PATHS`): per AZ
 /// the private subnet's name and CIDR and its own NAT gateway's Elastic IP, so that a check can
 /// say where it ran (crates/core `placement.rs`).
-pub const CHECK_PATHS_ENV: &str = "SFTP_FORWARD_CHECK_PATHS";
+pub const CHECK_PATHS_ENV: &str = sftp_forward_core::env::CHECK_PATHS;
 
 /// [`CHECK_PATHS_ENV`]'s value for `network`: a JSON list of
 /// `{"az", "subnet", "cidr", "egress_ip"}`.

@@ -16,13 +16,6 @@ use serde_json::Value;
 use sftp_forward_core::routing::Routing;
 use util::{run, Files};
 
-fn partner_json(host: &str, port: u16) -> String {
-    format!(
-        r#"{{"Host": "{host}", "Port": {port}, "Username": "u", "Password": "not-printed",
-  "TrustedHostKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"]}}"#
-    )
-}
-
 async fn clients() -> Clients {
     let config = testkit::strict_aws::moto_translated().sdk_config().await;
     Clients::new(&config).expect("region is set")
@@ -32,7 +25,7 @@ async fn clients() -> Clients {
 fn partner_files(files: &Files, partners: &[(&str, &str, u16)]) {
     for (name, host, port) in partners {
         let path = files.path().join(format!("{name}.json"));
-        std::fs::write(path, partner_json(host, *port)).unwrap();
+        std::fs::write(path, util::partner_json_at(host, *port)).unwrap();
     }
 }
 
@@ -89,15 +82,8 @@ fn resources(v: &Value) -> BTreeSet<String> {
 
 async fn seen(c: &Clients, spec: &Spec) -> Seen {
     let stack = &spec.stack;
-    let listed = c
-        .sqs
-        .list_queues()
-        .queue_name_prefix(format!("{stack}-"))
-        .send()
+    let queues: BTreeMap<String, String> = util::stack_queue_urls(c, stack)
         .await
-        .unwrap();
-    let queues: BTreeMap<String, String> = listed
-        .queue_urls()
         .iter()
         .map(|u| (u.rsplit('/').next().unwrap().to_owned(), u.clone()))
         .collect();
@@ -222,45 +208,6 @@ async fn send_to(c: &Clients, queue_url: &str) {
         .unwrap();
 }
 
-/// What Lambda's event source mappings would do with S3's `s3:TestEvent` (sent to each queue when
-/// a notification is configured): moto's mappings cannot invoke the function (no docker), so the
-/// test consumes them as the function would (it acknowledges test events).
-async fn consume_test_events(c: &Clients, stack: &str) {
-    let listed = c
-        .sqs
-        .list_queues()
-        .queue_name_prefix(format!("{stack}-"))
-        .send()
-        .await
-        .unwrap();
-    for url in listed.queue_urls() {
-        for _ in 0..10 {
-            let out = c
-                .sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .visibility_timeout(0)
-                .send()
-                .await
-                .unwrap();
-            let tests: Vec<_> = out
-                .messages()
-                .iter()
-                .filter(|m| m.body().is_some_and(|b| b.contains("s3:TestEvent")))
-                .collect();
-            if tests.is_empty() {
-                break;
-            }
-            for m in tests {
-                let handle = m.receipt_handle().unwrap();
-                let del = c.sqs.delete_message().queue_url(url).receipt_handle(handle);
-                del.send().await.unwrap();
-            }
-        }
-    }
-}
-
 /// Two partners, then a third, then one removed: each partner's resources, the others' ids
 /// unchanged, re-apply a no-op, a removal that would lose messages refused, destroy.
 #[tokio::test(flavor = "multi_thread")]
@@ -376,7 +323,7 @@ async fn partners_are_added_and_removed_leaving_the_others_untouched() {
     assert_eq!(added.secrets.len(), 3);
     assert_eq!(added.alarms.len(), 3);
 
-    consume_test_events(&c, stack).await;
+    util::consume_test_events(&c, stack).await;
     // Removing shop: exactly its resources go, its own secret is scheduled for deletion.
     let without_shop = spec_with(
         stack,
@@ -432,7 +379,7 @@ async fn partners_are_added_and_removed_leaving_the_others_untouched() {
     );
 
     // A partner whose dead-letter queue holds a message is not removed: refused, nothing changed.
-    consume_test_events(&c, stack).await;
+    util::consume_test_events(&c, stack).await;
     send_to(&c, &after.queues[&dlq("audit")]).await;
     let only_bank = spec_with(stack, &files, vec![partner(&files, "bank", 3)]);
     let err = run(&c, &only_bank, Mode::Apply)
@@ -460,14 +407,10 @@ async fn partners_are_added_and_removed_leaving_the_others_untouched() {
         report: &report,
     };
     provision::destroy::run(ctx, true).await.expect("destroy");
-    let left = c
-        .sqs
-        .list_queues()
-        .queue_name_prefix(format!("{stack}-"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(left.queue_urls(), &[] as &[String]);
+    assert_eq!(
+        util::stack_queue_urls(&c, stack).await,
+        Vec::<String>::new()
+    );
 }
 
 /// Bad partner lists are refused before any AWS call: overlapping prefixes, a concurrency Lambda
@@ -510,7 +453,7 @@ fn bad_partners_are_refused_before_any_aws_call() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_single_partner_stack_is_upgraded_in_place() {
     let c = clients().await;
-    let files = Files::with_partner(&partner_json("198.51.100.7", 22));
+    let files = Files::with_partner(&util::partner_json_at("198.51.100.7", 22));
     let stack = "upgrade";
     let old = util::spec(util::raw(stack, &files));
     let (before, _) = run(&c, &old, Mode::Apply)
@@ -533,7 +476,7 @@ async fn a_single_partner_stack_is_upgraded_in_place() {
         &files,
         vec![bank.clone(), partner(&files, "shop", 4)],
     );
-    consume_test_events(&c, stack).await;
+    util::consume_test_events(&c, stack).await;
     let (after, report) = run(&c, &new, Mode::Apply).await.expect("upgrade");
     assert_eq!(after.network.vpc, before.network.vpc);
     assert_eq!(after.network.nat_gateways, before.network.nat_gateways);
@@ -576,7 +519,7 @@ async fn a_single_partner_stack_is_upgraded_in_place() {
         .send()
         .await
         .unwrap();
-    consume_test_events(&c, stack).await;
+    util::consume_test_events(&c, stack).await;
     run(&c, &new, Mode::Apply).await.expect("apply after drain");
     let drained = seen(&c, &new).await;
     assert!(!drained.queues.contains_key(&old.queue_name()));

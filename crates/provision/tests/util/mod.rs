@@ -360,14 +360,75 @@ pub async fn function_policy(c: &Clients, spec: &Spec) -> serde_json::Value {
 /// `deploy/provision --stack <stack> ARGS` as an operator runs it, with the bed's AWS settings
 /// (and this build's binary): (exit code, stdout, stderr).
 pub fn deploy_provision(stack: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    deploy_provision_on(testkit::strict_aws(), stack, args)
+}
+
+/// [`deploy_provision`] against `aws` (e.g. `testkit::strict_aws::moto_translated()`).
+pub fn deploy_provision_on(
+    aws: &testkit::strict_aws::StrictAws,
+    stack: &str,
+    args: &[&str],
+) -> (Option<i32>, String, String) {
     let mut cmd = std::process::Command::new(testkit::repo_root().join("deploy/provision"));
     cmd.args(["--stack", stack]).args(args);
     cmd.env(
         "SFTP_FORWARD_PROVISION_BIN",
         env!("CARGO_BIN_EXE_provision"),
     );
-    cmd.envs(testkit::strict_aws().env());
+    cmd.envs(aws.env());
     let out = cmd.output().expect("run deploy/provision");
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// What Lambda's event source mappings would do with S3's `s3:TestEvent` (sent to each queue when
+/// a notification is configured): moto's mappings cannot invoke the function (no docker), so the
+/// test consumes them as the function would (it acknowledges test events).
+pub async fn consume_test_events(c: &Clients, stack: &str) {
+    for url in &stack_queue_urls(c, stack).await {
+        for _ in 0..10 {
+            let out = c
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .unwrap();
+            let tests: Vec<_> = out
+                .messages()
+                .iter()
+                .filter(|m| m.body().is_some_and(|b| b.contains("s3:TestEvent")))
+                .collect();
+            if tests.is_empty() {
+                break;
+            }
+            for m in tests {
+                let handle = m.receipt_handle().unwrap();
+                let del = c.sqs.delete_message().queue_url(url).receipt_handle(handle);
+                del.send().await.unwrap();
+            }
+        }
+    }
+}
+
+/// The URLs of the queues whose names start with `<stack>-`.
+pub async fn stack_queue_urls(c: &Clients, stack: &str) -> Vec<String> {
+    let listed = c
+        .sqs
+        .list_queues()
+        .queue_name_prefix(format!("{stack}-"))
+        .send()
+        .await
+        .unwrap();
+    listed.queue_urls().to_vec()
+}
+
+/// A partner JSON for `host:port` (password login; the password is never printed).
+pub fn partner_json_at(host: &str, port: u16) -> String {
+    format!(
+        r#"{{"Host": "{host}", "Port": {port}, "Username": "u", "Password": "not-printed",
+  "TrustedHostKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"]}}"#
+    )
 }
