@@ -11,7 +11,9 @@
 //! [`job`](sftp_forward_smoke::job): the sample file, the upload, the wait for the receipt, the
 //! check's report.
 
+mod mapping;
 mod offline;
+mod partners;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

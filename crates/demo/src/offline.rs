@@ -3,14 +3,19 @@
 //! - AWS: the moto server, listening on the testbed's platform address so that the private
 //!   namespaces reach it (as a VPC reaches S3 through its gateway endpoint).
 //! - The VPC: `tests/egress/testbed` (private subnets → router → NAT one / NAT two with their
-//!   EIPs → the internet → the partner, whose firewall admits only the two EIPs).
-//! - The stack: `deploy/provision apply` on moto, with two EIPs allocated at the testbed's NAT
-//!   addresses and adopted through `eip_allocation_ids`, so the IPs it prints are the ones the
-//!   partner sees.
+//!   EIPs → the internet → the partner host, whose firewall admits only the two EIPs).
+//! - Two partners on that host ([`partners`](crate::partners)): `acme` (keys `acme/`) on port 22
+//!   and `bank` (keys `bank/`) on port 2222, each its own OpenSSH sshd, user and disk.
+//! - The stack: `deploy/provision apply` on moto with both partners in its config, with two EIPs
+//!   allocated at the testbed's NAT addresses and adopted through `eip_allocation_ids`, so the IPs
+//!   it prints are the ones the partners see. The security group's rule for each partner's port is
+//!   applied to the private namespaces' firewall.
 //! - The function: the `bootstrap` binary, one instance in each private namespace, with the
-//!   environment `provision` gave the function, each behind its own Lambda Runtime API endpoint.
-//! - The event source mapping: [`event_source`] receives batches from the stack's queue, hands each
-//!   to an instance (alternating) and deletes only the messages the function did not report failed.
+//!   environment `provision` gave the function, each behind its own Lambda Runtime API endpoint
+//!   ([`mapping`](crate::mapping)).
+//! - The event source mappings ([`mapping::event_source`]): each partner's queue is read in turn,
+//!   each batch handed to an instance (alternating), and only the messages the function did not
+//!   report failed are deleted.
 //!
 //! All processes and namespaces are stopped by testkit's watchdogs when this process ends
 //! (normally, on an error, or on Ctrl-C).
@@ -24,18 +29,18 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use aws_sdk_ec2::types::DomainType;
-use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use serde_json::{json, Value};
-use sftp_forward_core::event::decode_key;
 use sftp_forward_core::source::S3Store;
 use sftp_forward_smoke::job::{self, Sample};
 use testkit::strict_aws::{StrictAws, Timings};
-use testkit::testbed::{Testbed, ECHO_URL, EIPS, PARTNER_IP, PARTNER_NETNS, PLATFORM_IP};
-use testkit::{Moto, RuntimeApi, Sshd};
+use testkit::testbed::{Testbed, ECHO_URL, EIPS, PARTNER_IP, PLATFORM_IP};
+use testkit::Sshd;
 
+use crate::mapping::{self, Instance};
+use crate::partners::{self, DemoPartner};
 use crate::Args;
 
-/// Where the demo keeps its config, the partner secret file and the function logs (tmpfs, root
+/// Where the demo keeps its config, the partner secret files and the function logs (tmpfs, root
 /// only); emptied at the start of every run.
 const WORK_DIR: &str = "/run/sftp-forward-demo";
 
@@ -52,28 +57,28 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
         .mode(0o700)
         .create(work)
         .with_context(|| format!("create {WORK_DIR}"))?;
-    println!("sftp-forward demo, offline: moto as AWS, network namespaces as the VPC, OpenSSH sshd as the partner");
+    println!("sftp-forward demo, offline: moto as AWS, network namespaces as the VPC, two partners' OpenSSH sshd's");
 
     println!("\n1. Network: tests/egress/testbed");
     let testbed = Testbed::up().map_err(|e| anyhow!(e))?;
     let moto = testkit::moto_on(PLATFORM_IP);
-    let partner = testkit::sshd_in_netns(PARTNER_NETNS, PARTNER_IP, 22)
-        .map_err(|e| anyhow!("the partner's sshd: {e}"))?;
-    let (_, remote_dir) = partner.scratch_dir("inbound");
+    let partners = partners::start(&testbed)?;
     println!("   private-one 10.0.0.32/28 → nat-one → {}", EIPS[0]);
     println!("   private-two 10.0.0.64/28 → nat-two → {}", EIPS[1]);
-    println!(
-        "   partner {PARTNER_IP}: OpenSSH sshd on port 22, firewall admits only {} and {}; IP echo at {ECHO_URL}",
-        EIPS[0], EIPS[1]
-    );
-    println!("   moto (AWS) at {}", moto.endpoint);
+    for p in &partners {
+        println!(
+            "   partner {} at {PARTNER_IP}: its own OpenSSH sshd on port {}, keys {}, firewall admits the port only from {} and {}",
+            p.name, p.sshd.port, p.prefix, EIPS[0], EIPS[1]
+        );
+    }
+    println!("   IP echo at {ECHO_URL}; moto (AWS) at {}", moto.endpoint);
     // moto serves CloudWatch only in its JSON protocol and the SDK speaks CBOR to it: the
     // provisioner goes through testkit's AWS proxy, which translates (its documented refusals at
     // their shortest: each once, retried by the provisioner).
     let provisioning = StrictAws::start(&moto.endpoint, Timings::none())
         .context("start the AWS proxy in front of moto")?;
 
-    println!("\n2. Provision: deploy/provision apply (against moto)");
+    println!("\n2. Provision: deploy/provision apply (against moto), two partners");
     let config = moto.sdk_config().await;
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let mut allocations = Vec::new();
@@ -87,8 +92,14 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
             .with_context(|| format!("allocate the Elastic IP {ip} in moto"))?;
         allocations.push(out.allocation_id().unwrap_or_default().to_owned());
     }
-    let secret_file = work.join("partner.json");
-    write_private(&secret_file, &partner.partner_json(&remote_dir).to_string())?;
+    let mut secret_files = Vec::new();
+    let mut entries = Vec::new();
+    for p in &partners {
+        let file = work.join(format!("{}.json", p.name));
+        write_private(&file, &p.sshd.partner_json(&p.remote).to_string())?;
+        entries.push(p.config(&file));
+        secret_files.push(file);
+    }
     let zip = match &args.zip {
         Some(z) => z.clone(),
         None => {
@@ -105,8 +116,7 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
     let config_file = work.join("provision.json");
     let provision_config = json!({
         "stack": args.stack,
-        "partner_address": PARTNER_IP.to_string(),
-        "secret_file": secret_file,
+        "partners": entries,
         "zip": zip,
         "eip_allocation_ids": allocations,
         "environment": {"SFTP_FORWARD_EGRESS_ECHO_URL": ECHO_URL},
@@ -114,17 +124,30 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
     write_private(&config_file, &format!("{provision_config:#}"))?;
     let cfg = config_file.to_string_lossy().into_owned();
     job::provision(&repo, &["apply", "--config", &cfg], &provisioning.env())?;
-    let stack = job::outputs(&repo, &["--config", &cfg], &provisioning.env())?;
-    // The secret now lives in (moto's) Secrets Manager: no private key stays on disk.
-    std::fs::remove_file(&secret_file)
-        .with_context(|| format!("remove {}", secret_file.display()))?;
+    let stack = partners::outputs(&repo, &["--config", &cfg], &provisioning.env())?;
+    // The secrets now live in (moto's) Secrets Manager: no private key stays on disk.
+    for file in &secret_files {
+        std::fs::remove_file(file).with_context(|| format!("remove {}", file.display()))?;
+    }
+    if stack.elastic_ips.len() != 2 {
+        bail!(
+            "the stack has {} Elastic IPs, expected 2",
+            stack.elastic_ips.len()
+        );
+    }
     println!(
         "   Elastic IPs to give the partner for its allowlist: {} (eip-one), {} (eip-two)",
         stack.elastic_ips[0], stack.elastic_ips[1]
     );
+    let rules = partners::apply_security_group(&ec2, &stack.security_group, &testbed).await?;
+    println!(
+        "   security group {}: egress {} (applied to the private namespaces' firewall)",
+        stack.security_group,
+        rules.join(", ")
+    );
 
     println!(
-        "\n3. The function ({}) in both private subnets, fed from the queue",
+        "\n3. The function ({}) in both private subnets, fed from the partners' queues",
         stack.function
     );
     let lambda = aws_sdk_lambda::Client::new(&config);
@@ -157,34 +180,28 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
         instances.push(Arc::new(instance));
     }
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&stack.queue)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .context("read the queue's ARN")?
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .unwrap_or_default();
+    let queues = partners::queues(&sqs, &stack).await?;
+    for q in &queues {
+        println!("   partner {}: queue {}", q.partner, q.url);
+    }
     let stop = Arc::new(AtomicBool::new(false));
-    let mapping = tokio::spawn(event_source(
+    let mapping = tokio::spawn(mapping::event_source(
         sqs,
-        stack.queue.clone(),
-        queue_arn,
+        queues,
         instances.clone(),
         stop.clone(),
     ));
 
     println!(
-        "\n4. Deliver: upload to s3://{}/, the bucket notifies the queue",
+        "\n4. Deliver: one file under each partner's prefix in s3://{}/; each prefix notifies its partner's queue",
         stack.bucket
     );
     let s3 = S3Store::client(&config);
     let mut all_ok = true;
-    for name in ["invoices", "orders"] {
-        let sample = Sample::new(name, 20_000);
-        let log_before = partner.log().len();
+    for p in &partners {
+        let mut sample = Sample::new(p.sample, 20_000);
+        sample.key = format!("{}{}", p.prefix, sample.key);
+        let log_before = p.sshd.log().len();
         job::upload(&s3, &stack.bucket, &sample).await?;
         let receipt = job::wait_for_receipt(
             &s3,
@@ -201,34 +218,29 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
                 continue;
             }
         };
-        all_ok &= verify_at_partner(&partner, &receipt.remote_path, &sample);
-        let sources = partner.login_sources(&partner.log()[log_before..]);
+        all_ok &= verify_at_partner(&p.sshd, &receipt.remote_path, &sample);
+        let sources = p.sshd.login_sources(&p.sshd.log()[log_before..]);
         if sources.is_empty() {
             println!("   source IP  (no new login: the instance reused its connection)");
         }
         for ip in sources {
-            let which = match stack.elastic_ips.iter().position(|e| *e == ip) {
-                Some(0) => "eip-one",
-                Some(_) => "eip-two",
-                None => {
-                    all_ok = false;
-                    "NOT one of the stack's EIPs"
-                }
-            };
-            println!("   source IP  the partner's sshd logged the login from {ip} ({which})");
+            let which = which_eip(&stack.elastic_ips, &ip);
+            all_ok &= which.is_some();
+            println!(
+                "   source IP  {}'s sshd (port {}) logged the login from {ip} ({})",
+                p.name,
+                p.sshd.port,
+                which.unwrap_or("NOT one of the stack's EIPs")
+            );
         }
     }
 
-    println!("\n5. Egress self-check: {{\"check\": true}} to each instance");
+    println!(
+        "\n5. Egress self-check: {{\"check\": true}} to each instance, which checks every partner"
+    );
     for instance in &instances {
         let answer = instance.invoke(json!({"check": true})).await?;
-        let answer = if answer.ok {
-            serde_json::from_str(&answer.body)
-                .map_err(|e| format!("not JSON ({e}): {}", answer.body))
-        } else {
-            Err(answer.body.clone())
-        };
-        all_ok &= job::print_check(&format!("private-{}", name(instance.subnet)), &answer);
+        all_ok &= print_checks(instance.subnet, &answer, &partners);
     }
 
     stop.store(true, Ordering::Relaxed);
@@ -240,17 +252,22 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
         }
         Err(e) => bail!("event source task: {e}"),
     }
+
+    println!("\n6. What each partner has");
+    for p in &partners {
+        all_ok &= print_partner(p, &partners, &stack.elastic_ips);
+    }
     println!(
         "\nResult: {}",
         if all_ok {
-            "OK: both files delivered intact, each from its subnet's EIP; the egress check passed"
+            "OK: each partner received only its own prefix, intact, on its own port; both saw the same two EIPs; the egress check passed"
         } else {
             "FAILED (see above)"
         }
     );
 
     if args.keep {
-        print_how_to_poke(&provisioning, &partner, &cfg);
+        print_how_to_poke(&provisioning, &partners, &cfg);
         loop {
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
@@ -260,7 +277,84 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
     Ok(all_ok)
 }
 
-fn name(subnet: u8) -> &'static str {
+/// `eip-one` or `eip-two`, if `ip` is one of the stack's EIPs.
+fn which_eip(eips: &[String], ip: &str) -> Option<&'static str> {
+    match eips.iter().position(|e| e == ip) {
+        Some(0) => Some("eip-one"),
+        Some(_) => Some("eip-two"),
+        None => None,
+    }
+}
+
+/// The check's answer from one instance: one line per partner; true when every partner passed.
+fn print_checks(subnet: u8, answer: &testkit::Invocation, partners: &[DemoPartner]) -> bool {
+    let label = format!("private-{}", name(subnet));
+    if !answer.ok {
+        return job::print_check(&label, &Err(answer.body.clone()));
+    }
+    let doc: Value = match serde_json::from_str(&answer.body) {
+        Ok(v) => v,
+        Err(e) => {
+            return job::print_check(&label, &Err(format!("not JSON ({e}): {}", answer.body)))
+        }
+    };
+    match doc["partners"].as_array() {
+        // Several partners: one report each, its `partner` the name or (as the report's own
+        // field) `host:port`, which names the demo's partner by its port.
+        Some(reports) if !reports.is_empty() => reports.iter().fold(true, |ok, r| {
+            let field = r["partner"].as_str().unwrap_or("?");
+            let partner = partners
+                .iter()
+                .find(|p| field == p.name || field.ends_with(&format!(":{}", p.sshd.port)))
+                .map_or(field, |p| p.name);
+            job::print_check(&format!("{label} → {partner}"), &Ok(r.clone())) && ok
+        }),
+        _ => job::print_check(&label, &Ok(doc)),
+    }
+}
+
+/// What `p`'s disk holds (only files of its own prefix) and the EIPs its sshd saw logins from
+/// (both, and nothing else); true when both hold.
+fn print_partner(p: &DemoPartner, all: &[DemoPartner], eips: &[String]) -> bool {
+    let received = p.received();
+    // A file of another partner's sample would carry that sample's name.
+    let foreign: Vec<&String> = received
+        .iter()
+        .filter(|f| all.iter().any(|o| o.name != p.name && f.contains(o.sample)))
+        .collect();
+    let files = received.iter().cloned().collect::<Vec<_>>().join(", ");
+    let own = !received.is_empty() && foreign.is_empty();
+    println!(
+        "   partner {} (port {}) holds {files}: {}",
+        p.name,
+        p.sshd.port,
+        if own {
+            "only its own prefix's file"
+        } else {
+            "NOT only its own file"
+        }
+    );
+    let sources = p.login_sources();
+    let named: Vec<String> = sources
+        .iter()
+        .map(|ip| format!("{ip} ({})", which_eip(eips, ip).unwrap_or("NOT an EIP")))
+        .collect();
+    let both = sources.len() == 2 && sources.iter().all(|ip| which_eip(eips, ip).is_some());
+    println!(
+        "   partner {} (port {}) saw logins from {}{}",
+        p.name,
+        p.sshd.port,
+        named.join(", "),
+        if both {
+            ""
+        } else {
+            ": NOT exactly the two EIPs"
+        }
+    );
+    own && both
+}
+
+pub fn name(subnet: u8) -> &'static str {
     if subnet == 1 {
         "one"
     } else {
@@ -306,169 +400,7 @@ fn verify_at_partner(partner: &Sshd, remote_path: &str, sample: &Sample) -> bool
     }
 }
 
-/// One execution environment of the function: `bootstrap` in a private namespace, with its own
-/// Runtime API endpoint on the platform address.
-struct Instance {
-    subnet: u8,
-    function: testkit::Function,
-}
-
-impl Instance {
-    fn start(
-        testbed: &Testbed,
-        subnet: u8,
-        bootstrap: &Path,
-        function_env: &HashMap<String, String>,
-        moto: &Moto,
-        work: &Path,
-    ) -> anyhow::Result<Instance> {
-        let api = RuntimeApi::start_on(PLATFORM_IP);
-        let log = work.join(format!("function-private-{}.log", name(subnet)));
-        let mut cmd = testbed.command(&format!("priv{subnet}"), bootstrap);
-        cmd.env_clear()
-            .envs(testkit::runtime_api::platform_env(
-                &api.address(),
-                "sftp-forward-demo",
-                512,
-                &format!("private-{}", name(subnet)),
-            ))
-            .envs(function_env)
-            .envs(moto.env());
-        let function = testkit::Function::spawn(cmd, api, log)
-            .with_context(|| format!("start {}", bootstrap.display()))?;
-        Ok(Instance { subnet, function })
-    }
-
-    /// One invocation, waited for off the async threads (the endpoint blocks).
-    async fn invoke(self: &Arc<Self>, payload: Value) -> anyhow::Result<testkit::Invocation> {
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            me.function.api.invoke(
-                &payload.to_string(),
-                Duration::from_secs(300),
-                Duration::from_secs(330),
-            )
-        })
-        .await?
-        .map_err(|e| anyhow!(e))
-    }
-}
-
-/// Lambda's SQS event source mapping, played here: receive a batch, invoke an instance (they
-/// alternate), delete the messages that did not fail; failed ones stay for SQS to redeliver.
-async fn event_source(
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
-    queue_arn: String,
-    instances: Vec<Arc<Instance>>,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<()> {
-    let mut turn = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let got = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
-            .await
-            .context("receive from the queue")?;
-        let messages = got.messages();
-        if messages.is_empty() {
-            continue;
-        }
-        let instance = &instances[turn % instances.len()];
-        turn += 1;
-        let answer = instance.invoke(sqs_event(messages, &queue_arn)).await?;
-        let failed: Vec<String> = if answer.ok {
-            let response: Value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
-            response["batchItemFailures"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default()
-        } else {
-            // A failed invocation: Lambda retries the whole batch.
-            messages
-                .iter()
-                .filter_map(|m| m.message_id().map(str::to_owned))
-                .collect()
-        };
-        let mut deleted = 0;
-        for m in messages {
-            if failed.iter().any(|f| Some(f.as_str()) == m.message_id()) {
-                continue;
-            }
-            if let Some(handle) = m.receipt_handle() {
-                sqs.delete_message()
-                    .queue_url(&queue_url)
-                    .receipt_handle(handle)
-                    .send()
-                    .await
-                    .context("delete a processed message")?;
-                deleted += 1;
-            }
-        }
-        println!(
-            "   [event source mapping] batch of {} ({}) → function in private-{}: {deleted} deleted, {} left for retry",
-            messages.len(),
-            describe(messages),
-            name(instance.subnet),
-            failed.len()
-        );
-    }
-    Ok(())
-}
-
-/// The SQS event Lambda builds from received messages.
-fn sqs_event(messages: &[Message], queue_arn: &str) -> Value {
-    let region = queue_arn.split(':').nth(3).unwrap_or(testkit::moto::REGION);
-    json!({
-        "Records": messages.iter().map(|m| json!({
-            "messageId": m.message_id(),
-            "receiptHandle": m.receipt_handle(),
-            "body": m.body(),
-            "attributes": m.attributes().map(|a| a.iter()
-                .map(|(k, v)| (k.as_str().to_owned(), json!(v)))
-                .collect::<serde_json::Map<_, _>>()).unwrap_or_default(),
-            "messageAttributes": {},
-            "md5OfBody": m.md5_of_body(),
-            "eventSource": "aws:sqs",
-            "eventSourceARN": queue_arn,
-            "awsRegion": region,
-        })).collect::<Vec<_>>()
-    })
-}
-
-/// "s3:TestEvent", or the object keys the notifications name.
-fn describe(messages: &[Message]) -> String {
-    messages
-        .iter()
-        .map(|m| {
-            let body: Value = serde_json::from_str(m.body().unwrap_or("")).unwrap_or(Value::Null);
-            if let Some(event) = body["Event"].as_str() {
-                return event.to_owned();
-            }
-            body["Records"]
-                .as_array()
-                .map(|r| {
-                    r.iter()
-                        .filter_map(|r| r["s3"]["object"]["key"].as_str())
-                        .map(|k| decode_key(k).unwrap_or_else(|_| k.to_owned()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_else(|| "?".into())
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-fn print_how_to_poke(provisioning: &StrictAws, partner: &Sshd, provision_config: &str) {
+fn print_how_to_poke(provisioning: &StrictAws, partners: &[DemoPartner], provision_config: &str) {
     let env: Vec<String> = provisioning
         .env()
         .iter()
@@ -478,13 +410,20 @@ fn print_how_to_poke(provisioning: &StrictAws, partner: &Sshd, provision_config:
         "\nStill running (--keep); press Ctrl-C to stop everything. To look around:
    tests/egress/testbed status                      namespaces, route tables, firewall counters
    tests/egress/testbed nat-down 1                  take AZ one's NAT away (nat-up 1, route 1 2)
-   cat {log}   the partner's sshd log
-   ls -R {upload}                                   what the partner received
+{logs}
    export {env}
    deploy/provision outputs --config {provision_config}
    ip netns exec sfe-priv1 curl -s {ECHO_URL}        the source IP a private subnet shows",
-        log = partner.log_path().display(),
-        upload = partner.upload_dir.display(),
+        logs = partners
+            .iter()
+            .map(|p| format!(
+                "   cat {}   partner {}'s sshd log\n   ls -R {}   what it received",
+                p.sshd.log_path().display(),
+                p.name,
+                p.local.display()
+            ))
+            .collect::<Vec<_>>()
+            .join("\n"),
         env = env.join(" "),
     );
 }
