@@ -6,8 +6,9 @@ mod util;
 use std::sync::OnceLock;
 
 use serde_json::json;
+use sftp_forward_core::env;
 use testkit::{scratch_dir, sshd, Sshd};
-use util::stack::{spec, stack_with};
+use util::stack::{spec, stack_with, stack_with_env};
 use util::*;
 
 /// A valid ed25519 key that is not the servers'.
@@ -99,6 +100,29 @@ async fn send_to_a_named_partner_lands_on_its_disk_under_its_route() {
     .await;
     assert_eq!(run.code, 2, "{run:#?}");
     assert_eq!(sftp_forward(&["send", &x, "--partner", "a"]).await.code, 2);
+}
+
+#[tokio::test]
+async fn a_single_partner_stack_has_its_partner_called_default() {
+    let (aws, bucket, local, _, secret) = setup("partner-single").await;
+    let vars = [
+        (env::SECRET_ID, secret.as_str()),
+        (env::REMOTE_PATH_TEMPLATE, "single/{basename}"),
+    ];
+    let stack = stack_with_env(&aws.config, &vars).await;
+    aws.put(&bucket, "day/z.csv", b"single\n").await;
+    let z = format!("s3://{bucket}/day/z.csv");
+    let run = sftp_forward(&["send", &z, "--partner", "default", "--stack", &stack]).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(
+        std::fs::read(local.join("single/z.csv")).unwrap(),
+        b"single\n"
+    );
+    // --function names the function directly.
+    let function = format!("{stack}-forward");
+    let run = sftp_forward(&["send", &z, "--partner", "acme", "--function", &function]).await;
+    assert_eq!(run.code, 3, "{run:#?}");
+    assert!(run.stderr.contains("its partners are: default"), "{run:#?}");
 }
 
 #[tokio::test]

@@ -14,6 +14,11 @@ use super::shared::unique;
 /// the stack's name.
 pub async fn stack_with(config: &aws_config::SdkConfig, partners: Vec<PartnerSpec>) -> String {
     let routing = Routing::new(partners).expect("valid partners");
+    stack_with_env(config, &[(env::PARTNERS, &routing.to_json())]).await
+}
+
+/// Creates the function of a new stack with this environment; returns the stack's name.
+pub async fn stack_with_env(config: &aws_config::SdkConfig, vars: &[(&str, &str)]) -> String {
     let stack = unique("stack");
     let role = create_role(&format!("{stack}-role")).await;
     aws_sdk_lambda::Client::new(config)
@@ -28,8 +33,8 @@ pub async fn stack_with(config: &aws_config::SdkConfig, partners: Vec<PartnerSpe
                 .build(),
         )
         .environment(
-            Environment::builder()
-                .variables(env::PARTNERS, routing.to_json())
+            vars.iter()
+                .fold(Environment::builder(), |b, (k, v)| b.variables(*k, *v))
                 .build(),
         )
         .send()
