@@ -57,6 +57,26 @@ async fn send_to_a_named_partner_lands_on_its_disk_under_its_route() {
     assert_eq!(left_in(&local_a), ["in/x.csv"], "only a's file at a");
     assert_eq!(left_in(&local_b), ["y.csv"], "only b's file at b");
 
+    // replay --dry-run maps with the partner's route too (b: its basename under its root).
+    let prefix = format!("s3://{bucket}/b/");
+    let run = sftp_forward(&[
+        "replay",
+        &prefix,
+        "--partner",
+        "b",
+        "--stack",
+        &stack,
+        "--dry-run",
+        "--force",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(
+        run.row(&format!("{prefix}deep/y.csv"))
+            .contains("→ y.csv under RemoteDirectory"),
+        "{run:#?}"
+    );
+
     // The route flags given override the partner's route.
     let run = sftp_forward(&[
         "send",
