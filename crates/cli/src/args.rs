@@ -60,7 +60,12 @@ pub enum Command {
         stack: StackArgs,
         /// Every partner of the stack (--stack or --function), concurrently, as one table row
         /// each: host key, login, write probe, verdict.
-        #[arg(long, group = "secret", conflicts_with = "print_host_key", requires = "stack_of")]
+        #[arg(
+            long,
+            group = "secret",
+            conflicts_with = "print_host_key",
+            requires = "stack_of"
+        )]
         all: bool,
         /// Print only the server's host key line, ready to paste into TrustedHostKeys after the
         /// partner has confirmed its fingerprint. Only Host and Port of the secret are needed.

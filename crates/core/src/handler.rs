@@ -353,7 +353,7 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
     /// The egress self-check of every partner, each with its current secret (read afresh, not
     /// from the cache) and these settings. Each report is logged as one JSON line; `Err` if a
     /// check found any problem or could not run. A single partner's report is returned as is;
-    /// several are `{"partners": [{"partner": name, ...report}]}`.
+    /// several are `{"partners": [{"name": name, ...report}]}`.
     pub async fn check(&self) -> Result<Value, CheckFailed> {
         let partners = self.settings.routing.partners();
         let reports = join_all(partners.iter().map(|p| self.check_partner(p))).await;
@@ -424,13 +424,13 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
     }
 }
 
-/// A partner's check report with its name first.
+/// A partner's check report with its name (`name`; the report's own `partner` is `host:port`).
 fn named(name: &str, report: Value) -> Value {
-    let mut m = serde_json::Map::new();
-    m.insert("partner".into(), json!(name));
-    if let Value::Object(r) = report {
-        m.extend(r);
-    }
+    let mut m = match report {
+        Value::Object(r) => r,
+        other => serde_json::Map::from_iter([("report".to_owned(), other)]),
+    };
+    m.insert("name".into(), json!(name));
     Value::Object(m)
 }
 

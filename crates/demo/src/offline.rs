@@ -240,7 +240,7 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
     );
     for instance in &instances {
         let answer = instance.invoke(json!({"check": true})).await?;
-        all_ok &= print_checks(instance.subnet, &answer, &partners);
+        all_ok &= print_checks(instance.subnet, &answer);
     }
 
     stop.store(true, Ordering::Relaxed);
@@ -287,7 +287,7 @@ fn which_eip(eips: &[String], ip: &str) -> Option<&'static str> {
 }
 
 /// The check's answer from one instance: one line per partner; true when every partner passed.
-fn print_checks(subnet: u8, answer: &testkit::Invocation, partners: &[DemoPartner]) -> bool {
+fn print_checks(subnet: u8, answer: &testkit::Invocation) -> bool {
     let label = format!("private-{}", name(subnet));
     if !answer.ok {
         return job::print_check(&label, &Err(answer.body.clone()));
@@ -299,14 +299,9 @@ fn print_checks(subnet: u8, answer: &testkit::Invocation, partners: &[DemoPartne
         }
     };
     match doc["partners"].as_array() {
-        // Several partners: one report each, its `partner` the name or (as the report's own
-        // field) `host:port`, which names the demo's partner by its port.
+        // Several partners: one report each, under the partner's `name`.
         Some(reports) if !reports.is_empty() => reports.iter().fold(true, |ok, r| {
-            let field = r["partner"].as_str().unwrap_or("?");
-            let partner = partners
-                .iter()
-                .find(|p| field == p.name || field.ends_with(&format!(":{}", p.sshd.port)))
-                .map_or(field, |p| p.name);
+            let partner = r["name"].as_str().unwrap_or("?");
             job::print_check(&format!("{label} → {partner}"), &Ok(r.clone())) && ok
         }),
         _ => job::print_check(&label, &Ok(doc)),

@@ -174,6 +174,23 @@ async fn the_self_check_covers_every_partner_and_names_the_one_that_fails() {
         2,
         "each partner's check asked for the egress IP"
     );
+
+    // Pinned right, both pass: the response lists each partner's report under its name.
+    aws.set_secret(&bad, &partner.partner_json(&remote)).await;
+    let answer = function.invoke(&json!({"check": true}), Duration::from_secs(60));
+    assert!(answer.ok, "{answer:?}");
+    let response: Value = serde_json::from_str(&answer.body).unwrap();
+    let listed: Vec<(&str, bool)> = response["partners"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{response}"))
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap(), r["ok"] == true))
+        .collect();
+    assert_eq!(
+        listed,
+        [("good", true), ("pinned-wrong", true)],
+        "{response}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
