@@ -50,14 +50,6 @@ pub async fn run(ctx: Ctx<'_>) -> Result<Applied> {
         values.push((value, port));
         egress.push((partner, port));
     }
-    if !spec.partners.is_empty() {
-        // The function's environment must fit Lambda's 4 KB; the rest of it is small.
-        let routing = crate::config::partners::routing(&spec.partners)?;
-        let mut env = spec.environment.clone();
-        env.insert(sftp_forward_core::env::PARTNERS.into(), routing.to_json());
-        env.insert(String::new(), "x".repeat(RESERVED_ENV));
-        crate::config::partners::check_env_size(&env)?;
-    }
     crate::partners::check_removals(ctx).await?;
     // Bucket names are global: a name another account owns must stop us before anything is
     // billed, not after the NAT gateways are up.
@@ -82,12 +74,15 @@ pub async fn run(ctx: Ctx<'_>) -> Result<Applied> {
     let inbox = inbox::ensure(ctx, &values).await?;
     // The bucket no longer notifies a removed partner's queue: retire it (and the single-partner
     // queue of a stack that now has partners, once drained).
-    let kept_queue = crate::partners::retire(ctx).await?;
-    let secret_arns: Vec<String> = inbox
+    let mut secret_arns: Vec<String> = inbox
         .partners
         .iter()
         .map(|r| r.secret_arn.clone())
         .collect();
+    // Two partners may share a secret (one server, two prefixes).
+    secret_arns.sort();
+    secret_arns.dedup();
+    let kept_queue = crate::partners::retire(ctx, &secret_arns).await?;
     let mut queue_arns: Vec<String> = inbox.partners.iter().map(|r| r.queue.arn.clone()).collect();
     queue_arns.extend(kept_queue);
     let kms_keys = inbox::kms_keys(ctx, &secret_arns).await?;
@@ -124,10 +119,6 @@ pub async fn run(ctx: Ctx<'_>) -> Result<Applied> {
         partners,
     })
 }
-
-/// Room kept in the 4 KB environment check for what apply adds besides the partners (the EIPs,
-/// the self-check's paths, the events settings).
-const RESERVED_ENV: usize = 400;
 
 /// Each partner's secret and the operator's address for it (one for the single partner).
 fn secrets(spec: &crate::Spec) -> Vec<(SecretRef<'_>, Option<&Partner>)> {

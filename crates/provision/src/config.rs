@@ -387,7 +387,9 @@ impl Spec {
                          \"partners\", give each partner its own (secret, secret_file, address)",
                     ));
                 }
-                partners::validate(&stack, list, raw.max_concurrency)?
+                let partners = partners::validate(&stack, list, raw.max_concurrency)?;
+                partners::check_fits(&partners, &environment)?;
+                partners
             }
         };
         let architecture = raw

@@ -145,9 +145,10 @@ pub async fn check_removals(ctx: Ctx<'_>) -> Result<()> {
 }
 
 /// After the bucket stopped notifying them: removes the partners the config no longer declares,
-/// and (in a stack with `partners`) the single-partner queue once drained. Returns the ARN of that
-/// queue when it is kept (the function must still be allowed to consume it).
-pub async fn retire(ctx: Ctx<'_>) -> Result<Option<String>> {
+/// and (in a stack with `partners`) the single-partner queue once drained. `in_use`: the declared
+/// partners' secret ARNs (a secret one of them still uses is kept). Returns the ARN of the
+/// single-partner queue when it is kept (the function must still be allowed to consume it).
+pub async fn retire(ctx: Ctx<'_>, in_use: &[String]) -> Result<Option<String>> {
     let function = ctx.spec.function_name();
     for f in undeclared(ctx).await? {
         let why = format!("partner {} is no longer declared", f.name);
@@ -162,8 +163,14 @@ pub async fn retire(ctx: Ctx<'_>) -> Result<Option<String>> {
         }
         crate::function::mapping::delete(ctx, &function, &f.queue_name).await?;
         delete_queues(ctx, &[&f.queue_name, &f.dlq_name], &why).await?;
-        if let Some(secret) = &f.secret_arn {
-            crate::inbox::secret::delete(ctx, secret).await?;
+        match &f.secret_arn {
+            Some(secret) if in_use.contains(secret) => ctx.record(
+                Action::Keep,
+                format!("secret of partner {} (another partner uses it)", f.name),
+                secret,
+            ),
+            Some(secret) => crate::inbox::secret::delete(ctx, secret).await?,
+            None => {}
         }
     }
     if ctx.spec.partners.is_empty() {

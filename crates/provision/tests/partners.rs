@@ -228,6 +228,22 @@ async fn partners_are_added_and_removed_leaving_the_others_untouched() {
         &files,
         vec![partner(&files, "bank", 3), partner(&files, "shop", 5)],
     );
+    // A plan of the new stack creates nothing and lists each partner.
+    let (planned, plan) = run(&c, &two, Mode::Plan).await.expect("plan two partners");
+    assert!(plan.count(Action::Create) >= 30, "{:#?}", plan.changes());
+    assert_eq!(
+        util::stack_queue_urls(&c, stack).await,
+        Vec::<String>::new()
+    );
+    let listed: Vec<_> = planned
+        .partners
+        .iter()
+        .map(|p| (p.name.as_str(), p.port, p.max_concurrency))
+        .collect();
+    assert_eq!(
+        listed,
+        [("bank", Some(2222), Some(3)), ("shop", Some(22), Some(5))]
+    );
     let (_, report) = run(&c, &two, Mode::Apply)
         .await
         .expect("apply two partners");

@@ -196,6 +196,26 @@ pub fn env_size<'a>(env: impl IntoIterator<Item = (&'a String, &'a String)>) -> 
     env.into_iter().map(|(k, v)| k.len() + v.len()).sum()
 }
 
+/// Room kept in the 4 KB check made before any AWS call for what apply adds besides the partners
+/// and the operator's `environment` (the EIPs, the self-check's paths, the events settings: about
+/// 300 bytes); `apply` checks the exact environment again before writing it.
+pub const RESERVED_ENV: usize = 400;
+
+/// Before any AWS call: the function's environment with `partners` and the operator's
+/// `environment` (and [`RESERVED_ENV`] for the rest) fits Lambda's 4 KB.
+pub fn check_fits(
+    partners: &[PartnerConfig],
+    environment: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    let mut env = environment.clone();
+    env.insert(
+        sftp_forward_core::env::PARTNERS.into(),
+        routing(partners)?.to_json(),
+    );
+    env.insert(String::new(), "x".repeat(RESERVED_ENV));
+    check_env_size(&env)
+}
+
 /// Refuses an environment over [`LAMBDA_ENV_LIMIT`], saying what takes the room.
 pub fn check_env_size<'a>(
     env: impl IntoIterator<Item = (&'a String, &'a String)> + Clone,
@@ -279,6 +299,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("\"acme\"") && e.contains("prefix"), "{e}");
+    }
+
+    /// How many partners of a typical shape fit: 8-letter names, their prefix, default secrets.
+    #[test]
+    fn about_forty_partners_fit_in_the_environment() {
+        let stack = "acme";
+        let partners = |n: usize| {
+            let raw = (0..n)
+                .map(|i| raw(&format!("partn{i:03}"), Some(&format!("partn{i:03}/"))))
+                .collect();
+            validate(stack, raw, None).unwrap()
+        };
+        let env = std::collections::BTreeMap::new();
+        let fit = (1..200)
+            .take_while(|n| check_fits(&partners(*n), &env).is_ok())
+            .last()
+            .unwrap();
+        assert!((35..=50).contains(&fit), "{fit} partners fit");
+        let e = check_fits(&partners(fit + 1), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("over Lambda's limit of 4096"), "{e}");
     }
 
     #[test]
