@@ -258,10 +258,19 @@ impl Report {
             Action::Keep,
         ]
         .map(|a| self.count(a));
+        // An apply may delete (a removed partner) or keep (a queue still holding messages).
+        let removed = match (d, k) {
+            (0, 0) => String::new(),
+            _ => format!(" ({d} deleted, {k} kept)"),
+        };
         match mode {
-            Mode::Plan => format!("Plan: {c} to create, {u} to update, {n} unchanged."),
-            Mode::Apply if d + k > 0 => format!("Destroy complete: {d} deleted, {k} kept."),
-            Mode::Apply => format!("Apply complete: {c} created, {u} updated, {n} unchanged."),
+            Mode::Plan => format!("Plan: {c} to create, {u} to update, {n} unchanged{removed}."),
+            Mode::Apply if c + u + n == 0 && d + k > 0 => {
+                format!("Destroy complete: {d} deleted, {k} kept.")
+            }
+            Mode::Apply => {
+                format!("Apply complete: {c} created, {u} updated, {n} unchanged{removed}.")
+            }
         }
     }
 }
