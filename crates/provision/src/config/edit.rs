@@ -75,6 +75,22 @@ pub fn edit_file(path: &Path, edit: Edit, default_zip: PathBuf) -> Result<Edited
         Error::invalid(format!("config file {}", path.display()), e.to_string())
     };
     let mut doc: Map<String, Value> = serde_json::from_str(&text).map_err(invalid)?;
+    let single: Vec<&str> = ["secret", "secret_file", "partner_address"]
+        .into_iter()
+        .filter(|k| doc.contains_key(*k))
+        .collect();
+    if !single.is_empty() && matches!(edit, Edit::Add(_)) {
+        return Err(Error::invalid(
+            "partners",
+            format!(
+                "{} describes a single-partner stack ({}): move that partner into \"partners\" \
+                 with a name, a prefix and \"secret\" set to its secret, and remove the top-level \
+                 fields; then add partners (docs/PROVISION.md, \"From a single partner to several\")",
+                path.display(),
+                single.join(", ")
+            ),
+        ));
+    }
     let mut list: Vec<RawPartner> = match doc.get("partners") {
         Some(v) => serde_json::from_value(v.clone()).map_err(invalid)?,
         None => Vec::new(),
@@ -160,5 +176,11 @@ mod tests {
         assert_eq!(remove("shop"), Edited::Removed("shop".into()));
         let e = edit_file(&path, Edit::Remove("bank".into()), zip.clone()).unwrap_err();
         assert!(e.to_string().contains("last partner"), "{e}");
+        // A single-partner file is not silently turned into something else.
+        std::fs::write(&path, r#"{"stack": "acme", "secret": "s"}"#).unwrap();
+        let e = edit_file(&path, Edit::Add(partner("bank", "bank/")), zip.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("single-partner stack (secret)"), "{e}");
     }
 }
