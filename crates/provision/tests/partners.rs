@@ -65,8 +65,8 @@ struct Seen {
     /// The function's SFTP_FORWARD_PARTNERS names (None: not set) and whether SECRET_ID is set.
     env_partners: Option<Vec<String>>,
     env_secret_id: bool,
-    /// Alarm names of the stack.
-    alarms: BTreeSet<String>,
+    /// The stack's alarms on a DLQ or on permanent failures: name → dimensions (name=value).
+    alarms: BTreeMap<String, BTreeSet<String>>,
 }
 
 fn resources(v: &Value) -> BTreeSet<String> {
@@ -163,13 +163,22 @@ async fn seen(c: &Clients, spec: &Spec) -> Seen {
     let alarms = c
         .cloudwatch
         .describe_alarms()
-        .alarm_name_prefix(format!("{stack}-dlq"))
+        .alarm_name_prefix(format!("{stack}-"))
         .send()
         .await
         .unwrap()
         .metric_alarms()
         .iter()
-        .map(|a| a.alarm_name().unwrap().to_owned())
+        .filter_map(|a| {
+            let name = a.alarm_name()?.to_owned();
+            let dims = a
+                .dimensions()
+                .iter()
+                .map(|d| format!("{}={}", d.name().unwrap(), d.value().unwrap()))
+                .collect();
+            let watched = name.contains("-dlq-not-empty") || name.contains("-delivery-failures");
+            watched.then_some((name, dims))
+        })
         .collect();
     let consumed: BTreeSet<String> = statement("ConsumeInboxQueue");
     assert!(consumed.iter().all(|a| queues.contains_key(&name_of(a))));
@@ -293,8 +302,22 @@ async fn partners_are_added_and_removed_leaving_the_others_untouched() {
     );
     assert!(!first.env_secret_id);
     assert_eq!(
-        first.alarms,
-        set(["multi-dlq-not-empty-bank", "multi-dlq-not-empty-shop"])
+        first.alarms.keys().cloned().collect::<BTreeSet<_>>(),
+        set([
+            "multi-delivery-failures",
+            "multi-delivery-failures-bank",
+            "multi-delivery-failures-shop",
+            "multi-dlq-not-empty-bank",
+            "multi-dlq-not-empty-shop",
+        ])
+    );
+    assert_eq!(
+        first.alarms["multi-delivery-failures-bank"],
+        set(["FunctionName=multi-forward", "Partner=bank"])
+    );
+    assert_eq!(
+        first.alarms["multi-dlq-not-empty-shop"],
+        set(["QueueName=multi-partner-shop-dlq"])
     );
 
     // Re-apply: nothing to create or update.
@@ -337,7 +360,7 @@ async fn partners_are_added_and_removed_leaving_the_others_untouched() {
     assert_eq!(conc(&added, "audit"), Some(Some(2)));
     assert!(added.egress.contains(&(2022, "198.51.100.9/32".into())));
     assert_eq!(added.secrets.len(), 3);
-    assert_eq!(added.alarms.len(), 3);
+    assert_eq!(added.alarms.len(), 7, "{:?}", added.alarms.keys());
 
     util::consume_test_events(&c, stack).await;
     // Removing shop: exactly its resources go, its own secret is scheduled for deletion.
@@ -373,7 +396,9 @@ async fn partners_are_added_and_removed_leaving_the_others_untouched() {
         .iter()
         .any(|(_, cidr)| cidr == "198.51.100.8/32"));
     assert!(!after.secrets.contains(&shop_secret) && after.secrets.contains(&bank_secret));
-    assert!(!after.alarms.contains("multi-dlq-not-empty-shop"));
+    assert!(!after.alarms.contains_key("multi-dlq-not-empty-shop"));
+    assert!(!after.alarms.contains_key("multi-delivery-failures-shop"));
+    assert!(after.alarms.contains_key("multi-delivery-failures-audit"));
     assert_eq!(
         after.env_partners.as_deref(),
         Some(&["bank".to_owned(), "audit".to_owned()][..])

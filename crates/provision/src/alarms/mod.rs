@@ -4,9 +4,11 @@
 //! | alarm (default name)                | metric                                                        |
 //! |-------------------------------------|---------------------------------------------------------------|
 //! | `<stack>-dlq-not-empty`             | `AWS/SQS` `ApproximateNumberOfMessagesVisible` of the DLQ      |
+//! | `<stack>-dlq-not-empty-<partner>`   | the same, of each partner's DLQ (a stack with `partners`)      |
 //! | `<stack>-function-errors`           | `AWS/Lambda` `Errors` of the function                         |
 //! | `<stack>-function-throttles`        | `AWS/Lambda` `Throttles` of the function                      |
 //! | `<stack>-delivery-failures`         | `SftpForward` `FailuresPermanent` (EMF, per `FunctionName`)    |
+//! | `<stack>-delivery-failures-<partner>` | the same per `Partner` too (several partners only)          |
 //! | `<stack>-host-key-untrusted`        | `SftpForward` `HostKeyUntrusted` (EMF: records and checks)     |
 //! | `<stack>-check-failing-one`, `-two` | `SftpForward` `CheckFailed` per `AvailabilityZone`             |
 //! | `<stack>-check-failing-unknown-az`  | `CheckFailed` of checks that could not tell their AZ          |
@@ -38,6 +40,8 @@ use crate::error::{Error, Result};
 pub const NAMESPACE: &str = "SftpForward";
 /// The EMF dimension that tells one stack's function from another's in the same account/region.
 pub const FUNCTION_DIMENSION: &str = "FunctionName";
+/// The partner's dimension on its own EMF lines (crates/core `metrics`).
+pub const PARTNER_DIMENSION: &str = sftp_forward_core::metrics::PARTNER_DIMENSION;
 /// The EMF dimension of a self-check: the AZ it ran in, or [`UNKNOWN_AZ`].
 pub const AZ_DIMENSION: &str = "AvailabilityZone";
 /// The value of [`AZ_DIMENSION`] when the check could not tell where it ran.
@@ -413,13 +417,36 @@ pub fn wanted_for(
                 "Sum",
                 format!("Lambda throttled invocations of {function}"),
             )),
-            Kind::DeliveryFailures => out.push(base(
-                "FailuresPermanent",
-                NAMESPACE,
-                fun(),
-                "Sum",
-                format!("records of {function} failed permanently (not retried)"),
-            )),
+            Kind::DeliveryFailures => {
+                out.push(base(
+                    "FailuresPermanent",
+                    NAMESPACE,
+                    fun(),
+                    "Sum",
+                    format!("records of {function} failed permanently (not retried)"),
+                ));
+                // Per partner too, when there are several (the function's [FunctionName,
+                // Partner] EMF lines; one partner's would repeat the function's): which partner's
+                // files fail, without opening the logs.
+                let partners: Vec<&String> = dlqs.iter().filter_map(|(p, _)| p.as_ref()).collect();
+                for partner in partners.iter().filter(|_| partners.len() > 1) {
+                    let mut dims = fun();
+                    dims.push((PARTNER_DIMENSION, (*partner).clone()));
+                    out.push(Wanted {
+                        name: format!("{}-{partner}", s.name),
+                        ..base(
+                            "FailuresPermanent",
+                            NAMESPACE,
+                            dims,
+                            "Sum",
+                            format!(
+                                "records of {function} for partner {partner} failed permanently \
+                                 (not retried)"
+                            ),
+                        )
+                    });
+                }
+            }
             Kind::HostKeyUntrusted => out.push(base(
                 "HostKeyUntrusted",
                 NAMESPACE,
