@@ -124,7 +124,11 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
     write_private(&config_file, &format!("{provision_config:#}"))?;
     let cfg = config_file.to_string_lossy().into_owned();
     job::provision(&repo, &["apply", "--config", &cfg], &provisioning.env())?;
-    let stack = partners::outputs(&repo, &["--config", &cfg], &provisioning.env())?;
+    let stack = job::outputs(&repo, &["--config", &cfg], &provisioning.env())?;
+    let security_group = stack
+        .security_group
+        .clone()
+        .context("deploy/provision outputs has no security_group")?;
     // The secrets now live in (moto's) Secrets Manager: no private key stays on disk.
     for file in &secret_files {
         std::fs::remove_file(file).with_context(|| format!("remove {}", file.display()))?;
@@ -139,10 +143,10 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
         "   Elastic IPs to give the partner for its allowlist: {} (eip-one), {} (eip-two)",
         stack.elastic_ips[0], stack.elastic_ips[1]
     );
-    let rules = partners::apply_security_group(&ec2, &stack.security_group, &testbed).await?;
+    let rules = partners::apply_security_group(&ec2, &security_group, &testbed).await?;
     println!(
         "   security group {}: egress {} (applied to the private namespaces' firewall)",
-        stack.security_group,
+        security_group,
         rules.join(", ")
     );
 

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{anyhow, bail, Context};
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -14,6 +13,7 @@ use testkit::testbed::{Testbed, EIPS, PARTNER_IP, PARTNER_NETNS};
 use testkit::Sshd;
 
 use crate::mapping::Queue;
+use sftp_forward_smoke::job::{Stack, StackPartner};
 
 /// One partner of the demo's stack.
 pub struct DemoPartner {
@@ -104,80 +104,15 @@ impl DemoPartner {
     }
 }
 
-/// What `deploy/provision outputs` says about the demo's stack.
-pub struct Stack {
-    pub bucket: String,
-    pub function: String,
-    pub security_group: String,
-    pub elastic_ips: Vec<String>,
-    /// `(partner, queue name)`, as the stack has them.
-    pub queues: Vec<(String, String)>,
-}
-
-/// `deploy/provision outputs ARGS` (with `env`), read for the demo's stack; says what is missing.
-pub fn outputs(
-    repo: &Path,
-    args: &[&str],
-    env: &[(&'static str, String)],
-) -> anyhow::Result<Stack> {
-    let script = repo.join("deploy/provision");
-    let out = Command::new(&script)
-        .arg("outputs")
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .with_context(|| format!("run {}", script.display()))?;
-    // The smoke test's `job::outputs` reads the single-partner fields (`queue`), which a stack
-    // with `partners` does not have: the partners' queues are read here.
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    anyhow::ensure!(
-        out.status.success(),
-        "deploy/provision outputs: {} ({})",
-        stderr.trim(),
-        out.status
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).context("deploy/provision outputs: JSON")?;
-    let field = |name: &str| {
-        v[name]
-            .as_str()
-            .map(str::to_owned)
-            .with_context(|| format!("deploy/provision outputs has no {name}: {v:#}"))
-    };
-    let strings = |a: &Value| -> Vec<String> {
-        a.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let queues = v["partners"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| {
-                    Some((
-                        p["name"].as_str()?.to_owned(),
-                        p["queue"].as_str()?.to_owned(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(Stack {
-        bucket: field("bucket")?,
-        function: field("function")?,
-        security_group: field("security_group")?,
-        elastic_ips: strings(&v["elastic_ips"]),
-        queues,
-    })
-}
-
 /// Each partner's queue, by URL and ARN, for its event source mapping.
 pub async fn queues(sqs: &aws_sdk_sqs::Client, stack: &Stack) -> anyhow::Result<Vec<Queue>> {
     let mut out = Vec::new();
-    for (partner, name) in &stack.queues {
+    for StackPartner {
+        name: partner,
+        queue: name,
+        ..
+    } in &stack.partners
+    {
         let url = sqs
             .get_queue_url()
             .queue_name(name)

@@ -25,11 +25,28 @@ pub async fn run(stack_name: &str, wait: std::time::Duration) -> anyhow::Result<
     let s3 = S3Store::client(&config);
 
     println!("\n1. Deliver a sample through the real pipeline (S3 → SQS → Lambda → NAT → partner)");
-    let sample = Sample::new("smoke", 2000);
-    job::upload(&s3, &stack.bucket, &sample).await?;
-    let delivered = job::wait_for_receipt(&s3, &stack.bucket, &sample.key, wait).await;
-    if let Err(e) = &delivered {
-        println!("   NOT DELIVERED: {e:#}");
+    // One sample per partner, under its prefix (a single-partner stack: one, under outbound/).
+    let samples: Vec<(String, Sample)> = if stack.partners.is_empty() {
+        vec![(String::new(), Sample::new("smoke", 2000))]
+    } else {
+        stack
+            .partners
+            .iter()
+            .map(|p| {
+                let sample = Sample::under(&p.prefix, "smoke", 2000);
+                (format!("{}: ", p.name), sample)
+            })
+            .collect()
+    };
+    for (_, sample) in &samples {
+        job::upload(&s3, &stack.bucket, sample).await?;
+    }
+    let mut delivered = true;
+    for (partner, sample) in &samples {
+        if let Err(e) = job::wait_for_receipt(&s3, &stack.bucket, &sample.key, wait).await {
+            println!("   {partner}NOT DELIVERED: {e:#}");
+            delivered = false;
+        }
     }
 
     println!(
@@ -38,8 +55,19 @@ pub async fn run(stack_name: &str, wait: std::time::Duration) -> anyhow::Result<
     );
     let lambda = aws_sdk_lambda::Client::new(&config);
     let answer = invoke_check(&lambda, &stack.function).await?;
-    let check_ok = job::print_check("function", &answer);
-    Ok(delivered.is_ok() && check_ok)
+    let check_ok = match &answer {
+        // Several partners: one report each, under its name.
+        Ok(doc) if doc["partners"].is_array() => doc["partners"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .fold(true, |ok, r| {
+                let name = r["name"].as_str().unwrap_or("?");
+                job::print_check(&format!("function → {name}"), &Ok(r.clone())) && ok
+            }),
+        _ => job::print_check("function", &answer),
+    };
+    Ok(delivered && check_ok)
 }
 
 /// The check invocation: the report, or the function error's message.

@@ -15,9 +15,23 @@ use sha2::{Digest, Sha256};
 /// What `deploy/provision outputs` says about the stack.
 pub struct Stack {
     pub bucket: String,
-    pub queue: String,
+    /// The single partner's queue (a stack with `partners` has one per partner instead).
+    pub queue: Option<String>,
     pub function: String,
+    /// The function's security group.
+    pub security_group: Option<String>,
     pub elastic_ips: Vec<String>,
+    /// A stack with `partners`: each partner as the stack has it.
+    pub partners: Vec<StackPartner>,
+}
+
+/// A partner of a stack with `partners`, from `deploy/provision outputs`.
+pub struct StackPartner {
+    pub name: String,
+    /// Its key prefix in the bucket.
+    pub prefix: String,
+    /// Its queue's name.
+    pub queue: String,
 }
 
 /// Runs `deploy/provision ARGS` with `env` added; its output goes to the terminal, indented.
@@ -91,11 +105,31 @@ pub fn outputs(
             elastic_ips.len()
         );
     }
+    let partners: Vec<StackPartner> = v["partners"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| {
+                    Some(StackPartner {
+                        name: p["name"].as_str()?.to_owned(),
+                        prefix: p["prefix"].as_str().unwrap_or_default().to_owned(),
+                        queue: p["queue"].as_str()?.to_owned(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Stack {
         bucket: field("bucket")?,
-        queue: field("queue")?,
+        queue: if partners.is_empty() {
+            Some(field("queue")?)
+        } else {
+            None
+        },
         function: field("function")?,
+        security_group: v["security_group"].as_str().map(str::to_owned),
         elastic_ips,
+        partners,
     })
 }
 
@@ -108,6 +142,11 @@ pub struct Sample {
 
 impl Sample {
     pub fn new(name: &str, rows: usize) -> Sample {
+        Sample::under("outbound/", name, rows)
+    }
+
+    /// [`Sample::new`] with its key under `prefix` (a partner's, on a stack with `partners`).
+    pub fn under(prefix: &str, name: &str, rows: usize) -> Sample {
         let stamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -123,7 +162,7 @@ impl Sample {
         }
         let body = body.into_bytes();
         Sample {
-            key: format!("outbound/{stamp}-{name}.csv"),
+            key: format!("{prefix}{stamp}-{name}.csv"),
             sha256: sha256_hex(&body),
             body,
         }
