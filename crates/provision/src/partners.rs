@@ -125,20 +125,28 @@ pub async fn messages(c: &Clients, name: &str) -> Result<Option<u64>> {
 /// messages stops the apply (they would have nowhere to go).
 pub async fn check_removals(ctx: Ctx<'_>) -> Result<()> {
     for f in undeclared(ctx).await? {
-        for queue in [&f.queue_name, &f.dlq_name] {
-            if let Some(n @ 1..) = messages(ctx.clients, queue).await? {
-                return Err(Error::Conflict {
-                    resource: format!("partner {:?}", f.name),
-                    problem: format!(
-                        "it is no longer declared, but its queue {queue} holds {n} message(s); \
-                         removing it now would lose them"
-                    ),
-                    next: format!(
-                        "let them be delivered (keep the partner declared until {queue} is \
-                         empty), redrive or purge them on purpose, then run apply again"
-                    ),
-                });
-            }
+        still_empty(ctx, &f).await?;
+    }
+    Ok(())
+}
+
+/// A partner to be removed whose queue or dead-letter queue holds messages: the conflict that
+/// stops the apply (they would have nowhere to go).
+async fn still_empty(ctx: Ctx<'_>, f: &Found) -> Result<()> {
+    for queue in [&f.queue_name, &f.dlq_name] {
+        if let Some(n @ 1..) = messages(ctx.clients, queue).await? {
+            return Err(Error::Conflict {
+                resource: format!("partner {:?}", f.name),
+                problem: format!(
+                    "it is no longer declared, but its queue {queue} holds {n} message(s); \
+                     removing it now would lose them"
+                ),
+                next: format!(
+                    "let them be delivered (keep the partner declared until {queue} is \
+                     empty; the function still serves it), redrive or purge them on purpose, \
+                     then run apply again"
+                ),
+            });
         }
     }
     Ok(())
@@ -161,6 +169,10 @@ pub async fn retire(ctx: Ctx<'_>, in_use: &[String]) -> Result<Option<String>> {
             );
             continue;
         }
+        // Counted again now that the bucket no longer notifies it: an upload during this apply
+        // (or a record still in flight) must not go with the queue. The function still serves
+        // the partner (its environment changes later in the apply), so its mapping drains it.
+        still_empty(ctx, &f).await?;
         crate::function::mapping::delete(ctx, &function, &f.queue_name).await?;
         delete_queues(ctx, &[&f.queue_name, &f.dlq_name], &why).await?;
         match &f.secret_arn {
