@@ -54,7 +54,8 @@ impl SecretSource for Secrets {
 /// settings of that one partner alone, as the function would run them.
 pub struct Target {
     pub secrets: Secrets,
-    /// One partner, taking every key ([`PartnerRoute::alone`]); its `secret_id` is what
+    /// One partner: with `--partner`, the keys under its prefix only (another key fails,
+    /// `NO_PARTNER`); with `--secret-id/--secret-file`, every key. Its `secret_id` is what
     /// `secrets` fetches (a file's path for `--secret-file`).
     pub settings: Settings,
 }
@@ -117,7 +118,8 @@ pub async fn target(
             .context("the route")
             .context(Failed(Exit::Config))
     })?;
-    let routing = routing.partners()[0].alone();
+    // (A `--partner`'s prefix stays: a key outside it fails as the function would fail it,
+    // `NO_PARTNER`, instead of reaching a partner it does not belong to.)
     let settings = match settings {
         // The stack's function's timeouts and limits, for this partner alone.
         Some(s) => Settings { routing, ..s },

@@ -56,6 +56,15 @@ async fn send_to_a_named_partner_lands_on_its_disk_under_its_route() {
     assert_eq!(std::fs::read(local_b.join("y.csv")).unwrap(), b"for b\n");
     assert_eq!(left_in(&local_a), ["in/x.csv"], "only a's file at a");
     assert_eq!(left_in(&local_b), ["y.csv"], "only b's file at b");
+    // b's object is not a's: refused as the function would refuse it, nothing sent.
+    let run = sftp_forward(&["send", &y, "--partner", "a", "--stack", &stack]).await;
+    assert_ne!(run.code, 0, "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("no partner's prefix matches key \"b/deep/y.csv\""),
+        "{run:#?}"
+    );
+    assert_eq!(left_in(&local_a), ["in/x.csv"], "nothing of b's at a");
 
     // replay --dry-run maps with the partner's route too (b: its basename under its root).
     let prefix = format!("s3://{bucket}/b/");

@@ -70,22 +70,6 @@ impl PartnerRoute {
         self.spec.prefix.as_deref()
     }
 
-    /// A routing of this partner alone, taking every key (its prefix still stripped as declared):
-    /// what a tool that was told the partner (the CLI's `--partner`) forwards with.
-    pub fn alone(&self) -> Routing {
-        let strip = self
-            .spec
-            .strip_prefix
-            .clone()
-            .or_else(|| self.spec.prefix.clone());
-        let spec = PartnerSpec {
-            prefix: None,
-            strip_prefix: Some(strip.unwrap_or_default()),
-            ..self.spec.clone()
-        };
-        Routing::new(vec![spec]).expect("a valid partner stays valid alone")
-    }
-
     /// Whether `key` is this partner's.
     pub fn owns(&self, key: &str) -> bool {
         self.prefix().is_none_or(|p| key.starts_with(p))
@@ -281,11 +265,6 @@ mod tests {
             acme.route.map("acme/in/a.csv").unwrap().as_str(),
             "in/a.csv"
         );
-        let alone = acme.alone();
-        assert_eq!(alone.partner_for("elsewhere/b.csv"), Some(0));
-        assert_eq!(alone.partners()[0].name(), "acme");
-        let route = &alone.partners()[0].route;
-        assert_eq!(route.map("acme/in/a.csv").unwrap().as_str(), "in/a.csv");
     }
 
     #[test]
