@@ -37,6 +37,9 @@ pub struct ForwardOptions {
     pub remote_path: Option<RemotePath>,
 }
 
+/// The most partners the self-check connects to at once (like the CLI's `--all`).
+const CHECKS_AT_ONCE: usize = 8;
+
 /// The failure code of a record whose key no partner's prefix matches.
 pub const NO_PARTNER: &str = "NO_PARTNER";
 
@@ -356,7 +359,13 @@ impl<S: ObjectStore, K: SecretSource> Forwarder<S, K> {
     /// several are `{"partners": [{"name": name, ...report}]}`.
     pub async fn check(&self) -> Result<Value, CheckFailed> {
         let partners = self.settings.routing.partners();
-        let reports = join_all(partners.iter().map(|p| self.check_partner(p))).await;
+        // At most CHECKS_AT_ONCE connections (and echo requests) at a time, like the CLI's --all.
+        let slots = tokio::sync::Semaphore::new(CHECKS_AT_ONCE);
+        let reports = join_all(partners.iter().map(|p| async {
+            let _slot = slots.acquire().await.expect("never closed");
+            self.check_partner(p).await
+        }))
+        .await;
         if reports.len() == 1 {
             let only = reports.into_iter().next().expect("one");
             return only.map(|r| serde_json::to_value(r).expect("serialisable"));

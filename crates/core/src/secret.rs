@@ -68,7 +68,11 @@ impl SecretSource for SecretsManager {
                 match code.as_deref() {
                     Some("ResourceNotFoundException") => SecretError::Unusable {
                         id: id.to_owned(),
-                        problem: "does not exist: check SFTP_FORWARD_SECRET_ID".into(),
+                        problem: format!(
+                            "does not exist: check the partner's secret_id ({} or {})",
+                            crate::env::SECRET_ID,
+                            crate::env::PARTNERS
+                        ),
                     },
                     _ => SecretError::Failed {
                         id: id.to_owned(),

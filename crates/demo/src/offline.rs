@@ -119,7 +119,7 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
         "partners": entries,
         "zip": zip,
         "eip_allocation_ids": allocations,
-        "environment": {"SFTP_FORWARD_EGRESS_ECHO_URL": ECHO_URL},
+        "environment": {sftp_forward_core::env::EGRESS_ECHO_URL: ECHO_URL},
     });
     write_private(&config_file, &format!("{provision_config:#}"))?;
     let cfg = config_file.to_string_lossy().into_owned();

@@ -235,3 +235,48 @@ async fn a_partner_that_hangs_does_not_hold_up_the_others_records() {
     );
     drop(silent);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_partner_s_control_file_lists_only_its_own_files() {
+    let aws = aws().await;
+    let bucket = aws.bucket("ctl").await;
+    let partner = testkit::sshd();
+    let with_control = |remote: &str| {
+        let mut p = partner.partner_json(remote);
+        p["ControlFile"] = json!("batch-{now:%Y%m%d%H%M%S%3f}.ctl");
+        p
+    };
+    let (a_dir, a_remote) = partner.scratch_dir("ctl-a");
+    let (b_dir, b_remote) = partner.scratch_dir("ctl-b");
+    let a = aws.secret(&with_control(&a_remote)).await;
+    let b = aws.secret(&with_control(&b_remote)).await;
+    let partners = json!([
+        {"name": "a", "prefix": "a/", "secret_id": a},
+        {"name": "b", "prefix": "b/", "secret_id": b},
+    ]);
+    let keys = ["a/1.csv", "a/2.csv", "b/3.csv"];
+    for key in keys {
+        aws.put(&bucket, key, key.as_bytes()).await;
+    }
+    let messages: Vec<(String, String)> = keys
+        .iter()
+        .map(|key| (unique("m"), s3_body(&bucket, key)))
+        .collect();
+    let function = Bootstrap::partners(&partners, &[]);
+    function.invoke_all_ok(&sqs_event(&messages), Duration::from_secs(60));
+    let control = |dir: &std::path::Path| {
+        let files = util::left_in(dir);
+        let ctl: Vec<&String> = files.iter().filter(|f| f.ends_with(".ctl")).collect();
+        assert_eq!(ctl.len(), 1, "one control file: {files:?}");
+        let text = std::fs::read_to_string(dir.join(ctl[0])).unwrap();
+        let mut listed: Vec<String> = text
+            .lines()
+            .map(|l| l.split_whitespace().next().unwrap().to_owned())
+            .collect();
+        listed.sort();
+        listed
+    };
+    // Paths as listed: relative to each partner's RemoteDirectory.
+    assert_eq!(control(&a_dir), ["1.csv", "2.csv"]);
+    assert_eq!(control(&b_dir), ["3.csv"]);
+}
