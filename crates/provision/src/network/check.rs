@@ -134,8 +134,26 @@ pub async fn check(ctx: Ctx<'_>, partners: &[(Option<Partner>, u16)]) -> Result<
             cidrs: partner_cidrs(partner.as_ref(), *port).await?,
         });
     }
+    // Distinct port → address rules, plus tcp/443 for AWS's APIs.
+    let mut rules: Vec<(u16, &String)> = egress
+        .iter()
+        .flat_map(|e| e.cidrs.iter().map(move |c| (e.port, c)))
+        .collect();
+    rules.sort();
+    rules.dedup();
+    if rules.len() + 1 > SG_RULES_DEFAULT_QUOTA {
+        ctx.report.note(format!(
+            "the partners need {} egress rules in the function's security group; AWS's default \
+             quota is {SG_RULES_DEFAULT_QUOTA} per group: raise \"Inbound or outbound rules per \
+             security group\" in Service Quotas before apply, or it fails at the security group",
+            rules.len() + 1
+        ));
+    }
     Ok(Checked { azs, egress })
 }
+
+/// AWS's default quota of outbound rules per security group (adjustable in Service Quotas).
+const SG_RULES_DEFAULT_QUOTA: usize = 60;
 
 /// The AZs of the existing public subnets, so that a re-apply without an AZ choice keeps them.
 pub(crate) async fn existing_azs(ctx: Ctx<'_>) -> Result<Option<[String; 2]>> {
