@@ -71,6 +71,12 @@ pub async fn run(ctx: Ctx<'_>) -> Result<Applied> {
     }
 
     let network = network::ensure(ctx, &checked).await?;
+    // With partners, the rule for keys under none of their prefixes exists before the bucket
+    // sends its events to EventBridge; back to one partner, it goes.
+    match crate::unrouted::prefixes(spec) {
+        Some(prefixes) => crate::unrouted::ensure(ctx, &prefixes).await?,
+        None => crate::unrouted::delete(ctx, true).await?,
+    }
     let inbox = inbox::ensure(ctx, &values).await?;
     // The bucket no longer notifies a removed partner's queue: retire it (and the single-partner
     // queue of a stack that now has partners, once drained).

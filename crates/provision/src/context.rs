@@ -36,6 +36,8 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     /// EventBridge Scheduler: the scheduled self-check.
     pub scheduler: aws_sdk_scheduler::Client,
+    /// EventBridge: the rule that catches keys under no partner's prefix.
+    pub events: aws_sdk_eventbridge::Client,
     /// The region every client talks to.
     pub region: String,
     /// A custom endpoint (`AWS_ENDPOINT_URL`, an emulator), if any.
@@ -79,6 +81,7 @@ impl Clients {
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
             sns: aws_sdk_sns::Client::new(config),
             scheduler: aws_sdk_scheduler::Client::new(config),
+            events: aws_sdk_eventbridge::Client::new(config),
             region,
             endpoint: config.endpoint_url().map(str::to_owned),
         })

@@ -6,7 +6,8 @@
 //! 2. the alarms, the self-check's schedule and its role, the alarm topic; the trigger, the
 //!    function and its log group: Lambda then starts releasing the function's
 //!    network interfaces, **with the function's role** (so the role stays until they are gone);
-//! 3. the bucket (if empty), the queues and the secret (7-day recovery window; apply restores it);
+//! 3. the bucket (if empty), the queues and the secret (7-day recovery window; apply restores it),
+//!    the unrouted keys' rule and queue;
 //! 4. the function's network interfaces: wait until Lambda has released them, delete those left
 //!    `available`, then the role;
 //! 5. the security group, the NAT gateways' end, the Elastic IPs' associations, route tables,
@@ -55,6 +56,7 @@ async fn steps(ctx: Ctx<'_>, release_eips: bool, kept: &mut Vec<String>) -> Resu
     inbox::queue::delete(ctx, kept.len() > before).await?;
     inbox::secret::delete(ctx, &ctx.spec.secret).await?;
     crate::partners::delete_all(ctx).await?;
+    crate::unrouted::delete(ctx, false).await?;
     // 4. Lambda releases the interfaces with the function's role: the role goes after them.
     network::eni::release(ctx).await?;
     iam::delete_role(ctx).await?;

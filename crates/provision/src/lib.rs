@@ -19,6 +19,8 @@
 //!   notifications to the queues (one per partner, filtered on its key prefix);
 //! - [`partners`]: the partners the stack has (its partner queues), and the removal of those the
 //!   config no longer declares;
+//! - [`unrouted`]: with partners, the EventBridge rule and queue that catch keys under no
+//!   partner's prefix;
 //! - [`iam`]: the function's role and its least-privilege inline policy ([`delivery_events`]: the
 //!   bus its events go to);
 //! - [`logs`]: the function's log group, with a retention;
@@ -55,6 +57,7 @@ pub mod plan;
 mod retry;
 mod role;
 pub mod schedule;
+pub mod unrouted;
 
 pub use config::{RawConfig, RawPartner, Spec};
 pub use context::{Clients, Mode, Report};

@@ -52,6 +52,9 @@ pub struct Outputs {
     /// The partners of a stack with `partners`: name, prefix, secret, queue, DLQ, port,
     /// max_concurrency, as the stack has them.
     pub partners: Vec<crate::partners::Listed>,
+    /// With partners: the EventBridge rule and the queue of keys under no partner's prefix, and
+    /// how many of those wait in it.
+    pub unrouted: Option<crate::unrouted::Found>,
     /// The alarms' topic, its subscriptions, the alarms and the self-check's schedule.
     pub alerting: crate::alarms::outputs::Alerting,
 }
@@ -110,6 +113,7 @@ pub async fn collect(c: &Clients, spec: &Spec) -> Result<Outputs> {
             .filter(|d| d.deleted_date().is_none())
             .and_then(|d| d.arn().map(Into::into)),
         partners: crate::partners::listed(c, spec).await?,
+        unrouted: crate::unrouted::find(c, stack).await?,
         alerting: crate::alarms::outputs::collect(c, spec).await?,
     })
 }

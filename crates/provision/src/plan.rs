@@ -58,7 +58,8 @@ pub fn alerting_monthly(spec: &crate::Spec) -> (usize, f64, Option<f64>) {
             .map(|p| (Some(p.name().to_owned()), "q".to_owned()))
             .collect(),
     };
-    let n = crate::alarms::wanted_for(&spec.alerting, "f", &dlqs, &azs).len();
+    let unrouted = crate::unrouted::prefixes(spec).map(|_| "u");
+    let n = crate::alarms::wanted_for(&spec.alerting, "f", &dlqs, unrouted, &azs).len();
     let checks = spec.alerting.schedule.as_deref().map(|s| {
         crate::alarms::rate_seconds(s)
             .map_or(f64::NAN, |secs| HOURS_PER_MONTH * 3600.0 / f64::from(secs))

@@ -62,6 +62,7 @@ fn operator_policy_allows_every_call() {
             "cloudwatch",
             "sns",
             "scheduler",
+            "events",
         ] {
             let needle = format!(".{client}.");
             for (i, _) in squeezed.match_indices(&needle) {
@@ -120,6 +121,7 @@ fn operator_policy_allows_every_call() {
         "ec2:CreateTags",
         "sns:TagResource",
         "cloudwatch:TagResource",
+        "events:TagResource",
     ] {
         if !allowed.contains(needed) {
             missing.push(needed.to_owned());

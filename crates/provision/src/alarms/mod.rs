@@ -9,6 +9,7 @@
 //! | `<stack>-function-throttles`        | `AWS/Lambda` `Throttles` of the function                      |
 //! | `<stack>-delivery-failures`         | `SftpForward` `FailuresPermanent` (EMF, per `FunctionName`)    |
 //! | `<stack>-delivery-failures-<partner>` | the same per `Partner` too (several partners only)          |
+//! | `<stack>-unrouted`                 | `AWS/SQS` `ApproximateNumberOfMessagesVisible` of the queue `<stack>-unrouted` (several partners: keys under no prefix) |
 //! | `<stack>-host-key-untrusted`        | `SftpForward` `HostKeyUntrusted` (EMF: records and checks)     |
 //! | `<stack>-check-failing-one`, `-two` | `SftpForward` `CheckFailed` per `AvailabilityZone`             |
 //! | `<stack>-check-failing-unknown-az`  | `CheckFailed` of checks that could not tell their AZ          |
@@ -71,6 +72,9 @@ pub struct RawAlarms {
     pub function_throttles: Option<RawAlarm>,
     /// Records failed permanently (Sum over 5 min) ≥ threshold (default 1).
     pub delivery_failures: Option<RawAlarm>,
+    /// Keys under no partner's prefix waiting in `<stack>-unrouted` (Maximum over 5 min) ≥
+    /// threshold (default 1); a stack with `partners` only.
+    pub unrouted: Option<RawAlarm>,
     /// Records or checks refused for an untrusted host key (Sum over 5 min) ≥ threshold (default 1).
     pub host_key_untrusted: Option<RawAlarm>,
     /// Failed self-checks in one AZ (Sum over the check window) ≥ threshold (default 1).
@@ -90,6 +94,8 @@ pub enum Kind {
     FunctionThrottles,
     /// Records failed permanently.
     DeliveryFailures,
+    /// Keys under no partner's prefix wait in the unrouted queue (several partners).
+    Unrouted,
     /// The partner showed a host key that is not pinned.
     HostKeyUntrusted,
     /// Self-checks failed in one AZ (or in an unknown one).
@@ -100,11 +106,12 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order `apply` reports them.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::DlqNotEmpty,
         Kind::FunctionErrors,
         Kind::FunctionThrottles,
         Kind::DeliveryFailures,
+        Kind::Unrouted,
         Kind::HostKeyUntrusted,
         Kind::CheckFailing,
         Kind::CheckNotRunning,
@@ -117,6 +124,7 @@ impl Kind {
             Kind::FunctionErrors => "function_errors",
             Kind::FunctionThrottles => "function_throttles",
             Kind::DeliveryFailures => "delivery_failures",
+            Kind::Unrouted => "unrouted",
             Kind::HostKeyUntrusted => "host_key_untrusted",
             Kind::CheckFailing => "check_failing",
             Kind::CheckNotRunning => "check_not_running",
@@ -129,6 +137,7 @@ impl Kind {
             Kind::FunctionErrors => raw.function_errors.as_ref(),
             Kind::FunctionThrottles => raw.function_throttles.as_ref(),
             Kind::DeliveryFailures => raw.delivery_failures.as_ref(),
+            Kind::Unrouted => raw.unrouted.as_ref(),
             Kind::HostKeyUntrusted => raw.host_key_untrusted.as_ref(),
             Kind::CheckFailing => raw.check_failing.as_ref(),
             Kind::CheckNotRunning => raw.check_not_running.as_ref(),
@@ -346,16 +355,18 @@ impl Wanted {
 /// Every alarm `apply` wants for a single-partner stack: `function` and `dlq` name what they
 /// watch, `azs` are the two AZs (AZ one, AZ two).
 pub fn wanted(alerting: &Alerting, function: &str, dlq: &str, azs: &[String; 2]) -> Vec<Wanted> {
-    wanted_for(alerting, function, &[(None, dlq.to_owned())], azs)
+    wanted_for(alerting, function, &[(None, dlq.to_owned())], None, azs)
 }
 
 /// Every alarm `apply` wants: as [`wanted`], with one dead-letter-queue alarm per partner
 /// (`dlqs`: the partner's name, `None` for the single partner, and its dead-letter queue), named
-/// `<name>-<partner>`.
+/// `<name>-<partner>`; `unrouted`: the queue of keys under no partner's prefix (a stack with
+/// `partners`), watched by [`Kind::Unrouted`].
 pub fn wanted_for(
     alerting: &Alerting,
     function: &str,
     dlqs: &[(Option<String>, String)],
+    unrouted: Option<&str>,
     azs: &[String; 2],
 ) -> Vec<Wanted> {
     let fun = || vec![(FUNCTION_DIMENSION, function.to_owned())];
@@ -447,6 +458,18 @@ pub fn wanted_for(
                     });
                 }
             }
+            Kind::Unrouted => out.extend(unrouted.map(|queue| {
+                base(
+                    "ApproximateNumberOfMessagesVisible",
+                    "AWS/SQS",
+                    vec![("QueueName", queue.to_owned())],
+                    "Maximum",
+                    format!(
+                        "new objects under no partner's prefix: their S3 events wait in the \
+                         queue {queue} (no partner received them)"
+                    ),
+                )
+            })),
             Kind::HostKeyUntrusted => out.push(base(
                 "HostKeyUntrusted",
                 NAMESPACE,
@@ -513,7 +536,14 @@ pub async fn ensure(
     let topic = topic::ensure(ctx).await?;
     crate::schedule::ensure(ctx, function_arn).await?;
     let spec = ctx.spec;
-    let wanted = wanted_for(&spec.alerting, &spec.function_name(), dlqs, azs);
+    let unrouted = crate::unrouted::prefixes(spec).map(|_| crate::unrouted::name(&spec.stack));
+    let wanted = wanted_for(
+        &spec.alerting,
+        &spec.function_name(),
+        dlqs,
+        unrouted.as_deref(),
+        azs,
+    );
     cloudwatch::ensure(ctx, &topic, &wanted).await?;
     Ok(topic)
 }

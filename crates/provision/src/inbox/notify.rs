@@ -1,9 +1,12 @@
 //! The bucket's notifications to the stack's queues: one `QueueConfiguration` per partner (filtered
-//! on its prefix), or the single partner's unfiltered one, merged into what else the bucket has.
+//! on its prefix), or the single partner's unfiltered one, merged into what else the bucket has;
+//! with partners, also the bucket's delivery to EventBridge, for the keys under no partner's
+//! prefix ([`crate::unrouted`]). Going back to one partner leaves that delivery on: the stack
+//! cannot tell whether another rule uses it, and S3's events on the default bus cost nothing.
 
 use aws_sdk_s3::types::{
-    Event, FilterRule, FilterRuleName, NotificationConfiguration, NotificationConfigurationFilter,
-    QueueConfiguration, S3KeyFilter,
+    Event, EventBridgeConfiguration, FilterRule, FilterRuleName, NotificationConfiguration,
+    NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
 };
 
 use super::bucket::{EVENT, NOTIFICATION_ID, QUEUE_POLICY_PROPAGATION};
@@ -64,9 +67,16 @@ pub(crate) async fn ensure(ctx: Ctx<'_>, exists: bool, wanted: &[Notify]) -> Res
             None => format!("queue {}", n.queue_name),
         })
         .collect();
+    // With partners, keys under none of their prefixes go through EventBridge (crate::unrouted).
+    let eventbridge = crate::unrouted::prefixes(ctx.spec).is_some();
     let what = format!(
-        "notification of bucket {bucket} on {EVENT}: {}",
-        targets.join(", ")
+        "notification of bucket {bucket} on {EVENT}: {}{}",
+        targets.join(", "),
+        if eventbridge {
+            ", and to EventBridge"
+        } else {
+            ""
+        }
     );
     let placeholder = wanted.iter().any(|n| is_placeholder(&n.queue_arn));
     let current = if !exists || placeholder {
@@ -103,7 +113,8 @@ pub(crate) async fn ensure(ctx: Ctx<'_>, exists: bool, wanted: &[Notify]) -> Res
                 })
                 .collect();
             want.sort();
-            State::of(!mine.is_empty(), mine == want)
+            let delivered = !eventbridge || cfg.event_bridge_configuration().is_some();
+            State::of(!mine.is_empty(), mine == want && delivered)
         }
     };
     ctx.converge(&what, state, || async {
@@ -123,10 +134,17 @@ pub(crate) async fn ensure(ctx: Ctx<'_>, exists: bool, wanted: &[Notify]) -> Res
                 .set_lambda_function_configurations(Some(
                     cur.lambda_function_configurations().to_vec(),
                 ))
-                .set_event_bridge_configuration(cur.event_bridge_configuration().cloned())
+                .set_event_bridge_configuration(
+                    cur.event_bridge_configuration().cloned().or_else(|| {
+                        eventbridge.then(|| EventBridgeConfiguration::builder().build())
+                    }),
+                )
                 .build(),
             None => NotificationConfiguration::builder()
                 .set_queue_configurations(Some(stack.collect()))
+                .set_event_bridge_configuration(
+                    eventbridge.then(|| EventBridgeConfiguration::builder().build()),
+                )
                 .build(),
         };
         // S3 checks that it may send to the queue; right after the queue policy was written it

@@ -149,7 +149,6 @@ pub(crate) async fn ensure_queue(
 
 /// Lets the inbox bucket (and only it, from this account) send its notifications to the queue.
 pub(crate) async fn ensure_queue_policy(ctx: Ctx<'_>, name: &str, queue: &Queue) -> Result<()> {
-    let c = ctx.clients;
     let what = format!(
         "policy of queue {name}: S3 notifications from bucket {}",
         ctx.spec.bucket
@@ -176,18 +175,29 @@ pub(crate) async fn ensure_queue_policy(ctx: Ctx<'_>, name: &str, queue: &Queue)
         }]
     })
     .to_string();
+    converge_policy(ctx, &what, queue, policy).await
+}
+
+/// Brings the queue's policy to `policy` (a JSON document), reported as `what`.
+pub(crate) async fn converge_policy(
+    ctx: Ctx<'_>,
+    what: &str,
+    queue: &Queue,
+    policy: String,
+) -> Result<()> {
+    let c = ctx.clients;
     let current = queue_attributes(c, &queue.url).await?;
     let state = State::of(
         current.contains_key(&QueueAttributeName::Policy),
         same_value(current.get(&QueueAttributeName::Policy), &policy),
     );
-    ctx.converge(&what, state, || async {
+    ctx.converge(what, state, || async {
         let req = c
             .sqs
             .set_queue_attributes()
             .queue_url(&queue.url)
             .attributes(QueueAttributeName::Policy, policy);
-        req.send().await.map_err(aws("SetQueueAttributes", &what))?;
+        req.send().await.map_err(aws("SetQueueAttributes", what))?;
         Ok(())
     })
     .await
