@@ -88,6 +88,33 @@ fn without_a_schedule_there_are_no_check_alarms() {
 }
 
 #[test]
+fn the_unrouted_alarm_exists_with_partners_only_and_takes_its_configured_name() {
+    let raw = RawAlarms {
+        unrouted: Some(RawAlarm {
+            name: Some("acme-stray-keys".into()),
+            threshold: Some(5.0),
+        }),
+        ..RawAlarms::default()
+    };
+    let a = alerting(raw, Some("off")).unwrap();
+    let dlqs = [(Some("bank".to_owned()), "acme-partner-bank-dlq".to_owned())];
+    let with = wanted_for(&a, "f", &dlqs, Some("acme-unrouted"), &azs());
+    let unrouted: Vec<&Wanted> = with.iter().filter(|w| w.kind == Kind::Unrouted).collect();
+    let [u] = unrouted[..] else {
+        panic!("one unrouted alarm: {unrouted:?}")
+    };
+    assert_eq!(u.name, "acme-stray-keys");
+    assert_eq!(u.threshold, 5.0);
+    assert_eq!(
+        (u.namespace, u.metric, u.statistic),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum")
+    );
+    assert_eq!(u.dimensions, [("QueueName", "acme-unrouted".to_owned())]);
+    let without = wanted_for(&a, "f", &dlqs, None, &azs());
+    assert!(!without.iter().any(|w| w.kind == Kind::Unrouted));
+}
+
+#[test]
 fn bad_values_are_named_by_field() {
     let bad_threshold = RawAlarms {
         function_errors: Some(RawAlarm {
