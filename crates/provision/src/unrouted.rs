@@ -287,6 +287,12 @@ async fn targets(c: &Clients, name: &str) -> Result<Option<Vec<Target>>> {
 pub(crate) async fn delete(ctx: Ctx<'_>, keep_messages: bool) -> Result<()> {
     let (c, stack) = (ctx.clients, ctx.spec.stack.as_str());
     let name = name(stack);
+    // `ensure` creates the queue before the rule and this removes it after: no queue, no rule.
+    // A single-partner stack (most of them) so asks nothing of EventBridge, and an operator
+    // policy from before the rule still applies it.
+    let Some(url) = find_queue_url(c, &name).await? else {
+        return Ok(());
+    };
     if let Some(rule) = describe_rule(c, &name).await? {
         let arn = rule.arn().unwrap_or_default().to_owned();
         let what = format!("EventBridge rule {name}");
@@ -320,9 +326,6 @@ pub(crate) async fn delete(ctx: Ctx<'_>, keep_messages: bool) -> Result<()> {
             ctx.record(Action::Delete, what, &arn);
         }
     }
-    let Some(url) = find_queue_url(c, &name).await? else {
-        return Ok(());
-    };
     let what = format!("queue {name}");
     let tags = c.sqs.list_queue_tags().queue_url(&url).send().await;
     let tags = tags.map_err(aws("ListQueueTags", &what))?;
