@@ -169,6 +169,42 @@ async fn keys_under_no_partner_prefix_reach_the_unrouted_queue() {
     let (_, again) = run(&c, &spec, Mode::Apply).await.expect("re-apply");
     assert_eq!(util::written(&again), vec![], "re-apply changed something");
 
+    // A third partner: the rule's pattern follows (updated in place), and back.
+    let three = spec_with(
+        stack,
+        &files,
+        Some(vec![
+            partner(&files, "acme"),
+            partner(&files, "beta"),
+            partner(&files, "gamma"),
+        ]),
+    );
+    let (_, added) = run(&c, &three, Mode::Apply).await.expect("add gamma");
+    assert!(
+        added.changes().iter().any(|ch| ch.action == Action::Update
+            && ch
+                .resource
+                .starts_with("EventBridge rule unrouted-unrouted")),
+        "{:#?}",
+        added.changes()
+    );
+    let key_filter = |found: Option<provision::unrouted::Found>| {
+        let pattern: Value = serde_json::from_str(&found.unwrap().pattern.unwrap()).unwrap();
+        pattern["detail"]["object"]["key"].clone()
+    };
+    let found = provision::unrouted::find(&c, stack).await.unwrap();
+    assert_eq!(
+        key_filter(found),
+        json!([{"anything-but": {"prefix": ["acme/", "beta/", "gamma/"]}}])
+    );
+    util::consume_test_events(&c, stack).await;
+    run(&c, &spec, Mode::Apply).await.expect("remove gamma");
+    let found = provision::unrouted::find(&c, stack).await.unwrap();
+    assert_eq!(
+        key_filter(found),
+        json!([{"anything-but": {"prefix": ["acme/", "beta/"]}}])
+    );
+
     // moto delivers S3 → EventBridge → SQS: only the key under no prefix arrives.
     util::consume_test_events(&c, stack).await;
     for key in ["other/x.csv", "acme/in.csv", "beta/b.csv", "root.csv"] {
