@@ -161,11 +161,12 @@ async fn keys_under_no_partner_prefix_reach_the_unrouted_queue() {
         c.s3.get_bucket_notification_configuration()
             .bucket(&spec.bucket);
     let n = n.send().await.unwrap();
-    // moto stores EventBridgeConfiguration but does not return it (see
-    // util::moto_eventbridge_echo): that it is on shows below, in the events it delivers.
+    // (moto does not return EventBridgeConfiguration; testkit's proxy does, as AWS does.) That
+    // it is on also shows below, in the events it delivers.
+    assert!(n.event_bridge_configuration().is_some(), "{n:?}");
     assert_eq!(n.queue_configurations().len(), 2, "{n:?}");
 
-    // Re-apply: nothing written (but the notification moto cannot show as unchanged).
+    // Re-apply: nothing written.
     let (_, again) = run(&c, &spec, Mode::Apply).await.expect("re-apply");
     assert_eq!(util::written(&again), vec![], "re-apply changed something");
 

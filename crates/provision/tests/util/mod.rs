@@ -433,22 +433,11 @@ pub fn partner_json_at(host: &str, port: u16) -> String {
     )
 }
 
-/// Whether `change` is the re-put of a bucket notification that moto cannot show as unchanged:
-/// moto 5.2's `GetBucketNotificationConfiguration` omits `EventBridgeConfiguration` (its
-/// `get_bucket_notification` builds topic, queue and lambda configurations only) although it
-/// stores and delivers it, so a stack with partners (EventBridge delivery on) re-puts its
-/// notification on every apply there; AWS returns it and the re-apply writes nothing.
-pub fn moto_eventbridge_echo(change: &provision::context::Change) -> bool {
-    change.action == provision::context::Action::Update
-        && change.resource.starts_with("notification of bucket ")
-        && change.resource.ends_with(", and to EventBridge")
-}
-
-/// The changes of a re-apply that wrote something (all but `Unchanged` and
-/// [`moto_eventbridge_echo`]): empty when the re-apply is a no-op.
+/// The changes of a re-apply that wrote something (all but `Unchanged`): empty when the re-apply
+/// is a no-op. (moto omits a bucket's `EventBridgeConfiguration` on get; testkit's strict-AWS
+/// proxy returns it, as AWS does.)
 pub fn written(report: &Report) -> Vec<provision::context::Change> {
-    let written = |c: &provision::context::Change| {
-        c.action != provision::context::Action::Unchanged && !moto_eventbridge_echo(c)
-    };
+    let written =
+        |c: &provision::context::Change| c.action != provision::context::Action::Unchanged;
     report.changes().into_iter().filter(written).collect()
 }

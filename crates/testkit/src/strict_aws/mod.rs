@@ -187,6 +187,10 @@ struct Shared {
     upstream: String,
     timings: Timings,
     state: Mutex<State>,
+    /// Buckets whose notification configuration last put had an `EventBridgeConfiguration`:
+    /// moto 5.2 stores and honours it but leaves it out of `GetBucketNotificationConfiguration`,
+    /// which AWS returns it in; the proxy puts it back.
+    eventbridge_buckets: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A proxy of this test binary in front of [`crate::moto()`] with [`Timings::none`]: moto with
@@ -229,6 +233,7 @@ impl StrictAws {
             upstream,
             state: Mutex::new(State::new(timings.clone())),
             timings,
+            eventbridge_buckets: Mutex::default(),
         });
         let for_thread = shared.clone();
         thread::Builder::new()
@@ -520,12 +525,47 @@ impl Shared {
                 return http::bad_gateway(&e.to_string());
             }
         };
+        self.echo_eventbridge(&call, &mut resp);
         let job = self.lock().after(&call, &mut resp);
         if let Some(job) = job {
             let enis = self.create_enis(&job);
             self.lock().add_enis(enis);
         }
         resp
+    }
+
+    /// See [`Shared::eventbridge_buckets`]: remembered on a successful put, given back on get.
+    fn echo_eventbridge(&self, call: &Call, resp: &mut Response) {
+        let Some(bucket) = call.bucket.clone() else {
+            return;
+        };
+        const TAG: &str = "EventBridgeConfiguration";
+        let mut buckets = self
+            .eventbridge_buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match call.action.as_str() {
+            "PutBucketNotificationConfiguration" if resp.ok() => {
+                if String::from_utf8_lossy(&call.req.body).contains(TAG) {
+                    buckets.insert(bucket);
+                } else {
+                    buckets.remove(&bucket);
+                }
+            }
+            "GetBucketNotificationConfiguration" if resp.ok() && buckets.contains(&bucket) => {
+                let body = resp.text();
+                let end = "</NotificationConfiguration>";
+                if !body.contains(TAG) {
+                    if let Some(at) = body.rfind(end) {
+                        let mut fixed = body[..at].to_owned();
+                        fixed.push_str(&format!("<{TAG}></{TAG}>"));
+                        fixed.push_str(&body[at..]);
+                        resp.body = fixed.into_bytes();
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     /// A query-protocol EC2 call of the proxy's own to moto, signed in shape only.
