@@ -293,23 +293,13 @@ fn which_eip(eips: &[String], ip: &str) -> Option<&'static str> {
 /// The check's answer from one instance: one line per partner; true when every partner passed.
 fn print_checks(subnet: u8, answer: &testkit::Invocation) -> bool {
     let label = format!("private-{}", name(subnet));
-    if !answer.ok {
-        return job::print_check(&label, &Err(answer.body.clone()));
-    }
-    let doc: Value = match serde_json::from_str(&answer.body) {
-        Ok(v) => v,
-        Err(e) => {
-            return job::print_check(&label, &Err(format!("not JSON ({e}): {}", answer.body)))
-        }
+    let answer = if !answer.ok {
+        Err(answer.body.clone())
+    } else {
+        serde_json::from_str::<Value>(&answer.body)
+            .map_err(|e| format!("not JSON ({e}): {}", answer.body))
     };
-    match doc["partners"].as_array() {
-        // Several partners: one report each, under the partner's `name`.
-        Some(reports) if !reports.is_empty() => reports.iter().fold(true, |ok, r| {
-            let partner = r["name"].as_str().unwrap_or("?");
-            job::print_check(&format!("{label} → {partner}"), &Ok(r.clone())) && ok
-        }),
-        _ => job::print_check(&label, &Ok(doc)),
-    }
+    job::print_checks(&label, &answer)
 }
 
 /// What `p`'s disk holds (only files of its own prefix) and the EIPs its sshd saw logins from

@@ -55,18 +55,7 @@ pub async fn run(stack_name: &str, wait: std::time::Duration) -> anyhow::Result<
     );
     let lambda = aws_sdk_lambda::Client::new(&config);
     let answer = invoke_check(&lambda, &stack.function).await?;
-    let check_ok = match &answer {
-        // Several partners: one report each, under its name.
-        Ok(doc) if doc["partners"].is_array() => doc["partners"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .fold(true, |ok, r| {
-                let name = r["name"].as_str().unwrap_or("?");
-                job::print_check(&format!("function → {name}"), &Ok(r.clone())) && ok
-            }),
-        _ => job::print_check("function", &answer),
-    };
+    let check_ok = job::print_checks("function", &answer);
     Ok(delivered && check_ok)
 }
 

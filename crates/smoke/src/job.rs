@@ -233,9 +233,25 @@ pub async fn wait_for_receipt(
     }
 }
 
-/// Prints the egress self-check's answer for one function instance; true when it passed.
-/// `answer` is the report, or the invocation's error message.
-pub fn print_check(label: &str, answer: &Result<Value, String>) -> bool {
+/// Prints the egress self-check's answer for one function instance: one line per partner of a
+/// stack with several (`{"partners": [{"name", ...report}]}`), else the one report; true when
+/// every partner passed. `answer` is the answer, or the invocation's error message.
+pub fn print_checks(label: &str, answer: &Result<Value, String>) -> bool {
+    match answer {
+        Ok(doc) if doc["partners"].as_array().is_some_and(|a| !a.is_empty()) => doc["partners"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .fold(true, |ok, r| {
+                let name = r["name"].as_str().unwrap_or("?");
+                print_check(&format!("{label} → {name}"), &Ok(r.clone())) && ok
+            }),
+        _ => print_check(label, answer),
+    }
+}
+
+/// Prints one self-check report (or the invocation's error message); true when it passed.
+fn print_check(label: &str, answer: &Result<Value, String>) -> bool {
     match answer {
         Ok(r) => {
             let s = |k: &str| {
