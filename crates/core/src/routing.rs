@@ -84,10 +84,16 @@ pub struct Routing {
 
 /// A partner declaration that cannot be used; names the partner and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}{problem}", partner.as_ref().map(|p| format!("partner {p:?}: ")).unwrap_or_default())]
+#[error(
+    "{}{}{problem}",
+    partner.as_ref().map(|p| format!("partner {p:?}: ")).unwrap_or_default(),
+    field.map(|f| format!("{f}: ")).unwrap_or_default()
+)]
 pub struct RoutingError {
     /// The partner at fault, if one is.
     pub partner: Option<String>,
+    /// Its field at fault (`remote_path_template`, `overwrite`), if the problem is one field's.
+    pub field: Option<&'static str>,
     /// What is wrong and what to do.
     pub problem: String,
 }
@@ -98,6 +104,7 @@ impl Routing {
     pub fn new(specs: Vec<PartnerSpec>) -> Result<Routing, RoutingError> {
         let whole = |problem: String| RoutingError {
             partner: None,
+            field: None,
             problem,
         };
         if specs.is_empty() {
@@ -107,7 +114,12 @@ impl Routing {
         for spec in specs {
             let at = |problem: String| RoutingError {
                 partner: Some(spec.name.clone()),
+                field: None,
                 problem,
+            };
+            let in_field = |field, problem: String| RoutingError {
+                field: Some(field),
+                ..at(problem)
             };
             if !valid_name(&spec.name) {
                 return Err(at(
@@ -137,10 +149,10 @@ impl Routing {
             };
             let template = spec.remote_path_template.as_deref().unwrap_or("{key}");
             let route = Route::new(template, strip)
-                .map_err(|e| at(format!("remote_path_template: {e}")))?;
+                .map_err(|e| in_field("remote_path_template", e.to_string()))?;
             let overwrite = match &spec.overwrite {
                 None => Overwrite::default(),
-                Some(v) => v.parse().map_err(|e| at(format!("overwrite: {e}")))?,
+                Some(v) => v.parse().map_err(|e| in_field("overwrite", e))?,
             };
             partners.push(PartnerRoute {
                 spec,
@@ -152,6 +164,7 @@ impl Routing {
             if let Some(p) = partners.iter().find(|p| p.prefix().is_none()) {
                 return Err(RoutingError {
                     partner: Some(p.name().to_owned()),
+                    field: None,
                     problem: "has no prefix, but a stack with several partners routes by key prefix: give every partner its own prefix (e.g. \"acme/\")".into(),
                 });
             }
@@ -192,6 +205,7 @@ impl Routing {
     pub fn from_json(text: &str) -> Result<Routing, RoutingError> {
         let specs: Vec<PartnerSpec> = serde_json::from_str(text).map_err(|e| RoutingError {
             partner: None,
+            field: None,
             problem: format!(
                 "is not a JSON array of partners ({{\"name\", \"prefix\", \"secret_id\", ...}}): {e}"
             ),

@@ -239,16 +239,11 @@ fn routing(get: &dyn Fn(&str) -> Option<String>) -> Result<Routing, SettingsErro
         overwrite.as_deref(),
     )
     .map_err(|e| SettingsError {
-        var: if e.problem.starts_with("overwrite") {
-            env::OVERWRITE
-        } else {
-            env::REMOTE_PATH_TEMPLATE
+        var: match e.field {
+            Some("overwrite") => env::OVERWRITE,
+            _ => env::REMOTE_PATH_TEMPLATE,
         },
-        problem: e
-            .problem
-            .trim_start_matches("overwrite: ")
-            .trim_start_matches("remote_path_template: ")
-            .to_owned(),
+        problem: e.problem,
     })
 }
 
