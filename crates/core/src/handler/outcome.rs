@@ -130,6 +130,19 @@ impl Tally {
             } => self.permanent += 1,
         }
     }
+
+    /// The counts as the metrics both kinds of line carry; `untrusted`: records that failed on
+    /// an untrusted host key.
+    fn metrics(&self, untrusted: u64) -> [metrics::Metric<'static>; 6] {
+        [
+            ("FilesDelivered", "Count", self.delivered),
+            ("BytesDelivered", "Bytes", self.bytes),
+            ("FilesSkipped", "Count", self.skipped),
+            ("FailuresTransient", "Count", self.transient),
+            ("FailuresPermanent", "Count", self.permanent),
+            ("HostKeyUntrusted", "Count", untrusted),
+        ]
+    }
 }
 
 /// The CloudWatch Embedded Metric Format lines of the invocation ([`crate::metrics`]): one per
@@ -154,51 +167,35 @@ pub(super) fn emf(
     };
     let unrouted = counted.iter().filter(|c| is(c, NO_PARTNER)).count() as u64;
     let function = (metrics::FUNCTION_DIMENSION, metrics::function_name());
+    let mut all_metrics = total.metrics(untrusted(&mut counted.iter())).to_vec();
+    all_metrics.push(("Unrouted", "Count", unrouted));
+    all_metrics.push(("Duration", "Milliseconds", elapsed.as_millis() as u64));
     let mut lines = vec![metrics::line(
         &[Group {
             dimension_sets: &[&[metrics::FUNCTION_DIMENSION]],
-            metrics: &[
-                ("FilesDelivered", "Count", total.delivered),
-                ("BytesDelivered", "Bytes", total.bytes),
-                ("FilesSkipped", "Count", total.skipped),
-                ("FailuresTransient", "Count", total.transient),
-                ("FailuresPermanent", "Count", total.permanent),
-                ("HostKeyUntrusted", "Count", untrusted(&mut counted.iter())),
-                ("Unrouted", "Count", unrouted),
-                ("Duration", "Milliseconds", elapsed.as_millis() as u64),
-            ],
+            metrics: &all_metrics,
         }],
         std::slice::from_ref(&function),
     )];
     // A single partner without a prefix (SFTP_FORWARD_SECRET_ID) has every record: its line
     // would repeat the function's, as six more billed metrics.
-    let single = matches!(routing.partners(), [only] if only.prefix().is_none());
+    if matches!(routing.partners(), [only] if only.prefix().is_none()) {
+        return lines;
+    }
     for (n, partner) in routing.partners().iter().enumerate() {
-        if single {
-            break;
-        }
-        let mine: Vec<usize> = (0..counted.len())
-            .filter(|&i| counted[i].partner == Some(n))
-            .collect();
+        let mine: Vec<&Counted> = counted.iter().filter(|c| c.partner == Some(n)).collect();
         if mine.is_empty() {
             continue;
         }
         let mut t = Tally::default();
-        for &i in &mine {
-            t.add(&counted[i].outcome);
+        for c in &mine {
+            t.add(&c.outcome);
         }
-        let untrusted = untrusted(&mut mine.iter().map(|&i| &counted[i]));
+        let untrusted = untrusted(&mut mine.iter().copied());
         lines.push(metrics::line(
             &[Group {
                 dimension_sets: &[&[metrics::FUNCTION_DIMENSION, metrics::PARTNER_DIMENSION]],
-                metrics: &[
-                    ("FilesDelivered", "Count", t.delivered),
-                    ("BytesDelivered", "Bytes", t.bytes),
-                    ("FilesSkipped", "Count", t.skipped),
-                    ("FailuresTransient", "Count", t.transient),
-                    ("FailuresPermanent", "Count", t.permanent),
-                    ("HostKeyUntrusted", "Count", untrusted),
-                ],
+                metrics: &t.metrics(untrusted),
             }],
             &[
                 function.clone(),
